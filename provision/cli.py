@@ -1,0 +1,98 @@
+"""The ``cluster`` command: a thin click group whose verbs live in ``provision.verbs.<verb>`` and are imported only
+when they run, so ``cluster --help`` answers without loading boto3, troposphere, paramiko or a Kubernetes client.
+
+This module is also the one edge where a ``ClusterError`` becomes one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from importlib import import_module
+
+import click
+
+from provision import __version__
+from provision.errors import ClusterError, ExitCode, UsageError
+
+# verb -> (one-line help, issue that builds it or None when built). The help is here so that listing the verbs
+# does not import them.
+VERBS: dict[str, tuple[str, int | None]] = {
+    "up": ("Create or update the cluster's stack and wait until its hosts are ready.", 3),
+    "render": ("Print the CloudFormation template, or write it and the host user-data to a folder.", None),
+    "status": ("Show the stack and one row per host: lifecycle, health, fingerprint, node.", 3),
+    "patch": ("Roll every outdated host: patched replacement first, then cordon, drain, terminate.", 5),
+    "replace": ("Replace one host, saving its diagnostics first.", 5),
+    "heal": ("Drain hosts that the auto-scaling group terminates (lifecycle hook handler).", 6),
+    "down": ("Delete the cluster's stack and report anything left behind.", 3),
+    "ssh": ("Open a shell on a host (host keys verified).", 7),
+    "exec": ("Run a command on several hosts at once.", 7),
+    "diagnose": ("Save a host's logs and state to a local folder.", 7),
+    "doctor": ("Find what needs attention and say what to do about it.", 7),
+    "sandbox": ("Start, stop or show the local sandbox (AWS and Kubernetes simulators).", 4),
+    "demo": ("Run the whole story on a fresh sandbox: up, replace, patch, down.", 5),
+}
+
+
+class LazyVerbs(click.Group):
+    """Lists every verb from ``VERBS`` and imports a verb's module only when that verb is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in VERBS:
+            return None
+        short_help, issue = VERBS[cmd_name]
+        if issue is not None:
+            return _not_built(cmd_name, short_help, issue)
+        command = import_module(f"provision.verbs.{cmd_name}").command
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text + ("" if issue is None else " (not built yet)")) for name, (help_text, issue) in VERBS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _not_built(name: str, short_help: str, issue: int) -> click.Command:
+    def refuse(args: tuple[str, ...]) -> None:
+        raise UsageError(f"`cluster {name}` is not built yet (issue {issue}); nothing was done")
+
+    return click.Command(
+        name,
+        callback=refuse,
+        help=f"{short_help}\n\nNot built yet (issue {issue}).",
+        short_help=short_help,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+
+
+@click.group(cls=LazyVerbs, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(__version__, prog_name="cluster")
+def cli(debug: bool) -> None:
+    """Provision, patch and heal fleets of Kubernetes worker hosts on AWS."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        result = cli.main(args=args, prog_name="cluster", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted; nothing more was done.", err=True)
+        return ExitCode.INTERRUPTED
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except ClusterError as error:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {error}", err=True)
+        return error.exit_code
+    # click returns the exit code of --help/--version (via click.exceptions.Exit) and None after a verb ran.
+    return result if isinstance(result, int) else ExitCode.OK

@@ -1,0 +1,1 @@
+"""The configuration file: its schema (``schema``), value types (``types``) and loader (``loader``)."""

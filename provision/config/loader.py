@@ -1,0 +1,127 @@
+"""Read ``cluster.toml`` once, validate it against the schema, and turn every problem into one ``ConfigError`` line
+that names the file and the key path (``hosts.max_size``), with a did-you-mean for misspelt keys."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from provision.config.schema import ClusterConfig
+from provision.config.types import FieldProblem
+from provision.errors import ConfigError
+
+
+def load_config(path: Path, *, source: str | None = None) -> ClusterConfig:
+    """Load and validate the TOML file at ``path``. ``source`` is how the file is named in messages."""
+    name = source or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(name, "", "no such file (copy cluster.example.toml to start one)") from None
+    except OSError as error:
+        raise ConfigError(name, "", f"cannot read: {error.strerror or error}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(name, "", f"not UTF-8 text (byte {error.start})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(name, "", f"TOML syntax error: {error}") from None
+    return parse_config(data, source=name)
+
+
+def parse_config(data: dict[str, Any], *, source: str) -> ClusterConfig:
+    """Validate already-parsed TOML data; the first problem becomes a ``ConfigError``."""
+    try:
+        return ClusterConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        key, problem = describe(first)
+        raise ConfigError(source, key, problem) from error
+
+
+def describe(error: ErrorDetails) -> tuple[str, str]:
+    """The key path and the problem of one pydantic error, in the words of the TOML file."""
+    path, model = _walk(ClusterConfig, error["loc"])
+    kind = error["type"]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldProblem):
+        return _join(path + cause.field.split(".")), str(cause)
+    if kind == "extra_forbidden" and model is not None:
+        known = sorted(model.model_fields)
+        hint = difflib.get_close_matches(path[-1], known, n=1)
+        suggestion = f"did you mean {hint[0]!r}?" if hint else f"known keys: {', '.join(known)}"
+        return _join(path), f"unknown key ({suggestion})"
+    if kind == "missing":
+        return _join(path), "is required"
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        return _join([*path, "mode"]), "must be 'eks' or 'kubeadm'"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind.endswith("_type") or kind.startswith("literal"):
+        message = f"{message} (got {_toml_kind(error['input'])} {_short(error['input'])})"
+    return _join(path), message
+
+
+def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[list[str], type[BaseModel] | None]:
+    """Follow ``loc`` through the schema. Returns the key path as the user wrote it (without the tag pydantic adds for
+    a discriminated union) and the model that holds the last key, for the did-you-mean."""
+    path: list[str] = []
+    current: type[BaseModel] | None = model
+    parent: type[BaseModel] | None = model
+    index = 0
+    while index < len(loc):
+        part = loc[index]
+        index += 1
+        path.append(str(part) if isinstance(part, str) else f"[{part}]")
+        parent = current
+        field = current.model_fields.get(str(part)) if current is not None else None
+        current = None
+        if field is None:
+            continue
+        members = _models_in(field.annotation)
+        if len(members) == 1:
+            current = members[0]
+        elif members and index < len(loc):
+            # A discriminated union puts the tag ("eks", "kubeadm") into the location; it is not a key in the file.
+            tag = loc[index]
+            current = next((m for m in members if _tag_of(m) == tag), None)
+            if current is not None:
+                index += 1
+    return path, parent if current is None else current
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+    return []
+
+
+def _tag_of(model: type[BaseModel]) -> object:
+    mode = model.model_fields.get("mode")
+    args = typing.get_args(mode.annotation) if mode is not None else ()
+    return args[0] if args else None
+
+
+def _join(path: list[str]) -> str:
+    return ".".join(path).replace(".[", "[") or "(top level)"
+
+
+def _toml_kind(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+    return next((label for kind, label in names.items() if isinstance(value, kind)), type(value).__name__)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

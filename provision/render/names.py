@@ -1,0 +1,41 @@
+"""Names that the template, the user-data and the verbs must agree on. Change one here and all three follow."""
+
+from __future__ import annotations
+
+# Logical ids of the resources other verbs look up in the stack.
+HOST_GROUP = "HostGroup"
+LAUNCH_TEMPLATE = "HostLaunchTemplate"
+HOST_ROLE = "HostRole"
+HOST_SECURITY_GROUP = "HostSecurityGroup"
+EKS_CLUSTER = "EksCluster"
+
+# Template parameters: what changes between deploys without changing the configuration file.
+IMAGE_PARAMETER = "ImageId"
+PATCH_GENERATION_PARAMETER = "PatchGeneration"
+
+# Lifecycle hooks declared on the group. The host completes the launch hook; a roll or `cluster heal` the other.
+LAUNCH_HOOK = "host-launch"
+TERMINATE_HOOK = "host-terminate"
+
+# Tags every host carries. The fingerprint names the configuration that launched the host: an outdated host is one
+# whose fingerprint differs from the stack's current one.
+CLUSTER_TAG = "cluster:name"
+FINGERPRINT_TAG = "cluster:fingerprint"
+
+# Stack outputs that the other verbs read.
+OUTPUT_GROUP = "HostGroupName"
+OUTPUT_LAUNCH_TEMPLATE = "LaunchTemplateId"
+OUTPUT_ROLE = "HostRoleArn"
+OUTPUT_FINGERPRINT = "HostFingerprint"
+OUTPUT_PARAMETER_PATH = "ParameterPath"
+OUTPUT_EKS_CLUSTER = "EksClusterName"
+
+
+def join_token_parameter(parameter_path: str) -> str:
+    """The SecureString that holds the kubeadm bootstrap token; only its name is ever rendered."""
+    return f"{parameter_path}/join-token"
+
+
+def host_records_path(parameter_path: str) -> str:
+    """Below this path each host keeps ``<instance-id>/boot`` (why its boot failed) and ``<instance-id>/health``."""
+    return f"{parameter_path}/hosts"

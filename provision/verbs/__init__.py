@@ -1,0 +1,1 @@
+"""One module per CLI verb. The CLI imports a verb's module only when that verb runs, so ``--help`` stays fast."""

@@ -1,0 +1,55 @@
+"""``cluster render``: the CloudFormation template and the host user-data, exactly as ``cluster up`` deploys them."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from provision.verbs.options import config_option, load_config
+
+
+@click.command("render")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@click.option(
+    "--output",
+    "output_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write template.<format> and userdata.sh into this folder instead of printing the template.",
+)
+@click.option("--userdata", "userdata_only", is_flag=True, help="Print the host user-data instead of the template.")
+def command(config_path: Path | None, fmt: str, output_dir: Path | None, userdata_only: bool) -> None:
+    """Print the CloudFormation template, or write it and the host user-data to a folder.
+
+    Rendering is pure: it makes no AWS call. The image of an `ssm:` AMI is resolved by CloudFormation at deploy time.
+    """
+    from provision.render.template import render
+
+    if userdata_only and output_dir is not None:
+        raise click.UsageError("--userdata prints the user-data; --output writes both files. Choose one.")
+    rendered = render(load_config(config_path, example_ok=True))
+    text = rendered.text("json" if fmt == "json" else "yaml")
+    if userdata_only:
+        click.echo(rendered.userdata, nl=False)
+    elif output_dir is None:
+        click.echo(text, nl=False)
+    else:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(output_dir / f"template.{fmt}", text)
+        _write_atomically(output_dir / "userdata.sh", rendered.userdata)
+        click.echo(f"wrote {output_dir / f'template.{fmt}'} and {output_dir / 'userdata.sh'}", err=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write beside the target and rename, so an interrupted render never leaves a half-written file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

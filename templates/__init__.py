@@ -1,0 +1,1 @@
+"""CloudFormation-side data shipped in the wheel as ``provision.templates`` (read with importlib.resources)."""

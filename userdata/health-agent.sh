@@ -1,0 +1,48 @@
+#!/bin/bash
+# cluster health agent, run by cluster-health-agent.timer. It checks the kubelet, the container runtime and the root
+# disk; after FAILURES consecutive failed runs it reports this host Unhealthy to its auto-scaling group, which replaces
+# it. Its last verdict is kept in /var/lib/cluster-health/last and published (on change) under RECORDS/<id>/health.
+set -uo pipefail
+root="${CLUSTER_HOST_ROOT:-}"
+# shellcheck disable=SC1091  # written by the boot script
+. "$root/etc/cluster/health-agent.env"
+state="$root/var/lib/cluster-health"
+mkdir -p "$state"
+
+check_kubelet() {
+  systemctl is-active --quiet kubelet && curl -sf --max-time 5 http://127.0.0.1:10248/healthz >/dev/null
+}
+check_container_runtime() {
+  systemctl is-active --quiet containerd
+}
+check_disk() {
+  local used
+  used=$(df --output=pcent / | tail -n 1 | tr -dc '0-9')
+  ((100 - used >= DISK_MIN_FREE))
+}
+
+failed=""
+for check in $CHECKS; do
+  "check_$check" || failed="$failed $check"
+done
+count=$(cat "$state/failures" 2>/dev/null || echo 0)
+if [[ -z "$failed" ]]; then
+  count=0
+  verdict=healthy
+else
+  count=$((count + 1))
+  verdict="failing:${failed# }"
+fi
+echo "$count" >"$state/failures"
+printf '%s %s failures=%s\n' "$(date -u +%FT%TZ)" "$verdict" "$count" >"$state/last"
+
+if ((count >= FAILURES)) && [[ ! -e "$state/reported" ]]; then
+  logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); reporting to the auto-scaling group"
+  aws --region "$REGION" autoscaling set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy &&
+    touch "$state/reported"
+fi
+if [[ "$verdict" != "$(cat "$state/published" 2>/dev/null)" ]]; then
+  aws --region "$REGION" ssm put-parameter --name "$RECORDS/$INSTANCE_ID/health" --type String --overwrite \
+    --value "$(cat "$state/last")" >/dev/null && echo "$verdict" >"$state/published"
+fi
+exit 0
