@@ -1,0 +1,114 @@
+"""The `cluster` command itself: verbs, `render`'s outputs, and a fast `--help` that imports nothing heavy."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from provision.cli import VERBS
+from tests.conftest import EXAMPLE, GOLDEN, Outcome
+
+Run = Callable[..., Outcome]
+
+PRODUCT_VERBS = ["up", "render", "status", "patch", "replace", "heal", "down", "ssh", "exec", "diagnose", "doctor",
+                 "sandbox", "demo"]  # fmt: skip
+HEAVY = ["boto3", "botocore", "troposphere", "awacs", "paramiko", "kubernetes", "lightkube", "moto", "cfnlint", "pydantic"]
+
+
+def test_help_lists_every_verb_of_the_product(run_main: Run) -> None:
+    outcome = run_main("--help")
+
+    assert outcome.code == 0
+    # Verb rows start at the section's indent; wrapped help continues further right.
+    listed = re.findall(r"^  (\S+)", outcome.out.split("Commands:")[1], flags=re.MULTILINE)
+    assert listed == PRODUCT_VERBS
+
+
+def test_help_imports_no_heavy_library() -> None:
+    # A fresh interpreter, as a user's shell would start it.
+    probe = (
+        "import sys\n"
+        "from provision.cli import main\n"
+        "code = main(['--help'])\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[] 0"
+
+
+@pytest.mark.parametrize("verb", [verb for verb, (_, issue) in VERBS.items() if issue is not None])
+def test_a_verb_not_built_yet_says_so_and_exits_2(run_main: Run, verb: str) -> None:
+    outcome = run_main(verb, "--yes", "-c", "whatever.toml")
+
+    assert outcome.code == 2
+    assert outcome.err == f"error: `cluster {verb}` is not built yet (issue {VERBS[verb][1]}); nothing was done\n"
+
+
+def test_render_prints_the_example_template(run_main: Run) -> None:
+    outcome = run_main("render", "-c", str(EXAMPLE))
+
+    assert outcome.code == 0, outcome.err
+    assert outcome.out == (GOLDEN / "kubeadm.template.yaml").read_text()
+
+
+def test_render_json(run_main: Run) -> None:
+    outcome = run_main("render", "-c", str(EXAMPLE), "--format", "json")
+    assert json.loads(outcome.out)["Resources"]["HostGroup"]["Type"] == "AWS::AutoScaling::AutoScalingGroup"
+
+
+def test_render_userdata(run_main: Run) -> None:
+    outcome = run_main("render", "-c", str(EXAMPLE), "--userdata")
+    assert outcome.out == (GOLDEN / "kubeadm.userdata.sh").read_text()
+
+
+def test_render_output_writes_template_and_userdata(run_main: Run, in_tmp: Path) -> None:
+    outcome = run_main("render", "-c", str(EXAMPLE), "--output", "out/rendered")
+
+    assert outcome.code == 0
+    written = sorted(path.name for path in (in_tmp / "out/rendered").iterdir())
+    assert written == ["template.yaml", "userdata.sh"]
+    assert (in_tmp / "out/rendered/userdata.sh").read_text() == (GOLDEN / "kubeadm.userdata.sh").read_text()
+
+
+def test_render_output_of_a_bad_config_writes_nothing(run_main: Run, in_tmp: Path) -> None:
+    bad = in_tmp / "bad.toml"
+    bad.write_text(EXAMPLE.read_text().replace('instance_type = "m4.large"', 'instance_type = "m4"'))
+
+    outcome = run_main("render", "-c", str(bad), "--output", "out")
+
+    assert outcome.code == 2
+    assert not (in_tmp / "out").exists()
+
+
+def test_render_uses_cluster_toml_of_the_working_folder(run_main: Run, in_tmp: Path) -> None:
+    (in_tmp / "cluster.toml").write_text(EXAMPLE.read_text().replace('name = "demo"', 'name = "here"'))
+
+    outcome = run_main("render", "--userdata")
+
+    assert "readonly CLUSTER=here" in outcome.out
+    assert outcome.err == ""
+
+
+def test_render_without_a_config_falls_back_to_the_packaged_example_and_says_so(run_main: Run) -> None:
+    outcome = run_main("render")
+
+    assert outcome.code == 0
+    assert outcome.out == (GOLDEN / "kubeadm.template.yaml").read_text()
+    assert "using the packaged cluster.example.toml" in outcome.err
+
+
+def test_conflicting_flags_are_a_usage_error(run_main: Run) -> None:
+    outcome = run_main("render", "--userdata", "--output", "x")
+    assert outcome.code == 2
+    assert "Choose one" in outcome.err
+
+
+def test_version(run_main: Run) -> None:
+    outcome = run_main("--version")
+    assert outcome.code == 0 and outcome.out.startswith("cluster, version ")
