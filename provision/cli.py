@@ -52,7 +52,10 @@ class LazyVerbs(click.Group):
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, help_text + ("" if issue is None else " (not built yet)")) for name, (help_text, issue) in VERBS.items()]
+        rows = [
+            (name, help_text + ("" if issue is None else " (not built yet)"))
+            for name, (help_text, issue) in VERBS.items()
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

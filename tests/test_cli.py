@@ -18,7 +18,18 @@ Run = Callable[..., Outcome]
 
 PRODUCT_VERBS = ["up", "render", "status", "patch", "replace", "heal", "down", "ssh", "exec", "diagnose", "doctor",
                  "sandbox", "demo"]  # fmt: skip
-HEAVY = ["boto3", "botocore", "troposphere", "awacs", "paramiko", "kubernetes", "lightkube", "moto", "cfnlint", "pydantic"]
+HEAVY = [
+    "boto3",
+    "botocore",
+    "troposphere",
+    "awacs",
+    "paramiko",
+    "kubernetes",
+    "lightkube",
+    "moto",
+    "cfnlint",
+    "pydantic",
+]
 
 
 def test_help_lists_every_verb_of_the_product(run_main: Run) -> None:

@@ -69,9 +69,9 @@ def test_wheel_ships_templates_and_userdata(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         contents = set(archive.namelist())
     assert set(SHIPPED_DATA) <= contents
-    assert (
-        archive_text(wheel, "provision/templates/cluster.example.toml") == EXAMPLE.read_text()
-    ), "the packaged example must be the repository's cluster.example.toml"
+    assert archive_text(wheel, "provision/templates/cluster.example.toml") == EXAMPLE.read_text(), (
+        "the packaged example must be the repository's cluster.example.toml"
+    )
 
 
 def archive_text(wheel: Path, name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import tomllib
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,6 @@ def cfn_lint(template: dict[str, Any], region: str) -> list[str]:
 
 
 def example_data() -> dict[str, Any]:
-    import tomllib
-
     return tomllib.loads(EXAMPLE.read_text())
 
 
@@ -95,7 +94,9 @@ def test_cfn_lint_accepts_the_template(mode: str) -> None:
 @pytest.mark.parametrize(
     ("breakage", "rule_message"),
     [
-        pytest.param(lambda lt: lt["MetadataOptions"].pop("HttpTokens"), "set MetadataOptions.HttpTokens", id="no-tokens"),
+        pytest.param(
+            lambda lt: lt["MetadataOptions"].pop("HttpTokens"), "set MetadataOptions.HttpTokens", id="no-tokens"
+        ),
         pytest.param(lambda lt: lt.pop("MetadataOptions"), "set MetadataOptions.HttpTokens", id="no-metadata-options"),
         pytest.param(
             lambda lt: lt["MetadataOptions"].update(HttpTokens="optional"), "HttpTokens must be required", id="optional"
@@ -104,7 +105,9 @@ def test_cfn_lint_accepts_the_template(mode: str) -> None:
             lambda lt: lt["MetadataOptions"].update(HttpPutResponseHopLimit=2), "hop limit above 1", id="hop-limit-2"
         ),
         pytest.param(
-            lambda lt: lt["BlockDeviceMappings"][0]["Ebs"].update(Encrypted=False), "must be encrypted", id="unencrypted"
+            lambda lt: lt["BlockDeviceMappings"][0]["Ebs"].update(Encrypted=False),
+            "must be encrypted",
+            id="unencrypted",
         ),
     ],
 )

@@ -1,5 +1,6 @@
 """The kubeadm template deployed with boto3 on moto (in-process): the resources exist and every host carries the
-fingerprint that the stack's output names. (moto ignores hooks, policies, EKS and metadata options; those are checked on the template.)"""
+fingerprint that the stack's output names. moto ignores hooks, policies, EKS and metadata options; the template tests
+check those."""
 
 from __future__ import annotations
 

@@ -45,8 +45,9 @@ def test_kubeadm_boot_patches_first_then_joins_then_reports_ready(kubeadm_script
     [continue_] = run.called("aws autoscaling complete-lifecycle-action")
     assert update < run.called("dnf -y install kubelet kubeadm")[0] < join < continue_
     assert run.calls[continue_].endswith("--lifecycle-action-result CONTINUE")
-    assert f"--auto-scaling-group-name {GROUP} --lifecycle-hook-name host-launch --instance-id {INSTANCE_ID}" in (
-        run.calls[continue_]
+    assert (
+        f"--auto-scaling-group-name {GROUP} --lifecycle-hook-name host-launch --instance-id {INSTANCE_ID}"
+        in (run.calls[continue_])
     )
     [signal] = run.called("aws cloudformation signal-resource")
     assert signal > continue_ and run.calls[signal].endswith("--status SUCCESS")

@@ -1,1 +1,1 @@
-"""Host-side scripts shipped in the wheel as ``provision.userdata`` (jinja2 templates, read with importlib.resources)."""
+"""Host-side scripts shipped in the wheel as ``provision.userdata`` (jinja2 templates, read via importlib.resources)."""

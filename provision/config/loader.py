@@ -60,7 +60,7 @@ def describe(error: ErrorDetails) -> tuple[str, str]:
         return _join(path), f"unknown key ({suggestion})"
     if kind == "missing":
         return _join(path), "is required"
-    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+    if kind in {"union_tag_invalid", "union_tag_not_found"}:
         return _join([*path, "mode"]), "must be 'eks' or 'kubeadm'"
     message = error["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") or kind.startswith("literal"):

@@ -7,7 +7,7 @@ ignored setting. ``cluster.example.toml`` documents every field below; a test ke
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -87,10 +87,15 @@ class Network(Section):
     def _new_or_existing(self) -> Network:
         if bool(self.vpc_id) != bool(self.subnet_ids):
             missing = "subnet_ids" if self.vpc_id else "vpc_id"
-            raise FieldProblem(missing, "is missing: vpc_id and subnet_ids go together (an existing network), or neither")
+            raise FieldProblem(
+                missing, "is missing: vpc_id and subnet_ids go together (an existing network), or neither"
+            )
         if len(set(self.subnet_ids)) != len(self.subnet_ids):
             raise FieldProblem("subnet_ids", "lists a subnet twice")
-        prefix = ipaddress.ip_network(self.vpc_cidr).prefixlen
+        block = ipaddress.ip_network(self.vpc_cidr)
+        if block.version != 4:
+            raise FieldProblem("vpc_cidr", "must be an IPv4 block (a VPC's primary block is IPv4)")
+        prefix = block.prefixlen
         if not 16 <= prefix <= 22:
             # 22 keeps the smallest public subnet (1/64 of the VPC) at AWS's minimum of /28.
             raise FieldProblem("vpc_cidr", f"must be between /16 and /22, not /{prefix}")
@@ -148,13 +153,14 @@ class Lifecycle(Section):
     terminate_default_result: Literal["CONTINUE", "ABANDON"] = "CONTINUE"
 
 
+HealthCheck = Literal["kubelet", "container_runtime", "disk"]
+
+
 class HealthAgent(Section):
     enabled: bool = True
     interval_seconds: Annotated[int, Field(ge=10, le=3600)] = 30
     failures_before_unhealthy: Annotated[int, Field(ge=1, le=100)] = 3
-    checks: list[Literal["kubelet", "container_runtime", "disk"]] = Field(
-        default_factory=lambda: ["kubelet", "container_runtime", "disk"]
-    )
+    checks: list[HealthCheck] = Field(default_factory=lambda: list(get_args(HealthCheck)))
     disk_min_free_percent: Annotated[int, Field(ge=1, le=90)] = 10
 
     @model_validator(mode="after")
@@ -206,7 +212,7 @@ class ClusterConfig(Section):
                 "lifecycle.terminate_timeout_seconds",
                 f"({self.lifecycle.terminate_timeout_seconds}) is shorter than "
                 f"rolling.drain_timeout_seconds ({self.rolling.drain_timeout_seconds}): a terminating host would die "
-                "before its pods are drained"
+                "before its pods are drained",
             )
         if self.network.vpc_id is None:
             return self

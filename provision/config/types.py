@@ -69,7 +69,9 @@ KubeContext = Annotated[str, _check(r"[A-Za-z0-9_.:@/-]{1,253}", "a kubeconfig c
 KubernetesVersion = Annotated[
     str, _check(r"1\.(3[1-9]|[4-9][0-9])", "a Kubernetes minor version, 1.31 or later, such as '1.34'")
 ]
-DnfRelease = Annotated[str, _check(r"latest|20[0-9]{2}\.[0-9]+\.[0-9]{8}(\.[0-9]+)?", "'latest' or a release such as '2023.6.20241010'")]
+DnfRelease = Annotated[
+    str, _check(r"latest|20[0-9]{2}\.[0-9]+\.[0-9]{8}(\.[0-9]+)?", "'latest' or a release such as '2023.6.20241010'")
+]
 ApiEndpoint = Annotated[
     str,
     _check(
@@ -86,7 +88,9 @@ KmsKey = Annotated[
     ),
 ]
 VpcId = Annotated[str, _check(r"vpc-([0-9a-f]{8}|[0-9a-f]{17})", "a VPC id such as 'vpc-0123456789abcdef0'")]
-SubnetId = Annotated[str, _check(r"subnet-([0-9a-f]{8}|[0-9a-f]{17})", "a subnet id such as 'subnet-0123456789abcdef0'")]
+SubnetId = Annotated[
+    str, _check(r"subnet-([0-9a-f]{8}|[0-9a-f]{17})", "a subnet id such as 'subnet-0123456789abcdef0'")
+]
 KeyPairName = Annotated[str, _check(r"[A-Za-z0-9_.-]{1,255}", "a key pair name (letters, digits, '_', '.', '-')")]
 QueueName = Annotated[str, _check(r"[A-Za-z0-9_-]{1,75}(\.fifo)?", "an SQS queue name (letters, digits, '_', '-')")]
 UnixUser = Annotated[str, _check(r"[a-z_][a-z0-9_-]{0,31}", "a user name such as 'ec2-user'")]
@@ -100,7 +104,9 @@ SshTarget = Annotated[
 FilePath = Annotated[str, _check(r"[A-Za-z0-9_./~+-]+", "a file path (letters, digits, '_', '.', '/', '~', '+', '-')")]
 TagKey = Annotated[
     str,
-    _check(r"(?!aws:)[A-Za-z0-9 _.:/=+@-]{1,128}", "a tag key (1-128 of letters, digits, spaces, _.:/=+@-; not 'aws:')"),
+    _check(
+        r"(?!aws:)[A-Za-z0-9 _.:/=+@-]{1,128}", "a tag key (1-128 of letters, digits, spaces, _.:/=+@-; not 'aws:')"
+    ),
 ]
 TagValue = Annotated[str, _check(r"[A-Za-z0-9 _.:/=+@-]{0,256}", "a tag value (letters, digits, spaces, _.:/=+@-)")]
 LabelKey = Annotated[

@@ -13,7 +13,12 @@ LOG_TYPES = ("api", "audit", "authenticator")
 
 
 def add_eks(
-    template: Template, config: ClusterConfig, plane: EksControlPlane, placement: Placement, host_role: iam.Role, tags: Tags
+    template: Template,
+    config: ClusterConfig,
+    plane: EksControlPlane,
+    placement: Placement,
+    host_role: iam.Role,
+    tags: Tags,
 ) -> tuple[eks.Cluster, eks.AccessEntry]:
     cluster_role = add_eks_cluster_role(template, tags)
     vpc_config = eks.ResourcesVpcConfig(

@@ -6,8 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from troposphere import AWSObject, Base64, GetAtt, Ref, Sub, Tags, Template
-from troposphere import autoscaling, ec2
+from troposphere import AWSObject, Base64, GetAtt, Ref, Sub, Tags, Template, autoscaling, ec2
 from troposphere.policies import AutoScalingScheduledAction, CreationPolicy, ResourceSignal, UpdatePolicy
 
 from provision.config.schema import ClusterConfig
@@ -86,7 +85,9 @@ def add_hosts(
     if hosts.desired_capacity:
         # The stack is complete only when every first host has joined and said so.
         extra["CreationPolicy"] = CreationPolicy(
-            ResourceSignal=ResourceSignal(Count=hosts.desired_capacity, Timeout=f"PT{lifecycle.launch_timeout_seconds}S")
+            ResourceSignal=ResourceSignal(
+                Count=hosts.desired_capacity, Timeout=f"PT{lifecycle.launch_timeout_seconds}S"
+            )
         )
     group = autoscaling.AutoScalingGroup(
         names.HOST_GROUP,

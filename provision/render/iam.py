@@ -7,7 +7,7 @@ cannot reference the group without a cycle. Lifecycle and health calls are there
 
 from __future__ import annotations
 
-from awacs import autoscaling, awslambda, cloudformation, ec2messages, eks, kms, ssm, ssmmessages, sts
+from awacs import autoscaling, cloudformation, ec2messages, eks, kms, ssm, ssmmessages, sts
 from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
 from troposphere import GetAtt, Ref, Sub, Tags, Template, iam
 
@@ -61,9 +61,7 @@ def _host_policy(config: ClusterConfig) -> PolicyDocument:
             Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
         ),
         # Describe calls have no resource-level permissions; the host uses this one to find its group's name.
-        Statement(
-            Sid="FindOwnGroup", Effect=Allow, Action=[autoscaling.DescribeAutoScalingInstances], Resource=["*"]
-        ),
+        Statement(Sid="FindOwnGroup", Effect=Allow, Action=[autoscaling.DescribeAutoScalingInstances], Resource=["*"]),
         Statement(
             Sid="SignalOwnStack",
             Effect=Allow,

@@ -7,8 +7,7 @@ import ipaddress
 import string
 from dataclasses import dataclass
 
-from troposphere import AWSObject, GetAZs, Ref, Select, Tags, Template
-from troposphere import ec2
+from troposphere import AWSObject, GetAZs, Ref, Select, Tags, Template, ec2
 
 from provision.config.schema import ClusterConfig, KubeadmControlPlane, Network
 from provision.render import names
@@ -35,7 +34,7 @@ def add_network(template: Template, config: ClusterConfig, tags: Tags) -> Placem
 def subnet_blocks(network: Network) -> tuple[list[str], list[str]]:
     """Host and public (NAT) subnet blocks, one of each per AZ: hosts get whole eighths of the VPC, the public
     subnets share the last eighth. Deterministic, so the same config always renders the same template."""
-    eighths = list(ipaddress.ip_network(network.vpc_cidr).subnets(prefixlen_diff=3))
+    eighths = list(ipaddress.IPv4Network(network.vpc_cidr).subnets(prefixlen_diff=3))
     public = list(eighths[-1].subnets(prefixlen_diff=3))
     count = network.availability_zones
     return [str(block) for block in eighths[:count]], [str(block) for block in public[:count]]
@@ -80,7 +79,9 @@ def _new_vpc(template: Template, network: Network, tags: Tags) -> Placement:
             )
         )
         if network.nat_gateways == "per-az" or not nats:
-            address = template.add_resource(ec2.EIP(f"NatAddress{letter}", Domain="vpc", DependsOn=attachment, Tags=tags))
+            address = template.add_resource(
+                ec2.EIP(f"NatAddress{letter}", Domain="vpc", DependsOn=attachment, Tags=tags)
+            )
             nats.append(
                 template.add_resource(
                     ec2.NatGateway(
@@ -119,7 +120,9 @@ def _new_vpc(template: Template, network: Network, tags: Tags) -> Placement:
     return Placement(vpc=Ref(vpc), subnets=subnets)
 
 
-def add_security_group(template: Template, config: ClusterConfig, placement: Placement, tags: Tags) -> ec2.SecurityGroup:
+def add_security_group(
+    template: Template, config: ClusterConfig, placement: Placement, tags: Tags
+) -> ec2.SecurityGroup:
     """No port is open from outside by default; SSH only from ``ssh.allow_from``, the kubelet only from the kubeadm
     control plane's networks. Hosts talk freely to each other (pod networking)."""
     ingress = [

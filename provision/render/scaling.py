@@ -51,7 +51,10 @@ def add_queue_scaling(template: Template, scaling: QueueScaling, group: autoscal
                             "Average",
                         ),
                         autoscaling.TargetTrackingMetricDataQuery(
-                            Id="backlog_per_host", Expression="backlog / hosts", Label="Backlog per host", ReturnData=True
+                            Id="backlog_per_host",
+                            Expression="backlog / hosts",
+                            Label="Backlog per host",
+                            ReturnData=True,
                         ),
                     ]
                 ),

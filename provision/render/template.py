@@ -30,8 +30,8 @@ class Rendered:
 
     def text(self, fmt: Format) -> str:
         if fmt == "json":
-            return self.template.to_json(indent=2) + "\n"
-        return self.template.to_yaml(clean_up=True)
+            return str(self.template.to_json(indent=2)) + "\n"
+        return str(self.template.to_yaml(clean_up=True))
 
 
 def cluster_tags(config: ClusterConfig) -> dict[str, str]:

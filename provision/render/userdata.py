@@ -40,7 +40,7 @@ def _environment() -> jinja2.Environment:
         loader=_PackageLoader(),
         undefined=jinja2.StrictUndefined,
         finalize=shell_quote,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - shell, not HTML: quoting is the finalize hook's job
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
