@@ -40,7 +40,7 @@ def test_stack_creates_the_group_and_tags_hosts_with_the_current_fingerprint(aws
     assert {"Key": names.CLUSTER_TAG, "Value": "demo"} in [
         {"Key": tag["Key"], "Value": tag["Value"]} for tag in group["Tags"]
     ]
-    image = boto3.client("ssm", region_name=config.region).get_parameter(Name=config.hosts.ami.removeprefix("ssm:"))[
+    image = boto3.client("ssm", region_name=config.region).get_parameter(Name=config.image.removeprefix("ssm:"))[
         "Parameter"
     ]["Value"]
     assert outputs[names.OUTPUT_FINGERPRINT] == f"{image}/0/{render(config).digest}"

@@ -111,7 +111,7 @@ class Hosts(Section):
     min_size: Annotated[int, Field(ge=0, le=1000)] = 3
     max_size: Annotated[int, Field(ge=1, le=1000)] = 6
     desired_capacity: Annotated[int, Field(ge=0, le=1000)] = 3
-    ami: ImageSource = "ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    ami: ImageSource | None = None  # None: the mode's default, see ClusterConfig.image
     root_volume_gib: Annotated[int, Field(ge=20, le=16_384)] = 50
     volume_kms_key: KmsKey | None = None
     key_pair: KeyPairName | None = None
@@ -219,6 +219,17 @@ class ClusterConfig(Section):
         if len(self.network.subnet_ids) < 2:
             raise FieldProblem("network.subnet_ids", "give subnets in at least two availability zones")
         return self
+
+    @property
+    def image(self) -> str:
+        """The hosts' image: ``hosts.ami``, else Amazon Linux 2023 for kubeadm (the boot script installs the kubelet)
+        or the EKS-optimized Amazon Linux 2023 image of the cluster's version for eks (it brings nodeadm)."""
+        if self.hosts.ami:
+            return self.hosts.ami
+        if isinstance(self.control_plane, EksControlPlane):
+            version = self.control_plane.kubernetes_version
+            return f"ssm:/aws/service/eks/optimized-ami/{version}/amazon-linux-2023/x86_64/standard/recommended/image_id"
+        return "ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
     @property
     def stack_name(self) -> str:

@@ -84,7 +84,7 @@ def render(config: ClusterConfig) -> Rendered:
 
 
 def _add_parameters(template: Template, config: ClusterConfig) -> None:
-    ami = config.hosts.ami
+    ami = config.image
     if ami.startswith("ssm:"):
         # CloudFormation resolves the path at every deploy, so a deploy after a new image is published picks it up.
         image = Parameter(
