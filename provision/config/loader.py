@@ -41,7 +41,10 @@ def parse_config(data: dict[str, Any], *, source: str) -> ClusterConfig:
     try:
         return ClusterConfig.model_validate(data)
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
+        errors = error.errors(include_url=False)
+        # A misspelt required key yields "missing" and "unknown key" together; the unknown key, with its
+        # did-you-mean, is the one that tells the user what to fix.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         key, problem = describe(first)
         raise ConfigError(source, key, problem) from error
 
@@ -60,6 +63,10 @@ def describe(error: ErrorDetails) -> tuple[str, str]:
         return _join(path), f"unknown key ({suggestion})"
     if kind == "missing":
         return _join(path), "is required"
+    if kind == "union_tag_not_found" and isinstance(error["input"], dict):
+        typo = difflib.get_close_matches("mode", [str(key) for key in error["input"]], n=1)
+        if typo:
+            return _join([*path, typo[0]]), "unknown key (did you mean 'mode'?)"
     if kind in {"union_tag_invalid", "union_tag_not_found"}:
         return _join([*path, "mode"]), "must be 'eks' or 'kubeadm'"
     message = error["msg"].removeprefix("Value error, ")
@@ -114,7 +121,9 @@ def _tag_of(model: type[BaseModel]) -> object:
 
 
 def _join(path: list[str]) -> str:
-    return ".".join(path).replace(".[", "[") or "(top level)"
+    # Keys come from the file: escape anything unprintable so that the error stays one honest line.
+    shown = [part if part.isprintable() else repr(part) for part in path]
+    return ".".join(shown).replace(".[", "[") or "(top level)"
 
 
 def _toml_kind(value: object) -> str:

@@ -228,7 +228,9 @@ class ClusterConfig(Section):
             return self.hosts.ami
         if isinstance(self.control_plane, EksControlPlane):
             version = self.control_plane.kubernetes_version
-            return f"ssm:/aws/service/eks/optimized-ami/{version}/amazon-linux-2023/x86_64/standard/recommended/image_id"
+            return (
+                f"ssm:/aws/service/eks/optimized-ami/{version}/amazon-linux-2023/x86_64/standard/recommended/image_id"
+            )
         return "ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
     @property

@@ -44,8 +44,11 @@ def _cidr(value: str) -> str:
 
 
 def _world_closed(value: str) -> str:
-    if ipaddress.ip_network(value).prefixlen == 0:
+    block = ipaddress.ip_network(value)
+    if block.prefixlen == 0:
         raise ValueError(f"{value!r} opens the port to the whole internet; name the networks that need it")
+    if block.version != 4:
+        raise ValueError(f"{value!r} is not an IPv4 block (security group and EKS endpoint rules here are IPv4)")
     return value
 
 
