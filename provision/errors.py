@@ -15,6 +15,9 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # the operation ran and did not succeed
     BAD_INPUT = 2  # bad configuration, arguments or host name; nothing was changed
+    DECLINED = 3  # the user answered no at a confirmation; nothing was changed
+    TIMEOUT = 4  # a wait ran out of time; the operation may still be running in AWS
+    AWS_REFUSED = 5  # AWS refused: no credentials, access denied, throttled beyond retries, unknown region
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 

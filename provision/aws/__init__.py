@@ -1,0 +1,1 @@
+"""AWS access: the session factory (``session``) and one typed facade per service."""

@@ -1,0 +1,61 @@
+"""Auto Scaling, typed: a group with its members in one call, whatever the number of hosts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+
+
+@dataclass(frozen=True)
+class Member:
+    instance_id: str
+    availability_zone: str
+    lifecycle_state: str
+    health_status: str
+    protected_from_scale_in: bool
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    min_size: int
+    max_size: int
+    desired_capacity: int
+    members: list[Member]
+    suspended_processes: list[str]
+
+    @property
+    def in_service(self) -> list[Member]:
+        return [member for member in self.members if member.lifecycle_state == "InService"]
+
+
+class Groups:
+    def __init__(self, client: AutoScalingClient) -> None:
+        self.client = client
+
+    def find(self, name: str) -> Group | None:
+        # The group's description lists every member, so one call serves any number of hosts.
+        groups = self.client.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        if not groups:
+            return None
+        [raw] = groups
+        return Group(
+            name=raw["AutoScalingGroupName"],
+            min_size=raw["MinSize"],
+            max_size=raw["MaxSize"],
+            desired_capacity=raw["DesiredCapacity"],
+            members=[
+                Member(
+                    instance_id=member["InstanceId"],
+                    availability_zone=member["AvailabilityZone"],
+                    lifecycle_state=member["LifecycleState"],
+                    health_status=member["HealthStatus"],
+                    protected_from_scale_in=member.get("ProtectedFromScaleIn", False),
+                )
+                for member in raw.get("Instances", [])
+            ],
+            suspended_processes=sorted(p["ProcessName"] for p in raw.get("SuspendedProcesses", [])),
+        )

@@ -1,0 +1,65 @@
+"""EC2, typed: the instances of a group and what a cluster leaves behind, paged, never one call per host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
+
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+
+@dataclass(frozen=True)
+class Instance:
+    instance_id: str
+    state: str
+    launch_time: datetime
+    image_id: str
+    private_dns_name: str
+    private_ip: str
+    tags: dict[str, str]
+
+
+class Instances:
+    def __init__(self, client: EC2Client) -> None:
+        self.client = client
+
+    def of_group(self, group_name: str) -> dict[str, Instance]:
+        return self._describe(
+            [
+                {"Name": "tag:aws:autoscaling:groupName", "Values": [group_name]},
+                {"Name": "instance-state-name", "Values": LIVE_STATES},
+            ]
+        )
+
+    def of_cluster(self, cluster_tag: str, cluster: str) -> dict[str, Instance]:
+        return self._describe(
+            [
+                {"Name": f"tag:{cluster_tag}", "Values": [cluster]},
+                {"Name": "instance-state-name", "Values": LIVE_STATES},
+            ]
+        )
+
+    def _describe(self, filters: list[FilterTypeDef]) -> dict[str, Instance]:
+        found: dict[str, Instance] = {}
+        for page in self.client.get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page["Reservations"]:
+                for raw in reservation["Instances"]:
+                    found[raw["InstanceId"]] = Instance(
+                        instance_id=raw["InstanceId"],
+                        state=raw["State"]["Name"],
+                        launch_time=raw["LaunchTime"],
+                        image_id=raw.get("ImageId", ""),
+                        private_dns_name=raw.get("PrivateDnsName", ""),
+                        private_ip=raw.get("PrivateIpAddress", ""),
+                        tags={tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])},
+                    )
+        return found
+
+    def tagged_vpcs(self, cluster_tag: str, cluster: str) -> list[str]:
+        vpcs = self.client.describe_vpcs(Filters=[{"Name": f"tag:{cluster_tag}", "Values": [cluster]}])["Vpcs"]
+        return sorted(vpc["VpcId"] for vpc in vpcs)

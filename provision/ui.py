@@ -1,0 +1,77 @@
+"""The one object through which verbs talk to the user: lines, stack events, tables, confirmations, a live status.
+
+On a terminal it uses rich (colour, a spinner while waiting); otherwise every line is plain and timestamped, so logs
+of CI jobs read well. Confirmations are never guessed: without a terminal to ask on, a change needs ``--yes``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from provision.errors import ExitCode, UsageError
+
+Ask = Callable[[str], bool]
+
+
+class Declined(UsageError):
+    exit_code = ExitCode.DECLINED
+
+
+class UI:
+    def __init__(self, console: Console, *, ask: Ask | None, assume_yes: bool) -> None:
+        self.console = console
+        self.ask = ask
+        self.assume_yes = assume_yes
+
+    @classmethod
+    def for_terminal(cls, *, assume_yes: bool) -> UI:
+        interactive = sys.stdin.isatty()
+        return cls(
+            Console(highlight=False, soft_wrap=True),
+            ask=(lambda question: click.confirm(question, default=False)) if interactive else None,
+            assume_yes=assume_yes,
+        )
+
+    @property
+    def fancy(self) -> bool:
+        return self.console.is_terminal
+
+    def say(self, text: str, *, style: str = "") -> None:
+        """One line. Plain output gets a UTC timestamp; a terminal gets colour instead."""
+        if self.fancy:
+            self.console.print(escape(text), style=style or None)
+        else:
+            self.console.print(f"{datetime.now(UTC):%H:%M:%S} {escape(text)}", style=None)
+
+    def warn(self, text: str) -> None:
+        self.say(f"WARNING: {text}", style="bold yellow")
+
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str = "") -> None:
+        table = Table(*columns, title=title or None, box=None, pad_edge=False, title_justify="left")
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        self.console.print(table)
+
+    def confirm(self, question: str, *, refuse_hint: str) -> None:
+        """Go on only with a yes. ``--yes`` answers for the user; with no terminal to ask on, stop with the hint."""
+        if self.assume_yes:
+            return
+        if self.ask is None:
+            raise UsageError(f"{question.rstrip('?')}: no terminal to confirm on; {refuse_hint}")
+        if not self.ask(question):
+            raise Declined("declined; nothing was changed")
+
+    @contextmanager
+    def waiting(self, text: str) -> Iterator[None]:
+        """A spinner with ``text`` on a terminal while the block runs; nothing otherwise."""
+        status = self.console.status(escape(text)) if self.fancy else nullcontext()
+        with status:
+            yield
