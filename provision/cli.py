@@ -15,17 +15,18 @@ import click
 
 from provision import __version__
 from provision.errors import ClusterError, ExitCode, UsageError
+from provision.verbs.options import Globals
 
 # verb -> (one-line help, issue that builds it or None when built). The help is here so that listing the verbs
 # does not import them.
 VERBS: dict[str, tuple[str, int | None]] = {
-    "up": ("Create or update the cluster's stack and wait until its hosts are ready.", 3),
+    "up": ("Create or update the cluster's stack and wait until its hosts are ready.", None),
     "render": ("Print the CloudFormation template, or write it and the host user-data to a folder.", None),
-    "status": ("Show the stack and one row per host: lifecycle, health, fingerprint, node.", 3),
+    "status": ("Show the stack and one row per host: lifecycle, health, fingerprint, node.", None),
     "patch": ("Roll every outdated host: patched replacement first, then cordon, drain, terminate.", 5),
     "replace": ("Replace one host, saving its diagnostics first.", 5),
     "heal": ("Drain hosts that the auto-scaling group terminates (lifecycle hook handler).", 6),
-    "down": ("Delete the cluster's stack and report anything left behind.", 3),
+    "down": ("Delete the cluster's stack and report anything left behind.", None),
     "ssh": ("Open a shell on a host (host keys verified).", 7),
     "exec": ("Run a command on several hosts at once.", 7),
     "diagnose": ("Save a host's logs and state to a local folder.", 7),
@@ -76,9 +77,17 @@ def _not_built(name: str, short_help: str, issue: int) -> click.Command:
 
 @click.group(cls=LazyVerbs, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.option("--profile", metavar="NAME", help="AWS profile (default: boto3's own choice, e.g. AWS_PROFILE).")
+@click.option(
+    "--endpoint-url",
+    metavar="URL",
+    help="AWS endpoint for every service, e.g. a local moto server (or AWS_ENDPOINT_URL).",
+)
 @click.version_option(__version__, prog_name="cluster")
-def cli(debug: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, profile: str | None, endpoint_url: str | None) -> None:
     """Provision, patch and heal fleets of Kubernetes worker hosts on AWS."""
+    ctx.obj = Globals(debug=debug, profile=profile, endpoint_url=endpoint_url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

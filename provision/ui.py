@@ -35,7 +35,8 @@ class UI:
     def for_terminal(cls, *, assume_yes: bool) -> UI:
         interactive = sys.stdin.isatty()
         return cls(
-            Console(highlight=False, soft_wrap=True),
+            # Off a terminal rich would wrap at 80 columns; logs read better with whole lines.
+            Console(highlight=False, width=None if sys.stdout.isatty() else 200),
             ask=(lambda question: click.confirm(question, default=False)) if interactive else None,
             assume_yes=assume_yes,
         )
@@ -60,12 +61,13 @@ class UI:
             table.add_row(*(escape(cell) for cell in row))
         self.console.print(table)
 
-    def confirm(self, question: str, *, refuse_hint: str) -> None:
-        """Go on only with a yes. ``--yes`` answers for the user; with no terminal to ask on, stop with the hint."""
+    def confirm(self, question: str, *, unasked: str) -> None:
+        """Go on only with a yes. ``--yes`` answers for the user; with no terminal to ask on, stop with ``unasked``
+        (what was not done, and how to do it without a question)."""
         if self.assume_yes:
             return
         if self.ask is None:
-            raise UsageError(f"{question.rstrip('?')}: no terminal to confirm on; {refuse_hint}")
+            raise UsageError(f"{unasked} (no terminal to ask for confirmation on)")
         if not self.ask(question):
             raise Declined("declined; nothing was changed")
 

@@ -63,3 +63,16 @@ class Instances:
     def tagged_vpcs(self, cluster_tag: str, cluster: str) -> list[str]:
         vpcs = self.client.describe_vpcs(Filters=[{"Name": f"tag:{cluster_tag}", "Values": [cluster]}])["Vpcs"]
         return sorted(vpc["VpcId"] for vpc in vpcs)
+
+    def launch_template_tags(self, launch_template_id: str) -> dict[str, str]:
+        """The instance tags of the template's latest version: what a host launched now would carry."""
+        versions = self.client.describe_launch_template_versions(
+            LaunchTemplateId=launch_template_id, Versions=["$Latest"]
+        )["LaunchTemplateVersions"]
+        specs = versions[0].get("LaunchTemplateData", {}).get("TagSpecifications", []) if versions else []
+        return {
+            tag["Key"]: tag["Value"]
+            for spec in specs
+            if spec.get("ResourceType") == "instance"
+            for tag in spec.get("Tags", [])
+        }

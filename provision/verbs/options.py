@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from provision.errors import UsageError
+
 if TYPE_CHECKING:
     from provision.config.schema import ClusterConfig
 
 DEFAULT_CONFIG = "cluster.toml"
+JOIN_TOKEN_VARIABLE = "CLUSTER_JOIN_TOKEN"  # noqa: S105 - the variable's name, not a secret
 EXAMPLE_CONFIG = "cluster.example.toml"
 
 F = TypeVar("F", bound=Callable[..., object])
+
+
+@dataclass(frozen=True)
+class Globals:
+    """The group's options, handed to every verb as click's ``obj``."""
+
+    debug: bool = False
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+
+def yes_option(function: F) -> F:
+    return click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to confirmations.")(function)
+
+
+def join_token(token_file: Path | None) -> str | None:
+    """The kubeadm join token from --join-token-file or $CLUSTER_JOIN_TOKEN (never from the command line itself)."""
+    if token_file is not None:
+        try:
+            return token_file.read_text().strip()
+        except OSError as error:
+            raise UsageError(f"{token_file}: cannot read the join token: {error.strerror or error}") from None
+    value = os.environ.get(JOIN_TOKEN_VARIABLE, "").strip()
+    return value or None
 
 
 def config_option(function: F) -> F:

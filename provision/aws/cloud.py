@@ -1,0 +1,31 @@
+"""The AWS facades a verb works with, built from one factory and one clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provision.aws.groups import Groups
+from provision.aws.instances import Instances
+from provision.aws.parameters import Parameters
+from provision.aws.session import AwsFactory
+from provision.aws.stacks import Stacks
+from provision.clock import Clock
+
+
+@dataclass(frozen=True)
+class Cloud:
+    stacks: Stacks
+    groups: Groups
+    instances: Instances
+    parameters: Parameters
+    clock: Clock
+
+    @classmethod
+    def connect(cls, factory: AwsFactory, clock: Clock) -> Cloud:
+        return cls(
+            stacks=Stacks(factory.client("cloudformation"), clock),
+            groups=Groups(factory.client("autoscaling")),
+            instances=Instances(factory.client("ec2")),
+            parameters=Parameters(factory.client("ssm")),
+            clock=clock,
+        )

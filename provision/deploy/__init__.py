@@ -1,0 +1,1 @@
+"""Stack-level verbs: `up`, `status` and `down`, over the AWS facades."""

@@ -1,0 +1,93 @@
+"""`cluster down`: delete the stack after a confirmation that names it and its hosts, then say what is left."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from botocore.exceptions import ClientError
+
+from provision.aws.cloud import Cloud
+from provision.aws.session import error_code
+from provision.aws.stacks import StackEvent
+from provision.config.schema import ClusterConfig
+from provision.deploy.report import describe_event, root_causes
+from provision.errors import ClusterError, UsageError
+from provision.render import names
+from provision.ui import UI
+
+
+class LeftBehind(ClusterError):
+    """The stack is gone but AWS resources of the cluster remain."""
+
+
+def down(config: ClusterConfig, cloud: Cloud, ui: UI, *, purge: bool, timeout: float) -> None:
+    name = config.stack_name
+    stack = cloud.stacks.find(name)
+    if stack is None:
+        ui.say(f"no stack {name} in {config.region}: nothing to delete")
+    else:
+        owner = stack.tags.get(names.CLUSTER_TAG)
+        if owner != config.name:
+            raise UsageError(
+                f"stack {name} does not belong to cluster {config.name!r} (tag {owner!r}); not deleting it"
+            )
+        group_name = cloud.stacks.resources(name).get(names.HOST_GROUP, "")
+        group = cloud.groups.find(group_name) if group_name else None
+        hosts = len(group.members) if group else 0
+        ui.confirm(
+            f"Delete stack {name} in {config.region} and its {hosts} host(s)?",
+            unasked=f"did not delete stack {name} ({hosts} host(s)): rerun with --yes to delete it",
+        )
+        after = cloud.stacks.latest_event_id(stack.stack_id)
+        try:
+            cloud.stacks.delete(name)
+        except ClientError as error:
+            # Some endpoints (moto) fail the call yet remove the stack; what is left is reported below either way.
+            if cloud.stacks.find(name) is not None:
+                raise
+            ui.warn(f"DeleteStack reported {error_code(error)}; the stack is gone, checking what it left behind")
+            _report_leftovers(config, cloud, ui, purge=purge)
+            return
+        seen: list[StackEvent] = []
+
+        def show(events: Sequence[StackEvent]) -> None:
+            seen.extend(events)
+            for event in events:
+                failed = event.status.endswith("_FAILED")
+                if failed and not event.is_root_cause:
+                    continue
+                ui.say(describe_event(event, with_time=ui.fancy), style="red" if failed else "")
+
+        with ui.waiting(f"deleting stack {name}"):
+            final = cloud.stacks.wait_settled(
+                stack.stack_id,
+                after_event=after,
+                on_events=show,
+                timeout=timeout,
+                next_step="the deletion goes on in AWS; run `cluster down` again to keep waiting",
+            )
+        if final is not None and final.status != "DELETE_COMPLETE":
+            causes = root_causes(seen)
+            cause = describe_event(causes[0]) if causes else final.status_reason
+            raise ClusterError(f"stack {name} ended {final.status}: {cause}; fix it and run `cluster down` again")
+        ui.say(f"deleted stack {name}")
+    _report_leftovers(config, cloud, ui, purge=purge)
+
+
+def _report_leftovers(config: ClusterConfig, cloud: Cloud, ui: UI, *, purge: bool) -> None:
+    parameters = cloud.parameters.names_under(config.parameter_path)
+    if parameters and purge:
+        cloud.parameters.delete(parameters)
+        ui.say(f"removed {len(parameters)} SSM parameter(s) under {config.parameter_path}/ (join token, host records)")
+    elif parameters:
+        for parameter in parameters:
+            ui.say(f"left behind: SSM parameter {parameter}")
+        ui.say("remove them with `cluster down --purge`")
+    instances = sorted(cloud.instances.of_cluster(names.CLUSTER_TAG, config.name))
+    vpcs = cloud.instances.tagged_vpcs(names.CLUSTER_TAG, config.name)
+    remaining = [f"instance {instance}" for instance in instances] + [f"VPC {vpc}" for vpc in vpcs]
+    if remaining:
+        raise LeftBehind(
+            f"the stack is gone but {', '.join(remaining)} (tagged {names.CLUSTER_TAG}={config.name}) remain; "
+            "delete them in the console or with the AWS CLI"
+        )

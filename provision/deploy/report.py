@@ -1,0 +1,46 @@
+"""How stack events and the hosts' own failure records are told to the user: root causes only, newest host first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from provision.aws.parameters import Parameters
+from provision.aws.stacks import StackEvent
+from provision.render.names import host_records_path
+
+LOG_LINES_SHOWN = 15
+
+
+def root_causes(events: Sequence[StackEvent]) -> list[StackEvent]:
+    """The failures that started a cascade, oldest first; not the "Resource creation cancelled" echoes."""
+    return [event for event in events if event.is_root_cause and event.resource_type != "AWS::CloudFormation::Stack"]
+
+
+def describe_event(event: StackEvent, *, with_time: bool = False) -> str:
+    text = f"{event.status} {event.logical_id} ({event.resource_type})"
+    if event.reason:
+        text += f": {event.reason}"
+    return f"{event.timestamp:%H:%M:%S} {text}" if with_time else text
+
+
+def failure_records(parameters: Parameters, parameter_path: str, *, since: datetime) -> list[str]:
+    """What hosts whose boot failed since ``since`` recorded: `host i-… failed at step join (exit 1)` and the last
+    log lines. The boot script writes each record as `failed step=… exit=… at=…` and then its log tail."""
+    lines: list[str] = []
+    prefix = host_records_path(parameter_path) + "/"
+    for name, value in sorted(parameters.values_under(prefix.rstrip("/")).items()):
+        if not name.endswith("/boot") or not value.startswith("failed "):
+            continue
+        head, _, log = value.partition("\n")
+        fields = dict(part.split("=", 1) for part in head.split()[1:] if "=" in part)
+        try:
+            when = datetime.fromisoformat(fields.get("at", "").replace("Z", "+00:00"))
+        except ValueError:
+            when = since
+        if when < since:
+            continue
+        instance = name.removeprefix(prefix).split("/")[0]
+        lines.append(f"host {instance} failed at step {fields.get('step', '?')} (exit {fields.get('exit', '?')}):")
+        lines += [f"    {line}" for line in log.splitlines()[-LOG_LINES_SHOWN:]]
+    return lines

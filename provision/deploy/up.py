@@ -1,0 +1,260 @@
+"""`cluster up`: render, make sure the join token is stored, then create or update the stack through a change set
+that the user sees (and confirms) before anything changes, stream its events, and wait for the hosts.
+
+Every exit path leaves nothing half-done: an unexecuted change set is deleted, and so is the empty stack that a
+never-executed CREATE change set leaves behind.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Literal
+
+from provision.aws.cloud import Cloud
+from provision.aws.stacks import ChangeSet, Stack, StackEvent
+from provision.clock import wait_until
+from provision.config.schema import ClusterConfig, KubeadmControlPlane
+from provision.deploy.report import describe_event, failure_records, root_causes
+from provision.errors import ClusterError, UsageError
+from provision.render import names
+from provision.render.template import Rendered, cluster_tags, render
+from provision.ui import UI
+
+TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation accepts inline; beyond it needs S3
+TOKEN_PATTERN = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
+RECREATE_STATES = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED"}
+EXPLAIN = {
+    "ROLLBACK_COMPLETE": "its creation failed and was rolled back, so it cannot be updated",
+    "ROLLBACK_FAILED": "its creation failed and so did the rollback",
+    "CREATE_FAILED": "its creation failed",
+    "DELETE_FAILED": "a deletion failed half-way",
+}
+
+
+class DeployFailed(ClusterError):
+    """The stack operation ended in a failed state; the message names the root cause."""
+
+
+class Up:
+    def __init__(self, config: ClusterConfig, cloud: Cloud, ui: UI, *, timeout: float) -> None:
+        self.config = config
+        self.cloud = cloud
+        self.ui = ui
+        self.timeout = timeout
+        self.name = config.stack_name
+        self.started = datetime.now(UTC)
+
+    def run(self, *, dry_run: bool, join_token: str | None) -> None:
+        rendered = render(self.config)
+        template = rendered.text("yaml")
+        if len(template.encode()) > TEMPLATE_BODY_LIMIT:
+            raise UsageError(
+                f"the template is {len(template.encode())} bytes, over CloudFormation's inline limit of "
+                f"{TEMPLATE_BODY_LIMIT}; use fewer availability zones or labels"
+            )
+        self._check_join_token(join_token)
+        stack = self._usable_stack(self.cloud.stacks.find(self.name), dry_run=dry_run)
+        if stack is not None and stack.status in RECREATE_STATES:
+            return  # dry run of a stack that would be deleted and recreated: already said so
+        kind: Literal["CREATE", "UPDATE"] = (
+            "CREATE" if stack is None or stack.status == "REVIEW_IN_PROGRESS" else "UPDATE"
+        )
+        parameters = {
+            names.IMAGE_PARAMETER: self.config.image.removeprefix("ssm:"),
+            names.PATCH_GENERATION_PARAMETER: (stack.parameters if stack else {}).get(
+                names.PATCH_GENERATION_PARAMETER, "0"
+            ),
+        }
+        change_set_name = f"cluster-up-{uuid.uuid4().hex[:12]}"
+        executed = False
+        try:
+            change_set = self.cloud.stacks.create_change_set(
+                self.name,
+                change_set_name,
+                kind=kind,
+                template=template,
+                parameters=parameters,
+                tags=cluster_tags(self.config),
+                timeout=self.timeout,
+            )
+            if not change_set.changes:
+                self._store_join_token(join_token, dry_run=dry_run)
+                self.ui.say(f"no changes: stack {self.name} is up to date")
+                if not dry_run:
+                    self._wait_for_hosts()
+                return
+            self._show(change_set, rendered if kind == "UPDATE" else None)
+            if dry_run:
+                self.ui.say("dry run: nothing was changed")
+                return
+            action = f"{'create' if kind == 'CREATE' else 'update'} stack {self.name} in {self.config.region}"
+            self.ui.confirm(
+                f"{action.capitalize()}?",
+                unasked=f"did not {action}: rerun with --yes to apply the changes, or --dry-run to only see them",
+            )
+            self._store_join_token(join_token, dry_run=False)
+            after = self.cloud.stacks.latest_event_id(self.name)
+            self.cloud.stacks.execute_change_set(self.name, change_set_name)
+            executed = True
+        finally:
+            if not executed:
+                self._discard(change_set_name, kind)
+        self._follow(after, verb="up")
+        self._wait_for_hosts()
+
+    def _check_join_token(self, join_token: str | None) -> None:
+        if not isinstance(self.config.control_plane, KubeadmControlPlane):
+            if join_token is not None:
+                raise UsageError("a join token is only used in kubeadm mode (control_plane.mode)")
+            return
+        if join_token is not None:
+            if not TOKEN_PATTERN.fullmatch(join_token):
+                raise UsageError("the join token is not a kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})")
+            return
+        parameter = names.join_token_parameter(self.config.parameter_path)
+        if not self.cloud.parameters.exists(parameter):
+            raise UsageError(
+                f"kubeadm mode needs the bootstrap token in SSM {parameter}: pass it through CLUSTER_JOIN_TOKEN or "
+                "--join-token-file FILE (make one with `kubeadm token create`)"
+            )
+
+    def _store_join_token(self, join_token: str | None, *, dry_run: bool) -> None:
+        if join_token is None or not isinstance(self.config.control_plane, KubeadmControlPlane):
+            return
+        parameter = names.join_token_parameter(self.config.parameter_path)
+        if dry_run:
+            self.ui.say(f"dry run: would store the join token in {parameter}")
+            return
+        self.cloud.parameters.put_secret(parameter, join_token, kms_key=self.config.control_plane.token_kms_key)
+        self.ui.say(f"stored the join token in {parameter} (SecureString)")
+
+    def _usable_stack(self, stack: Stack | None, *, dry_run: bool) -> Stack | None:
+        """The stack as it can be changed now: ours, settled, and not in a state that only a delete can leave."""
+        if stack is None:
+            return None
+        owner = stack.tags.get(names.CLUSTER_TAG)
+        if owner != self.config.name:
+            raise UsageError(
+                f"stack {self.name} exists but does not belong to cluster {self.config.name!r} "
+                f"(its {names.CLUSTER_TAG} tag is {owner!r}); choose another `name`"
+            )
+        if stack.in_progress and stack.status != "REVIEW_IN_PROGRESS":
+            self.ui.say(f"stack {self.name} is {stack.status}; waiting for that to finish first")
+            settled = self._follow(None, verb="up", fail=False)
+            return self._usable_stack(settled, dry_run=dry_run)
+        if stack.status == "UPDATE_ROLLBACK_FAILED":
+            raise DeployFailed(
+                f"stack {self.name} is UPDATE_ROLLBACK_FAILED: fix the cause below, then run "
+                f"`aws cloudformation continue-update-rollback --stack-name {self.name}` and `cluster up` again; "
+                f"{self._first_cause(stack)}"
+            )
+        if stack.status not in RECREATE_STATES:
+            return stack
+        self.ui.warn(
+            f"stack {self.name} is {stack.status}: {EXPLAIN[stack.status]}. It was: {self._first_cause(stack)}"
+        )
+        if dry_run:
+            self.ui.say(f"dry run: `cluster up` would delete stack {self.name} and create it again")
+            return stack
+        self.ui.confirm(
+            f"Delete stack {self.name} and create it again?",
+            unasked=f"did not touch stack {self.name}: rerun with --yes to delete and recreate it",
+        )
+        after = self.cloud.stacks.latest_event_id(stack.stack_id)
+        self.cloud.stacks.delete(self.name)
+        self._follow(after, verb="delete", stack_id=stack.stack_id)
+        return None
+
+    def _first_cause(self, stack: Stack) -> str:
+        causes = root_causes(self.cloud.stacks.events(stack.stack_id, after=None))
+        return describe_event(causes[0]) if causes else stack.status_reason or "(no failure event found)"
+
+    def _show(self, change_set: ChangeSet, rendered: Rendered | None) -> None:
+        symbols = {"Add": "+", "Modify": "~", "Remove": "-"}
+        rows = [
+            [
+                symbols.get(change.action, "?"),
+                change.logical_id,
+                change.resource_type,
+                "REPLACE" if change.replacement == "True" else "may replace" if change.replaces else "",
+            ]
+            for change in change_set.changes
+        ]
+        self.ui.table(["", "resource", "type", "replacement"], rows, title=f"Changes to stack {self.name}")
+        replaced = [change.logical_id for change in change_set.changes if change.replaces]
+        if replaced:
+            self.ui.warn(f"{len(replaced)} resource(s) will or may be REPLACED: {', '.join(replaced)}")
+        if names.HOST_GROUP in replaced:
+            self.ui.warn(
+                "the host group is replaced: every host is terminated and launched anew at once. "
+                "For a rolling change of the hosts, use `cluster patch`"
+            )
+        if rendered and any(change.logical_id == names.LAUNCH_TEMPLATE for change in change_set.changes):
+            self.ui.say(
+                f"hosts launched from now on get configuration …/{rendered.digest}; "
+                "`cluster patch` replaces the running ones"
+            )
+
+    def _discard(self, change_set_name: str, kind: str) -> None:
+        self.cloud.stacks.delete_change_set(self.name, change_set_name)
+        stack = self.cloud.stacks.find(self.name)
+        if kind == "CREATE" and stack is not None and stack.status == "REVIEW_IN_PROGRESS":
+            # A CREATE change set leaves an empty stack behind; it is ours and holds nothing.
+            self.cloud.stacks.delete(self.name)
+
+    def _follow(self, after: str | None, *, verb: str, fail: bool = True, stack_id: str | None = None) -> Stack | None:
+        """Stream the stack's events until it settles; on a failed end, report the root causes and raise."""
+        seen: list[StackEvent] = []
+
+        def show(events: Sequence[StackEvent]) -> None:
+            seen.extend(events)
+            for event in events:
+                failed = event.status.endswith("_FAILED")
+                if failed and not event.is_root_cause:
+                    continue  # "Resource creation cancelled" and the like only echo the root cause
+                self.ui.say(describe_event(event, with_time=self.ui.fancy), style="red" if failed else "")
+
+        with self.ui.waiting(f"waiting for stack {self.name}"):
+            stack = self.cloud.stacks.wait_settled(
+                stack_id or self.name,
+                after_event=after,
+                on_events=show,
+                timeout=self.timeout,
+                next_step=f"it goes on in AWS: follow it with `cluster status`, or run `cluster {verb}` again to "
+                "keep waiting",
+            )
+        if stack is None or stack.settled_ok or not fail:
+            return stack
+        if stack.status == "DELETE_COMPLETE":
+            return None
+        causes = root_causes(seen)
+        for record in failure_records(self.cloud.parameters, self.config.parameter_path, since=self.started):
+            self.ui.say(record)
+        cause = describe_event(causes[0]) if causes else stack.status_reason or "no failure event was recorded"
+        raise DeployFailed(f"stack {self.name} ended {stack.status}: {cause}")
+
+    def _wait_for_hosts(self) -> None:
+        group_name = self.cloud.stacks.resources(self.name).get(names.HOST_GROUP)
+        if not group_name:
+            return
+
+        def all_in_service() -> int | None:
+            group = self.cloud.groups.find(group_name)
+            if group is None:
+                return None
+            ready = len(group.in_service)
+            return ready if ready >= group.desired_capacity else None
+
+        with self.ui.waiting("waiting for the hosts to be InService"):
+            ready = wait_until(
+                all_in_service,
+                clock=self.cloud.clock,
+                timeout=self.config.rolling.ready_timeout_seconds,
+                interval=10.0,
+                what=f"the hosts of {group_name} to be InService",
+                next_step="see which host is stuck, and why, with `cluster status`",
+            )
+        self.ui.say(f"{ready} host(s) InService in {group_name}")

@@ -1,0 +1,45 @@
+"""``cluster up``: create or update the stack through a change set you see first, then wait for the hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from provision.verbs.options import Globals, config_option, join_token, load_config, yes_option
+
+
+@click.command("up")
+@config_option
+@yes_option
+@click.option("--dry-run", is_flag=True, help="Show the changes and stop; nothing is changed.")
+@click.option(
+    "--join-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="kubeadm mode: file holding the bootstrap token (default: $CLUSTER_JOIN_TOKEN; kept if already stored).",
+)
+@click.option("--timeout", type=click.IntRange(min=60), default=3600, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def command(
+    options: Globals,
+    config_path: Path | None,
+    assume_yes: bool,
+    dry_run: bool,
+    join_token_file: Path | None,
+    timeout: int,
+) -> None:
+    """Create or update the cluster's stack and wait until its hosts are InService.
+
+    Shows the change set (added, modified and replaced resources) and asks before applying it. Running it again with
+    nothing changed says so and changes nothing.
+    """
+    from provision.deploy.up import Up
+    from provision.ui import UI
+    from provision.verbs.aws import connected
+
+    config = load_config(config_path, example_ok=False)
+    token = join_token(join_token_file)
+    with connected(config, options) as cloud:
+        Up(config, cloud, UI.for_terminal(assume_yes=assume_yes), timeout=timeout).run(
+            dry_run=dry_run, join_token=token
+        )
