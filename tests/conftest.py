@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
 
+from provision.aws.cloud import Cloud
+from provision.aws.session import AwsFactory, AwsSettings
 from provision.cli import main
+from tests.fakeclock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "cluster.example.toml"
@@ -77,3 +81,16 @@ def shellcheck() -> str:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> Iterator[bool]:
     yield bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def moto() -> Iterator[None]:
+    """AWS simulated in-process by moto for the test's duration."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def cloud(moto: None) -> Cloud:
+    """The AWS facades on moto, with a virtual clock."""
+    return Cloud.connect(AwsFactory(AwsSettings(region="eu-west-1")), FakeClock())

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from botocore.exceptions import ClientError
 
 from provision.aws.cloud import Cloud
 from provision.aws.session import error_code
 from provision.aws.stacks import StackEvent
 from provision.config.schema import ClusterConfig
-from provision.deploy.report import describe_event, root_causes
+from provision.deploy.report import describe_event, event_printer, root_causes
 from provision.errors import ClusterError, UsageError
 from provision.render import names
 from provision.ui import UI
@@ -50,19 +48,11 @@ def down(config: ClusterConfig, cloud: Cloud, ui: UI, *, purge: bool, timeout: f
             return
         seen: list[StackEvent] = []
 
-        def show(events: Sequence[StackEvent]) -> None:
-            seen.extend(events)
-            for event in events:
-                failed = event.status.endswith("_FAILED")
-                if failed and not event.is_root_cause:
-                    continue
-                ui.say(describe_event(event, with_time=ui.fancy), style="red" if failed else "")
-
         with ui.waiting(f"deleting stack {name}"):
             final = cloud.stacks.wait_settled(
                 stack.stack_id,
                 after_event=after,
-                on_events=show,
+                on_events=event_printer(ui, seen),
                 timeout=timeout,
                 next_step="the deletion goes on in AWS; run `cluster down` again to keep waiting",
             )

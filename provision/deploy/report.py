@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from provision.aws.parameters import Parameters
 from provision.aws.stacks import StackEvent
 from provision.render.names import host_records_path
+from provision.ui import UI
 
 LOG_LINES_SHOWN = 15
 
@@ -15,6 +16,21 @@ LOG_LINES_SHOWN = 15
 def root_causes(events: Sequence[StackEvent]) -> list[StackEvent]:
     """The failures that started a cascade, oldest first; not the "Resource creation cancelled" echoes."""
     return [event for event in events if event.is_root_cause and event.resource_type != "AWS::CloudFormation::Stack"]
+
+
+def event_printer(ui: UI, seen: list[StackEvent]) -> Callable[[Sequence[StackEvent]], None]:
+    """A callback for ``Stacks.wait_settled`` that shows each new event as it arrives and keeps it in ``seen``.
+    Failures that only echo another ("Resource creation cancelled") are kept but not shown."""
+
+    def show(events: Sequence[StackEvent]) -> None:
+        seen.extend(events)
+        for event in events:
+            failed = event.status.endswith("_FAILED")
+            if failed and not event.is_root_cause:
+                continue
+            ui.say(describe_event(event, with_time=ui.fancy), style="red" if failed else "")
+
+    return show
 
 
 def describe_event(event: StackEvent, *, with_time: bool = False) -> str:

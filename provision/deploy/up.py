@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -17,7 +16,7 @@ from provision.aws.cloud import Cloud
 from provision.aws.stacks import ChangeSet, Stack, StackEvent
 from provision.clock import wait_until
 from provision.config.schema import ClusterConfig, KubeadmControlPlane
-from provision.deploy.report import describe_event, failure_records, root_causes
+from provision.deploy.report import describe_event, event_printer, failure_records, root_causes
 from provision.errors import ClusterError, UsageError
 from provision.render import names
 from provision.render.template import Rendered, cluster_tags, render
@@ -88,6 +87,7 @@ class Up:
                 return
             self._show(change_set, rendered if kind == "UPDATE" else None)
             if dry_run:
+                self._store_join_token(join_token, dry_run=True)
                 self.ui.say("dry run: nothing was changed")
                 return
             action = f"{'create' if kind == 'CREATE' else 'update'} stack {self.name} in {self.config.region}"
@@ -208,20 +208,11 @@ class Up:
     def _follow(self, after: str | None, *, verb: str, fail: bool = True, stack_id: str | None = None) -> Stack | None:
         """Stream the stack's events until it settles; on a failed end, report the root causes and raise."""
         seen: list[StackEvent] = []
-
-        def show(events: Sequence[StackEvent]) -> None:
-            seen.extend(events)
-            for event in events:
-                failed = event.status.endswith("_FAILED")
-                if failed and not event.is_root_cause:
-                    continue  # "Resource creation cancelled" and the like only echo the root cause
-                self.ui.say(describe_event(event, with_time=self.ui.fancy), style="red" if failed else "")
-
         with self.ui.waiting(f"waiting for stack {self.name}"):
             stack = self.cloud.stacks.wait_settled(
                 stack_id or self.name,
                 after_event=after,
-                on_events=show,
+                on_events=event_printer(self.ui, seen),
                 timeout=self.timeout,
                 next_step=f"it goes on in AWS: follow it with `cluster status`, or run `cluster {verb}` again to "
                 "keep waiting",
