@@ -47,10 +47,11 @@ class UI:
 
     def say(self, text: str, *, style: str = "") -> None:
         """One line. Plain output gets a UTC timestamp; a terminal gets colour instead."""
+        # soft_wrap: a line is never broken by rich; the terminal (or the log viewer) wraps it.
         if self.fancy:
-            self.console.print(escape(text), style=style or None)
+            self.console.print(escape(text), style=style or None, soft_wrap=True)
         else:
-            self.console.print(f"{datetime.now(UTC):%H:%M:%S} {escape(text)}", style=None)
+            self.console.print(f"{datetime.now(UTC):%H:%M:%S} {escape(text)}", soft_wrap=True)
 
     def warn(self, text: str) -> None:
         self.say(f"WARNING: {text}", style="bold yellow")

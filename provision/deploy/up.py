@@ -153,9 +153,7 @@ class Up:
             )
         if stack.status not in RECREATE_STATES:
             return stack
-        self.ui.warn(
-            f"stack {self.name} is {stack.status}: {EXPLAIN[stack.status]}. It was: {self._first_cause(stack)}"
-        )
+        self.ui.warn(f"stack {self.name} is {stack.status}: {EXPLAIN[stack.status]}. Cause: {self._first_cause(stack)}")
         if dry_run:
             self.ui.say(f"dry run: `cluster up` would delete stack {self.name} and create it again")
             return stack
