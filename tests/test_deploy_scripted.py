@@ -4,6 +4,7 @@ failed states, stacks in progress, timeouts, refused change sets, paging. CloudF
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -65,13 +66,7 @@ def succeeded(kind: str = "CREATE") -> list[tuple[str, list[dict[str, object]]]]
 
 def scripted(moto: None, fake: ScriptedCloudFormation, clock: FakeClock | None = None) -> Cloud:
     real = Cloud.connect(AwsFactory(AwsSettings(region=REGION)), clock or FakeClock())
-    return Cloud(
-        stacks=Stacks(fake, real.clock),  # type: ignore[arg-type]
-        groups=real.groups,
-        instances=real.instances,
-        parameters=real.parameters,
-        clock=real.clock,
-    )
+    return dataclasses.replace(real, stacks=Stacks(fake, real.clock))  # type: ignore[arg-type]
 
 
 def record_boot_failure(instance: str, at: datetime, step: str = "join") -> None:

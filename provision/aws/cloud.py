@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provision.aws.eks import EksClusters
 from provision.aws.groups import Groups
 from provision.aws.instances import Instances
 from provision.aws.parameters import Parameters
@@ -18,6 +19,7 @@ class Cloud:
     groups: Groups
     instances: Instances
     parameters: Parameters
+    eks: EksClusters
     clock: Clock
 
     @classmethod
@@ -27,5 +29,6 @@ class Cloud:
             groups=Groups(factory.client("autoscaling")),
             instances=Instances(factory.client("ec2")),
             parameters=Parameters(factory.client("ssm")),
+            eks=EksClusters(factory.client("eks")),
             clock=clock,
         )

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_eks import EKSClient
     from mypy_boto3_ssm import SSMClient
 
 # Adaptive retries back off on throttling across all calls of the process; the timeouts keep a dead endpoint from
@@ -93,6 +94,8 @@ class AwsFactory:
     def client(self, service: Literal["ec2"]) -> EC2Client: ...
     @overload
     def client(self, service: Literal["ssm"]) -> SSMClient: ...
+    @overload
+    def client(self, service: Literal["eks"]) -> EKSClient: ...
     def client(self, service: str) -> Any:
         if service not in self._clients:
             self._clients[service] = self.session().client(

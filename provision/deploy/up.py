@@ -12,10 +12,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
+from provision import kubeconfig
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import ChangeSet, Stack, StackEvent
 from provision.clock import wait_until
-from provision.config.schema import ClusterConfig, KubeadmControlPlane
+from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
 from provision.deploy.report import describe_event, event_printer, failure_records, root_causes
 from provision.errors import ClusterError, UsageError
 from provision.render import names
@@ -83,6 +84,7 @@ class Up:
                 self._store_join_token(join_token, dry_run=dry_run)
                 self.ui.say(f"no changes: stack {self.name} is up to date")
                 if not dry_run:
+                    self._write_kubeconfig()
                     self._wait_for_hosts()
                 return
             self._show(change_set, rendered if kind == "UPDATE" else None)
@@ -103,6 +105,7 @@ class Up:
             if not executed:
                 self._discard(change_set_name, kind)
         self._follow(after, verb="up")
+        self._write_kubeconfig()
         self._wait_for_hosts()
 
     def _check_join_token(self, join_token: str | None) -> None:
@@ -224,6 +227,20 @@ class Up:
             self.ui.say(record)
         cause = describe_event(causes[0]) if causes else stack.status_reason or "no failure event was recorded"
         raise DeployFailed(f"stack {self.name} ended {stack.status}: {cause}")
+
+    def _write_kubeconfig(self) -> None:
+        if not isinstance(self.config.control_plane, EksControlPlane):
+            return
+        access = self.cloud.eks.access(self.config.name)
+        path = kubeconfig.default_path(self.config.kubernetes.kubeconfig)
+        entry = kubeconfig.eks_entry(
+            self.config.name, self.config.region, access.endpoint, access.certificate_authority
+        )
+        current = kubeconfig.write_entry(path, entry)
+        self.ui.say(
+            f"kubeconfig {path}: context {self.config.name}"
+            + ("" if current else f" added (switch with `kubectl config use-context {self.config.name}`)")
+        )
 
     def _wait_for_hosts(self) -> None:
         group_name = self.cloud.stacks.resources(self.name).get(names.HOST_GROUP)

@@ -1,0 +1,67 @@
+"""Write or merge the kubeconfig entry of an EKS cluster, the way `aws eks update-kubeconfig` does: the user's
+other clusters, contexts and users are kept, and the current context is only set when the file has none."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def default_path(configured: str | None) -> Path:
+    if configured:
+        return Path(configured).expanduser()
+    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
+
+
+def eks_entry(name: str, region: str, endpoint: str, certificate_authority: str) -> dict[str, Any]:
+    """The cluster, user and context, all called ``name``. The user runs `aws eks get-token` for a fresh token."""
+    return {
+        "cluster": {"name": name, "cluster": {"server": endpoint, "certificate-authority-data": certificate_authority}},
+        "user": {
+            "name": name,
+            "user": {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": "aws",
+                    "args": ["--region", region, "eks", "get-token", "--cluster-name", name, "--output", "json"],
+                    "interactiveMode": "Never",
+                }
+            },
+        },
+        "context": {"name": name, "context": {"cluster": name, "user": name}},
+    }
+
+
+def merge(existing: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(existing) or {"apiVersion": "v1", "kind": "Config", "preferences": {}}
+    merged.setdefault("apiVersion", "v1")
+    merged.setdefault("kind", "Config")
+    for section, item in (("clusters", entry["cluster"]), ("users", entry["user"]), ("contexts", entry["context"])):
+        kept = [other for other in merged.get(section) or [] if other.get("name") != item["name"]]
+        merged[section] = [*kept, item]
+    if not merged.get("current-context"):
+        merged["current-context"] = entry["context"]["name"]
+    return merged
+
+
+def write_entry(path: Path, entry: dict[str, Any]) -> bool:
+    """Merge ``entry`` into the kubeconfig at ``path`` (atomically, mode 0600). True when it became the current
+    context."""
+    existing = yaml.safe_load(path.read_text()) if path.exists() else None
+    merged = merge(existing or {}, entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            yaml.safe_dump(merged, stream, default_flow_style=False, sort_keys=False)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return bool(merged.get("current-context") == entry["context"]["name"])
