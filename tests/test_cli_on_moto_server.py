@@ -34,7 +34,7 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture
 def endpoint(moto_server: str) -> str:
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own server on 127.0.0.1
         pass
     return moto_server
