@@ -1,0 +1,613 @@
+"""The simulated cluster behind the API: an object store, and the controllers that act on it at each ``tick``.
+
+- scheduler: binds pending pods to Ready, schedulable nodes with room (pods per node and CPU requests);
+- kubelet: a bound pod runs after ``start_delay`` and is Ready ``ready_delay`` later, while its node is Ready;
+- controllers: Deployments own one ReplicaSet, ReplicaSets and StatefulSets keep their replica count, DaemonSets one
+  pod per node; deleted or evicted pods are recreated;
+- garbage collection: pods of a deleted node or owner go; a deleted pod goes after ``termination_delay``;
+- disruption budgets: status kept current; eviction refused exactly when the API server would refuse it.
+
+All access goes through one lock, so HTTP handler threads and the ticking thread never see half an update.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from provision.clock import Clock
+from provision.simulator.budgets import BudgetStatus, Refusal, budget_status, eviction_refusal
+from provision.simulator.selectors import label_selector_object, parse_field_selector, parse_label_selector
+
+Obj = dict[str, Any]
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+# kind -> (apiVersion, namespaced)
+KINDS: dict[str, tuple[str, bool]] = {
+    "Node": ("v1", False),
+    "Namespace": ("v1", False),
+    "Pod": ("v1", True),
+    "Deployment": ("apps/v1", True),
+    "ReplicaSet": ("apps/v1", True),
+    "DaemonSet": ("apps/v1", True),
+    "StatefulSet": ("apps/v1", True),
+    "PodDisruptionBudget": ("policy/v1", True),
+}
+
+
+class ApiError(Exception):
+    """An error the API answers with a Status object."""
+
+    def __init__(self, code: int, reason: str, message: str, *, causes: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.causes = causes or []
+
+
+@dataclass
+class Timings:
+    start_delay: float = 1.0  # bound -> Running
+    ready_delay: float = 2.0  # Running -> Ready
+    termination_delay: float = 1.0  # deleted -> gone
+    node_pods: int = 110
+    node_cpu_millis: int = 2000
+
+
+@dataclass
+class Counters:
+    evictions: int = 0
+    evictions_refused: int = 0
+    budget_violations: int = 0  # healthy pods removed while their budget allowed no disruption
+
+
+@dataclass
+class _PodClock:
+    bound_at: float | None = None
+    running_at: float | None = None
+    deleted_at: float | None = None
+
+
+@dataclass
+class World:
+    clock: Clock
+    timings: Timings = field(default_factory=Timings)
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.RLock()
+        self._objects: dict[str, dict[tuple[str, str], Obj]] = {kind: {} for kind in KINDS}
+        self._pods: dict[tuple[str, str], _PodClock] = {}
+        self._versions = itertools.count(1)
+        self._names = itertools.count(1)
+        self.create("Namespace", "", {"metadata": {"name": "default"}})
+        self.create("Namespace", "", {"metadata": {"name": "kube-system"}})
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    # --- the API's verbs -------------------------------------------------------------------------------------
+
+    def create(self, kind: str, namespace: str, body: Obj) -> Obj:
+        with self._lock:
+            obj = copy.deepcopy(body)
+            api_version, namespaced = KINDS[kind]
+            meta = obj.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + self._suffix()
+            name = meta.get("name")
+            if not name:
+                raise ApiError(422, "Invalid", f'{kind} "" is invalid: metadata.name: Required value')
+            if namespaced:
+                namespace = namespace or meta.get("namespace") or "default"
+                if ("", namespace) not in self._objects["Namespace"]:
+                    raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
+                meta["namespace"] = namespace
+            key = (namespace if namespaced else "", name)
+            if key in self._objects[kind]:
+                raise ApiError(409, "AlreadyExists", f'{_plural(kind)} "{name}" already exists')
+            obj["apiVersion"], obj["kind"] = api_version, kind
+            meta.update(
+                uid=str(uuid.uuid4()),
+                creationTimestamp=self._timestamp(),
+                generation=1,
+                resourceVersion=str(next(self._versions)),
+            )
+            meta.setdefault("labels", {})
+            meta.setdefault("annotations", {})
+            obj.setdefault("spec", {})
+            obj.setdefault("status", {})
+            self._defaults(kind, obj)
+            self._objects[kind][key] = obj
+            if kind == "Pod":
+                self._pods[key] = _PodClock()
+            self._reconcile()
+            return copy.deepcopy(obj)
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj:
+        with self._lock:
+            return copy.deepcopy(self._get(kind, namespace, name))
+
+    def select(self, kind: str, namespace: str | None, *, labels: str = "", fields: str = "") -> list[Obj]:
+        with self._lock:
+            label_match, field_match = parse_label_selector(labels), parse_field_selector(fields)
+            found = [
+                copy.deepcopy(obj)
+                for (obj_namespace, _), obj in sorted(self._objects[kind].items())
+                if (namespace is None or obj_namespace == namespace)
+                and label_match(obj["metadata"].get("labels") or {})
+                and field_match(obj)
+            ]
+            return found
+
+    def replace(self, kind: str, namespace: str, name: str, body: Obj) -> Obj:
+        with self._lock:
+            current = self._get(kind, namespace, name)
+            updated = copy.deepcopy(body)
+            updated["metadata"] = {**current["metadata"], **updated.get("metadata", {})}
+            updated.setdefault("status", current["status"])
+            return self._store(kind, namespace, name, current, updated)
+
+    def patch(self, kind: str, namespace: str, name: str, patch: Obj) -> Obj:
+        """JSON merge patch; also serves strategic merge patches for the fields this simulator models (maps merge,
+        lists are replaced, as they are for node taints)."""
+        with self._lock:
+            current = self._get(kind, namespace, name)
+            return self._store(kind, namespace, name, current, _merge(copy.deepcopy(current), patch))
+
+    def delete(self, kind: str, namespace: str, name: str) -> Obj:
+        with self._lock:
+            obj = self._get(kind, namespace, name)
+            key = (namespace if KINDS[kind][1] else "", name)
+            if kind == "Pod":
+                self._note_disruption(obj, evicted=False)
+                self._terminate(key)
+            else:
+                del self._objects[kind][key]
+            self._reconcile()
+            return copy.deepcopy(obj)
+
+    def evict(self, namespace: str, name: str) -> None:
+        with self._lock:
+            pod = self._get("Pod", namespace, name)
+            key = (namespace, name)
+            if self._pods[key].deleted_at is not None:
+                return
+            refusal = self._eviction_refusal(pod)
+            if refusal is not None:
+                self.counters.evictions_refused += 1
+                raise ApiError(refusal.code, refusal.reason, refusal.message, causes=refusal.causes)
+            self.counters.evictions += 1
+            self._terminate(key)
+            self._reconcile()
+
+    # --- what the host simulator and tests use ---------------------------------------------------------------
+
+    def add_node(self, name: str, *, provider_id: str = "", internal_ip: str = "", ready: bool = True) -> Obj:
+        body: Obj = {
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {"providerID": provider_id} if provider_id else {},
+            "status": {
+                "capacity": {"pods": str(self.timings.node_pods), "cpu": f"{self.timings.node_cpu_millis}m"},
+                "allocatable": {"pods": str(self.timings.node_pods), "cpu": f"{self.timings.node_cpu_millis}m"},
+                "addresses": [{"type": "Hostname", "address": name}]
+                + ([{"type": "InternalIP", "address": internal_ip}] if internal_ip else []),
+                "conditions": [_ready_condition(ready, self._timestamp())],
+            },
+        }
+        return self.create("Node", "", body)
+
+    def set_node_ready(self, name: str, ready: bool) -> None:
+        with self._lock:
+            node = self._get("Node", "", name)
+            node["status"]["conditions"] = [_ready_condition(ready, self._timestamp())]
+            self._reconcile()
+
+    def tick(self) -> None:
+        with self._lock:
+            self._reconcile()
+
+    def budget_of(self, namespace: str, name: str) -> BudgetStatus:
+        with self._lock:
+            return self._budget_status(self._get("PodDisruptionBudget", namespace, name))
+
+    # --- internals -------------------------------------------------------------------------------------------
+
+    def _get(self, kind: str, namespace: str, name: str) -> Obj:
+        key = (namespace if KINDS[kind][1] else "", name)
+        obj = self._objects[kind].get(key)
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{_plural(kind)} "{name}" not found')
+        return obj
+
+    def _store(self, kind: str, namespace: str, name: str, current: Obj, updated: Obj) -> Obj:
+        key = (namespace if KINDS[kind][1] else "", name)
+        if updated.get("spec") != current.get("spec"):
+            updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        updated["metadata"]["resourceVersion"] = str(next(self._versions))
+        updated["apiVersion"], updated["kind"] = KINDS[kind][0], kind
+        self._objects[kind][key] = updated
+        self._reconcile()
+        return copy.deepcopy(updated)
+
+    def _timestamp(self) -> str:
+        return (EPOCH + timedelta(seconds=self.clock.now())).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _suffix(self) -> str:
+        return hashlib.sha256(str(next(self._names)).encode()).hexdigest()[:5]
+
+    def _defaults(self, kind: str, obj: Obj) -> None:
+        if kind == "Pod":
+            obj["status"] = {"phase": "Pending", "conditions": []}
+        elif kind == "Node":
+            obj["spec"].setdefault("unschedulable", False)
+        elif kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+
+    def _terminate(self, key: tuple[str, str]) -> None:
+        pod = self._objects["Pod"][key]
+        if self._pods[key].deleted_at is None:
+            self._pods[key].deleted_at = self.clock.now()
+            pod["metadata"]["deletionTimestamp"] = self._timestamp()
+            pod["metadata"]["deletionGracePeriodSeconds"] = int(self.timings.termination_delay)
+            _set_ready(pod, False)
+
+    # --- disruption budgets ---
+
+    def _budgets_for(self, pod: Obj) -> list[Obj]:
+        labels = pod["metadata"].get("labels") or {}
+        return [
+            budget
+            for (namespace, _), budget in sorted(self._objects["PodDisruptionBudget"].items())
+            if namespace == pod["metadata"]["namespace"]
+            and budget["spec"].get("selector") is not None
+            and label_selector_object(budget["spec"]["selector"])(labels)
+        ]
+
+    def _budget_status(self, budget: Obj) -> BudgetStatus:
+        namespace = budget["metadata"]["namespace"]
+        matches = label_selector_object(budget["spec"].get("selector"))
+        pods = [
+            pod
+            for (pod_namespace, _), pod in self._objects["Pod"].items()
+            if pod_namespace == namespace and matches(pod["metadata"].get("labels") or {})
+        ]
+        owners = {_controller(pod) for pod in pods}
+        expected = sum(self._scale(owner) if owner else 1 for owner in owners if owner) + sum(
+            1 for pod in pods if _controller(pod) is None
+        )
+        healthy = sum(1 for pod in pods if self._healthy(pod))
+        return budget_status(budget["spec"], expected=expected, healthy=healthy)
+
+    def _scale(self, owner: tuple[str, str, str]) -> int:
+        kind, namespace, name = owner
+        obj = self._objects.get(kind, {}).get((namespace, name))
+        if obj is None:
+            return 0
+        if kind == "ReplicaSet":
+            parent = _controller(obj)
+            if parent is not None and parent[0] == "Deployment":
+                deployment = self._objects["Deployment"].get((namespace, parent[2]))
+                if deployment is not None:
+                    return int(deployment["spec"].get("replicas", 1))
+        if kind == "DaemonSet":
+            return int(obj["status"].get("desiredNumberScheduled", 0))
+        return int(obj["spec"].get("replicas", 1))
+
+    def _healthy(self, pod: Obj) -> bool:
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        return self._pods[key].deleted_at is None and _is_ready(pod)
+
+    def _eviction_refusal(self, pod: Obj) -> Refusal | None:
+        budgets = [(budget, self._budget_status(budget)) for budget in self._budgets_for(pod)]
+        return eviction_refusal(pod, budgets, pod_healthy=self._healthy(pod))
+
+    def _note_disruption(self, pod: Obj, *, evicted: bool) -> None:
+        """A delete bypasses the budgets; count it when the budget had no disruption to give."""
+        if evicted or not self._healthy(pod):
+            return
+        if any(self._budget_status(budget).disruptions_allowed <= 0 for budget in self._budgets_for(pod)):
+            self.counters.budget_violations += 1
+
+    # --- the control loop ---
+
+    def _reconcile(self) -> None:
+        now = self.clock.now()
+        self._collect_garbage(now)
+        self._run_deployments()
+        self._run_replica_owners()
+        self._run_daemonsets()
+        self._schedule()
+        self._run_kubelets(now)
+        self._update_statuses()
+
+    def _collect_garbage(self, now: float) -> None:
+        nodes = {name for _, name in self._objects["Node"]}
+        for key, pod in list(self._objects["Pod"].items()):
+            timer = self._pods[key]
+            node = pod["spec"].get("nodeName")
+            owner = _controller(pod)
+            orphan = owner is not None and (owner[1], owner[2]) not in self._objects.get(owner[0], {})
+            if (node and node not in nodes) or orphan:
+                self._terminate(key)
+            if timer.deleted_at is not None and now - timer.deleted_at >= self.timings.termination_delay:
+                del self._objects["Pod"][key]
+                del self._pods[key]
+        for key, replica_set in list(self._objects["ReplicaSet"].items()):
+            owner = _controller(replica_set)
+            if owner is not None and (owner[1], owner[2]) not in self._objects["Deployment"]:
+                del self._objects["ReplicaSet"][key]
+
+    def _run_deployments(self) -> None:
+        for (namespace, name), deployment in self._objects["Deployment"].items():
+            template = deployment["spec"].get("template", {})
+            digest = hashlib.sha256(repr(sorted(template.items())).encode()).hexdigest()[:10]
+            replica_set_name = f"{name}-{digest}"
+            for (rs_namespace, rs_name), replica_set in list(self._objects["ReplicaSet"].items()):
+                ours = rs_namespace == namespace and _controller(replica_set) == ("Deployment", namespace, name)
+                if ours and rs_name != replica_set_name:
+                    replica_set["spec"]["replicas"] = 0  # a new template replaces the old set all at once
+            current = self._objects["ReplicaSet"].get((namespace, replica_set_name))
+            replicas = int(deployment["spec"].get("replicas", 1))
+            if current is None:
+                labels = dict(template.get("metadata", {}).get("labels") or {})
+                self._objects["ReplicaSet"][(namespace, replica_set_name)] = {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "metadata": {
+                        "name": replica_set_name,
+                        "namespace": namespace,
+                        "uid": str(uuid.uuid4()),
+                        "labels": labels,
+                        "annotations": {},
+                        "creationTimestamp": self._timestamp(),
+                        "resourceVersion": str(next(self._versions)),
+                        "generation": 1,
+                        "ownerReferences": [_owner_reference(deployment)],
+                    },
+                    "spec": {
+                        "replicas": replicas,
+                        "selector": deployment["spec"].get("selector"),
+                        "template": template,
+                    },
+                    "status": {},
+                }
+            else:
+                current["spec"]["replicas"] = replicas
+
+    def _run_replica_owners(self) -> None:
+        for kind in ("ReplicaSet", "StatefulSet"):
+            for (namespace, name), owner in self._objects[kind].items():
+                wanted = int(owner["spec"].get("replicas", 1))
+                pods = self._owned_pods(kind, namespace, name)
+                live = [pod for pod in pods if pod["metadata"].get("deletionTimestamp") is None]
+                if kind == "StatefulSet":
+                    existing = {pod["metadata"]["name"] for pod in pods}
+                    for ordinal in range(wanted):
+                        pod_name = f"{name}-{ordinal}"
+                        if pod_name not in existing:
+                            self._new_pod(owner, pod_name)
+                    for pod in live:
+                        if int(pod["metadata"]["name"].rsplit("-", 1)[1]) >= wanted:
+                            self._terminate((namespace, pod["metadata"]["name"]))
+                    continue
+                for _ in range(wanted - len(live)):
+                    self._new_pod(owner, f"{name}-{self._suffix()}")
+                for pod in sorted(live, key=lambda p: p["metadata"]["name"])[: max(0, len(live) - wanted)]:
+                    self._terminate((namespace, pod["metadata"]["name"]))
+
+    def _run_daemonsets(self) -> None:
+        nodes = [node for node in self._objects["Node"].values() if _is_node_ready(node)]
+        for (namespace, name), daemon_set in self._objects["DaemonSet"].items():
+            pods = self._owned_pods("DaemonSet", namespace, name)
+            covered = {pod["spec"].get("nodeName") for pod in pods}
+            for node in nodes:
+                node_name = node["metadata"]["name"]
+                if node_name not in covered:
+                    self._new_pod(daemon_set, f"{name}-{self._suffix()}", node_name=node_name)
+            daemon_set["status"]["desiredNumberScheduled"] = len(nodes)
+
+    def _owned_pods(self, kind: str, namespace: str, name: str) -> list[Obj]:
+        return [
+            pod
+            for (pod_namespace, _), pod in self._objects["Pod"].items()
+            if pod_namespace == namespace and _controller(pod) == (kind, namespace, name)
+        ]
+
+    def _new_pod(self, owner: Obj, name: str, *, node_name: str = "") -> None:
+        template = copy.deepcopy(owner["spec"].get("template") or {})
+        meta = template.get("metadata") or {}
+        namespace = owner["metadata"]["namespace"]
+        spec = template.get("spec") or {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
+        if node_name:
+            spec["nodeName"] = node_name
+        pod: Obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "labels": dict(meta.get("labels") or {}),
+                "annotations": dict(meta.get("annotations") or {}),
+                "creationTimestamp": self._timestamp(),
+                "resourceVersion": str(next(self._versions)),
+                "ownerReferences": [_owner_reference(owner)],
+            },
+            "spec": spec,
+            "status": {"phase": "Pending", "conditions": []},
+        }
+        self._objects["Pod"][(namespace, name)] = pod
+        self._pods[(namespace, name)] = _PodClock(bound_at=self.clock.now() if node_name else None)
+
+    def _schedule(self) -> None:
+        nodes = {
+            name: node
+            for (_, name), node in self._objects["Node"].items()
+            if _is_node_ready(node) and not node["spec"].get("unschedulable") and not _blocking_taints(node)
+        }
+        load = {name: [0, 0] for name in nodes}
+        for pod in self._objects["Pod"].values():
+            node_name = pod["spec"].get("nodeName")
+            if node_name in load and pod["metadata"].get("deletionTimestamp") is None:
+                load[node_name][0] += 1
+                load[node_name][1] += _cpu_request(pod)
+        for key, pod in sorted(self._objects["Pod"].items()):
+            if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            fitting = [
+                name
+                for name, node in nodes.items()
+                if load[name][0] < int(node["status"]["allocatable"]["pods"])
+                and load[name][1] + _cpu_request(pod) <= _millis(node["status"]["allocatable"]["cpu"])
+            ]
+            if not fitting:
+                pod["status"]["conditions"] = [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": f"0/{len(self._objects['Node'])} nodes are available: no Ready, schedulable node "
+                        "with room.",
+                    }
+                ]
+                continue
+            chosen = min(fitting, key=lambda name: (load[name][0], name))
+            pod["spec"]["nodeName"] = chosen
+            load[chosen][0] += 1
+            load[chosen][1] += _cpu_request(pod)
+            self._pods[key].bound_at = self.clock.now()
+
+    def _run_kubelets(self, now: float) -> None:
+        nodes = self._objects["Node"]
+        for key, pod in self._objects["Pod"].items():
+            timer = self._pods[key]
+            node = nodes.get(("", pod["spec"].get("nodeName") or ""))
+            if timer.deleted_at is not None or timer.bound_at is None or node is None:
+                continue
+            if timer.running_at is None and now - timer.bound_at >= self.timings.start_delay:
+                timer.running_at = now
+                pod["status"]["phase"] = "Running"
+                pod["status"]["startTime"] = self._timestamp()
+            ready = timer.running_at is not None and now - timer.running_at >= self.timings.ready_delay
+            _set_ready(pod, ready and _is_node_ready(node))
+
+    def _update_statuses(self) -> None:
+        for kind in ("ReplicaSet", "StatefulSet", "DaemonSet"):
+            for (namespace, name), owner in self._objects[kind].items():
+                pods = [
+                    p for p in self._owned_pods(kind, namespace, name) if not p["metadata"].get("deletionTimestamp")
+                ]
+                ready = sum(1 for pod in pods if _is_ready(pod))
+                if kind == "DaemonSet":
+                    owner["status"].update(currentNumberScheduled=len(pods), numberReady=ready)
+                else:
+                    owner["status"].update(replicas=len(pods), readyReplicas=ready, availableReplicas=ready)
+        for (namespace, name), deployment in self._objects["Deployment"].items():
+            owned = [
+                rs
+                for (rs_namespace, _), rs in self._objects["ReplicaSet"].items()
+                if rs_namespace == namespace and _controller(rs) == ("Deployment", namespace, name)
+            ]
+            ready = sum(rs["status"].get("readyReplicas", 0) for rs in owned)
+            replicas = sum(rs["status"].get("replicas", 0) for rs in owned)
+            deployment["status"].update(
+                replicas=replicas,
+                readyReplicas=ready,
+                availableReplicas=ready,
+                updatedReplicas=replicas,
+                observedGeneration=deployment["metadata"].get("generation", 1),
+            )
+        for budget in self._objects["PodDisruptionBudget"].values():
+            budget["status"] = self._budget_status(budget).as_status(budget["metadata"].get("generation", 1))
+
+
+def _plural(kind: str) -> str:
+    return {"PodDisruptionBudget": "poddisruptionbudgets.policy"}.get(kind, kind.lower() + "s")
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for key, value in patch.items():
+        if key.startswith("$"):
+            continue  # strategic-merge directives: not modelled
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = _merge(target.get(key), value)
+    return target
+
+
+def _controller(obj: Obj) -> tuple[str, str, str] | None:
+    for reference in obj["metadata"].get("ownerReferences") or []:
+        if reference.get("controller"):
+            return reference["kind"], obj["metadata"].get("namespace", ""), reference["name"]
+    return None
+
+
+def _owner_reference(owner: Obj) -> Obj:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _ready_condition(ready: bool, when: str) -> Obj:
+    return {
+        "type": "Ready",
+        "status": "True" if ready else "False",
+        "reason": "KubeletReady" if ready else "NodeStatusUnknown",
+        "message": "kubelet is posting ready status" if ready else "Kubelet stopped posting node status.",
+        "lastHeartbeatTime": when,
+        "lastTransitionTime": when,
+    }
+
+
+def _is_node_ready(node: Obj) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions") or [])
+
+
+def _blocking_taints(node: Obj) -> list[Obj]:
+    return [taint for taint in node["spec"].get("taints") or [] if taint.get("effect") in {"NoSchedule", "NoExecute"}]
+
+
+def _is_ready(pod: Obj) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+
+
+def _set_ready(pod: Obj, ready: bool) -> None:
+    conditions = [c for c in pod["status"].get("conditions") or [] if c["type"] not in {"Ready", "PodScheduled"}]
+    conditions.append({"type": "PodScheduled", "status": "True"})
+    conditions.append({"type": "Ready", "status": "True" if ready else "False"})
+    pod["status"]["conditions"] = conditions
+
+
+def _millis(quantity: str) -> int:
+    text = str(quantity)
+    return int(text[:-1]) if text.endswith("m") else int(float(text) * 1000)
+
+
+def _cpu_request(pod: Obj) -> int:
+    total = 0
+    for container in pod["spec"].get("containers") or []:
+        request = ((container.get("resources") or {}).get("requests") or {}).get("cpu")
+        total += _millis(request) if request else 0
+    return total
