@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from provision.clock import Clock
+from provision.kube.selectors import label_selector_object, parse_field_selector, parse_label_selector
 from provision.simulator.budgets import BudgetStatus, Refusal, budget_status, eviction_refusal
-from provision.simulator.selectors import label_selector_object, parse_field_selector, parse_label_selector
 
 Obj = dict[str, Any]
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,4 +1,5 @@
-"""Label selectors (equality and set based, as strings or as LabelSelector objects) and field selectors."""
+"""Label selectors (equality and set based, as strings or as LabelSelector objects) and field selectors: the
+facade uses them to find the budgets that cover a pod, the simulator to answer list calls."""
 
 from __future__ import annotations
 

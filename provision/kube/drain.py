@@ -1,0 +1,187 @@
+"""Drain a node through the Eviction API the way `kubectl drain` does, and say exactly what blocks it when it cannot.
+
+- DaemonSet and mirror pods are left alone; pods without a controller and pods with emptyDir data follow the policy
+  (refused up front, before anything is evicted, unless the policy allows them).
+- A 429 (a PodDisruptionBudget would be violated) is retried with backoff until the node's deadline; 404 is done.
+- After the evictions are accepted, the drain waits for the pods to be gone.
+- At the deadline the policy decides: ``wait`` raises ``DrainBlocked`` naming pods, budgets and what they need;
+  ``skip`` returns the blockers to the caller; ``force`` deletes the remaining pods, bypassing the budgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lightkube import ApiError
+
+from provision.clock import Clock
+from provision.errors import ClusterError, UsageError
+from provision.kube.facade import Kube
+from provision.kube.model import PodState
+from provision.kube.selectors import label_selector_object
+
+FIRST_BACKOFF = 1.0
+FINISHED = {"Succeeded", "Failed"}
+MAX_BACKOFF = 16.0
+
+
+@dataclass(frozen=True)
+class DrainPolicy:
+    timeout_seconds: float = 900
+    on_blocked_budget: Literal["wait", "skip", "force"] = "wait"
+    delete_emptydir_data: bool = True
+    evict_unmanaged_pods: bool = False
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A pod that could not be evicted, the budget that refused it, and what that budget needs."""
+
+    pod: str
+    reason: str
+    budget: str = ""
+    healthy: int = 0
+    needed: int = 0
+    pending: tuple[str, ...] = ()
+
+    def explain(self) -> str:
+        if not self.budget:
+            return f"{self.pod}: {self.reason}"
+        text = (
+            f"{self.pod}: PodDisruptionBudget {self.budget} needs {self.needed} healthy pod(s) and has {self.healthy}"
+            f", so it allows no eviction until {self.needed - self.healthy + 1} more run elsewhere"
+        )
+        if self.pending:
+            text += f"; pending: {'; '.join(self.pending)}"
+        return text
+
+
+@dataclass
+class DrainReport:
+    node: str
+    evicted: list[str] = field(default_factory=list)
+    left_alone: list[str] = field(default_factory=list)
+    forced: list[str] = field(default_factory=list)
+    blocked: list[Blocker] = field(default_factory=list)
+    refused_evictions: int = 0
+
+
+class DrainBlocked(ClusterError):
+    def __init__(self, report: DrainReport, seconds: float) -> None:
+        self.report = report
+        reasons = " | ".join(blocker.explain() for blocker in report.blocked)
+        super().__init__(f"drain of node {report.node} stopped after {seconds:.0f}s: {reasons}")
+
+
+class Drainer:
+    def __init__(self, kube: Kube, clock: Clock, policy: DrainPolicy) -> None:
+        self.kube = kube
+        self.clock = clock
+        self.policy = policy
+
+    def drain(self, node: str) -> DrainReport:
+        report = DrainReport(node)
+        self.kube.cordon(node)
+        pods = self.kube.pods(node=node)
+        to_evict = self._select(pods, report)
+        deadline = self.clock.now() + self.policy.timeout_seconds
+        backoff = FIRST_BACKOFF
+        remaining = {pod.ref: pod for pod in to_evict}
+        while remaining:
+            blockers: list[Blocker] = []
+            for ref, pod in list(remaining.items()):
+                blocker = self._evict(pod)
+                if blocker is None:
+                    report.evicted.append(ref)
+                    del remaining[ref]
+                else:
+                    report.refused_evictions += 1
+                    blockers.append(blocker)
+            if not remaining:
+                break
+            if self.clock.now() >= deadline:
+                return self._at_deadline(report, list(remaining.values()), blockers)
+            self.clock.sleep(min(backoff, max(deadline - self.clock.now(), 0.1)))
+            backoff = min(backoff * 2, MAX_BACKOFF)
+        self._wait_gone(node, [*report.evicted, *report.forced], deadline)
+        return report
+
+    def _select(self, pods: Sequence[PodState], report: DrainReport) -> list[PodState]:
+        """The pods to evict; refuses up front (evicting nothing) when the policy forbids some of them."""
+        to_evict: list[PodState] = []
+        refused: list[str] = []
+        for pod in pods:
+            if pod.terminating:
+                continue
+            if pod.daemon or pod.mirror:
+                report.left_alone.append(pod.ref)
+            elif pod.owner is None and not self.policy.evict_unmanaged_pods and pod.phase not in FINISHED:
+                refused.append(f"{pod.ref} has no controller, so nothing would recreate it "
+                               "(set rolling.evict_unmanaged_pods = true to evict it anyway)")  # fmt: skip
+            elif pod.emptydir and not self.policy.delete_emptydir_data:
+                refused.append(f"{pod.ref} has emptyDir data that eviction deletes "
+                               "(set rolling.delete_emptydir_data = true to allow it)")  # fmt: skip
+            else:
+                to_evict.append(pod)
+        if refused:
+            raise UsageError(f"not draining node {report.node}: {'; '.join(refused)}")
+        return to_evict
+
+    def _evict(self, pod: PodState) -> Blocker | None:
+        try:
+            self.kube.evict(pod)
+        except ApiError as error:
+            if error.status.code == 404:
+                return None  # already gone
+            if error.status.code == 429:
+                return self._blocker(pod)
+            return Blocker(pod.ref, f"eviction failed: {error.status.code} {error.status.message}")
+        return None
+
+    def _blocker(self, pod: PodState) -> Blocker:
+        for budget in self.kube.budgets(pod.namespace):
+            spec, status = budget.spec, budget.status
+            selector = spec.selector.to_dict() if spec and spec.selector else None
+            if selector is None or not label_selector_object(selector)(pod.labels):
+                continue
+            name = budget.metadata.name if budget.metadata and budget.metadata.name else "?"
+            pending = tuple(
+                f"{other.ref} ({other.unschedulable_reason or other.phase})"
+                for other in self.kube.pods(namespace=pod.namespace)
+                if other.owner == pod.owner and other.phase == "Pending"
+            )
+            return Blocker(
+                pod.ref,
+                "a PodDisruptionBudget allows no eviction now",
+                budget=f"{pod.namespace}/{name}",
+                healthy=(status.currentHealthy or 0) if status else 0,
+                needed=(status.desiredHealthy or 0) if status else 0,
+                pending=pending,
+            )
+        return Blocker(pod.ref, "the API refused the eviction (429) without a budget that covers the pod")
+
+    def _at_deadline(self, report: DrainReport, remaining: list[PodState], blockers: list[Blocker]) -> DrainReport:
+        report.blocked = blockers
+        if self.policy.on_blocked_budget == "skip":
+            return report
+        if self.policy.on_blocked_budget == "wait":
+            raise DrainBlocked(report, self.policy.timeout_seconds)
+        for pod in remaining:  # force: explicitly configured, so the budgets are overridden
+            self.kube.delete_pod(pod)
+            report.forced.append(pod.ref)
+        self._wait_gone(report.node, report.forced, self.clock.now() + self.policy.timeout_seconds)
+        return report
+
+    def _wait_gone(self, node: str, refs: list[str], deadline: float) -> None:
+        wanted = set(refs)
+        while wanted:
+            still = {pod.ref for pod in self.kube.pods(node=node)} & wanted
+            if not still:
+                return
+            if self.clock.now() >= deadline:
+                raise ClusterError(
+                    f"node {node}: evicted pods still terminating after the deadline: {', '.join(sorted(still))}"
+                )
+            self.clock.sleep(2.0)

@@ -1,0 +1,45 @@
+"""Have the pods of a drained node come back? "Migrated" means: every owner of an evicted pod is back at its wanted
+replica count with Ready pods on other nodes. Pods still pending are named with the scheduler's reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provision.kube.facade import Kube
+from provision.kube.model import Owner, PodState
+
+
+@dataclass(frozen=True)
+class Migration:
+    waiting: tuple[str, ...]  # "ReplicaSet default/web-7d9: 2 of 3 Ready elsewhere"
+    pending: tuple[str, ...]  # "default/web-7d9-x2k (0/3 nodes are available: …)"
+
+    @property
+    def done(self) -> bool:
+        return not self.waiting
+
+
+def owners_of(pods: list[PodState]) -> set[Owner]:
+    return {pod.owner for pod in pods if pod.owner is not None and pod.owner.kind != "DaemonSet"}
+
+
+def migration(kube: Kube, owners: set[Owner], *, away_from: str) -> Migration:
+    waiting: list[str] = []
+    pending: list[str] = []
+    by_namespace: dict[str, list[PodState]] = {}
+    for owner in sorted(owners, key=str):
+        if owner.namespace not in by_namespace:
+            by_namespace[owner.namespace] = kube.pods(namespace=owner.namespace)
+        wanted = kube.wanted_replicas(owner)
+        if wanted is None:
+            continue  # no scale to compare with (a Job, a custom controller): nothing to wait for
+        pods = [pod for pod in by_namespace[owner.namespace] if pod.owner == owner and not pod.terminating]
+        ready = sum(1 for pod in pods if pod.ready and pod.node != away_from)
+        if ready < wanted:
+            waiting.append(f"{owner}: {ready} of {wanted} Ready elsewhere")
+            pending += [
+                f"{pod.ref} ({pod.unschedulable_reason or 'not scheduled yet'})"
+                for pod in pods
+                if pod.phase == "Pending"
+            ]
+    return Migration(tuple(waiting), tuple(pending))
