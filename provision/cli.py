@@ -83,11 +83,20 @@ def _not_built(name: str, short_help: str, issue: int) -> click.Command:
     metavar="URL",
     help="AWS endpoint for every service, e.g. a local moto server (or AWS_ENDPOINT_URL).",
 )
+@click.option("--kubeconfig", metavar="FILE", help="Kubeconfig (default: kubernetes.kubeconfig, $KUBECONFIG).")
+@click.option("--context", metavar="NAME", help="Kubeconfig context (default: kubernetes.context, the current one).")
 @click.version_option(__version__, prog_name="cluster")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, profile: str | None, endpoint_url: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    debug: bool,
+    profile: str | None,
+    endpoint_url: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
     """Provision, patch and heal fleets of Kubernetes worker hosts on AWS."""
-    ctx.obj = Globals(debug=debug, profile=profile, endpoint_url=endpoint_url)
+    ctx.obj = Globals(debug, profile, endpoint_url, kubeconfig, context)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

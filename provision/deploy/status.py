@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
 from provision.errors import ClusterError
+from provision.kube.model import NodeState
 from provision.render import names
 from provision.ui import UI
 
-UNKNOWN = "-"  # Kubernetes columns, until the Kubernetes facade exists
+if TYPE_CHECKING:
+    from provision.kube.facade import Kube
+
+UNKNOWN = "-"  # a host without a matching node, or no Kubernetes access
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class StatusReport:
         return json.dumps(asdict(self), indent=2)
 
 
-def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime) -> StatusReport:
+def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | None = None) -> StatusReport:
     stack = cloud.stacks.find(config.stack_name)
     if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
@@ -62,11 +68,18 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime) -> StatusRepo
         names.FINGERPRINT_TAG, stack.outputs.get(names.OUTPUT_FINGERPRINT, "")
     )
     instances = cloud.instances.of_group(group.name)
+    nodes: dict[str, NodeState] = {}
+    pods: dict[str, int] = {}
+    if kube is not None:  # two more calls, whatever the number of hosts: all nodes, all pods
+        hosts = {i.instance_id: [i.private_dns_name, i.private_ip] for i in instances.values()}
+        nodes = kube.match_hosts(kube.nodes(), hosts)
+        pods = Counter(pod.node for pod in kube.pods() if pod.node and not pod.terminating)
     rows = []
     for member in sorted(group.members, key=lambda m: (m.availability_zone, m.instance_id)):
         instance = instances.get(member.instance_id)
         tag = instance.tags.get(names.FINGERPRINT_TAG) if instance else None
         launched = instance.launch_time if instance else None
+        node = nodes.get(member.instance_id)
         rows.append(
             HostRow(
                 instance_id=member.instance_id,
@@ -74,10 +87,10 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime) -> StatusRepo
                 lifecycle_state=member.lifecycle_state,
                 health=member.health_status,
                 current=None if tag is None else tag == fingerprint,
-                node=instance.private_dns_name if instance and instance.private_dns_name else UNKNOWN,
-                ready=UNKNOWN,
-                schedulable=UNKNOWN,
-                pods=UNKNOWN,
+                node=node.name if node else UNKNOWN,
+                ready=UNKNOWN if node is None else "yes" if node.ready else "NO",
+                schedulable=UNKNOWN if node is None else "no" if node.unschedulable else "yes",
+                pods=str(pods.get(node.name, 0)) if node else UNKNOWN,
                 launched=launched.isoformat() if launched else "",
                 age=_age(now - launched) if launched else UNKNOWN,
             )
@@ -95,7 +108,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime) -> StatusRepo
     )
 
 
-def show(report: StatusReport, ui: UI) -> None:
+def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
     suspended = ", ".join(report.suspended_processes) or "none"
     ui.console.print(
         f"stack {report.stack}: {report.stack_status}   group {report.group or UNKNOWN}: "
@@ -126,6 +139,8 @@ def show(report: StatusReport, ui: UI) -> None:
         + ("; `cluster patch` replaces them" if outdated else ""),
         markup=False,
     )
+    if kubernetes_note:
+        ui.console.print(f"node columns unknown: {kubernetes_note}", markup=False)
 
 
 def _age(delta: timedelta) -> str:

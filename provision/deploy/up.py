@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from provision import kubeconfig
 from provision.aws.cloud import Cloud
@@ -22,6 +23,9 @@ from provision.errors import ClusterError, UsageError
 from provision.render import names
 from provision.render.template import Rendered, cluster_tags, render
 from provision.ui import UI
+
+if TYPE_CHECKING:
+    from provision.kube.facade import Kube
 
 TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation accepts inline; beyond it needs S3
 TOKEN_PATTERN = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
@@ -38,12 +42,18 @@ class DeployFailed(ClusterError):
     """The stack operation ended in a failed state; the message names the root cause."""
 
 
+KubeAccess = Callable[[], tuple["Kube | None", str]]
+
+
 class Up:
-    def __init__(self, config: ClusterConfig, cloud: Cloud, ui: UI, *, timeout: float) -> None:
+    def __init__(
+        self, config: ClusterConfig, cloud: Cloud, ui: UI, *, timeout: float, kube: KubeAccess | None = None
+    ) -> None:
         self.config = config
         self.cloud = cloud
         self.ui = ui
         self.timeout = timeout
+        self.kube = kube  # called once the stack is complete: an EKS control plane may only exist from then on
         self.name = config.stack_name
         self.started = datetime.now(UTC)
 
@@ -264,3 +274,33 @@ class Up:
                 next_step="see which host is stuck, and why, with `cluster status`",
             )
         self.ui.say(f"{ready} host(s) InService in {group_name}")
+        self._wait_for_nodes(group_name)
+
+    def _wait_for_nodes(self, group_name: str) -> None:
+        """Each InService host's node Ready, when the Kubernetes API can be reached; otherwise say why not."""
+        kube, unavailable = self.kube() if self.kube else (None, "no Kubernetes access was given")
+        if kube is None:
+            self.ui.say(f"node readiness not checked: {unavailable}")
+            return
+
+        def all_ready() -> int | None:
+            group = self.cloud.groups.find(group_name)
+            instances = self.cloud.instances.of_group(group_name)
+            hosts = [
+                instances[m.instance_id] for m in (group.in_service if group else []) if m.instance_id in instances
+            ]
+            wanted = {host.instance_id: [host.private_dns_name, host.private_ip] for host in hosts}
+            nodes = kube.match_hosts(kube.nodes(), wanted)
+            ready = [instance for instance in wanted if instance in nodes and nodes[instance].ready]
+            return len(ready) if len(ready) == len(wanted) else None
+
+        with self.ui.waiting("waiting for the hosts' nodes to be Ready"):
+            ready = wait_until(
+                all_ready,
+                clock=self.cloud.clock,
+                timeout=self.config.rolling.ready_timeout_seconds,
+                interval=10.0,
+                what=f"the nodes of {group_name} to be Ready",
+                next_step="`cluster status` shows which host has no Ready node; its boot record says why",
+            )
+        self.ui.say(f"{ready} node(s) Ready")

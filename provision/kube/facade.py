@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class Kube:
             raise
 
     @staticmethod
-    def match_hosts(nodes: Iterable[NodeState], hosts: dict[str, Iterable[str]]) -> dict[str, NodeState]:
+    def match_hosts(nodes: Iterable[NodeState], hosts: Mapping[str, Iterable[str]]) -> dict[str, NodeState]:
         """instance id -> node, by providerID (aws:///<zone>/<instance-id>), else by the host's private DNS name or
         IP among the node's name and addresses. ``hosts`` maps each instance id to its names."""
         by_instance = {node.instance_id: node for node in nodes if node.instance_id}

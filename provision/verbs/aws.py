@@ -1,20 +1,65 @@
-"""How a verb reaches AWS: one factory from the config's region and the group's options, and error translation
-around the whole verb. Imported only by verbs that talk to AWS (it loads boto3)."""
+"""How a verb reaches AWS and Kubernetes: one AWS factory from the config's region and the group's options, error
+translation around the whole verb, and the Kubernetes facade when the cluster's API can be reached. Imported only by
+verbs that talk to AWS (it loads boto3)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings, aws_errors
 from provision.clock import SystemClock
-from provision.config.schema import ClusterConfig
+from provision.config.schema import ClusterConfig, EksControlPlane
+from provision.errors import UsageError
 from provision.verbs.options import Globals
+
+if TYPE_CHECKING:
+    from provision.kube.facade import Kube
+
+
+@dataclass
+class Connection:
+    config: ClusterConfig
+    options: Globals
+    factory: AwsFactory
+    cloud: Cloud
+
+    def kube(self) -> tuple[Kube | None, str]:
+        """The Kubernetes facade and "", or None and why the API cannot be used (then Kubernetes checks are
+        skipped and said to be)."""
+        from lightkube import Client, KubeConfig
+
+        from provision.kube.eks_token import eks_kubeconfig, eks_token
+        from provision.kube.facade import FIELD_MANAGER, Kube, connect
+
+        try:
+            if isinstance(self.config.control_plane, EksControlPlane) and not self.options.kubeconfig:
+                access = self.cloud.eks.access(self.config.name)
+                token = eks_token(self.factory.session(), self.config.name, self.config.region)
+                conf = KubeConfig.from_dict(
+                    eks_kubeconfig(self.config.name, access.endpoint, access.certificate_authority, token)
+                )
+                client = Client(config=conf, field_manager=FIELD_MANAGER, trust_env=False)
+            else:
+                client = connect(
+                    self.options.kubeconfig or self.config.kubernetes.kubeconfig,
+                    self.options.context or self.config.kubernetes.context,
+                )
+            kube = Kube(client)
+            kube.nodes()  # reachable and allowed?
+        except UsageError as error:
+            return None, str(error)
+        except Exception as error:  # the API's own errors, connection and TLS failures alike
+            return None, f"the Kubernetes API is not reachable ({type(error).__name__}: {error})"
+        return kube, ""
 
 
 @contextmanager
-def connected(config: ClusterConfig, options: Globals) -> Iterator[Cloud]:
+def connected(config: ClusterConfig, options: Globals) -> Iterator[Connection]:
     settings = AwsSettings(region=config.region, profile=options.profile, endpoint_url=options.endpoint_url)
     with aws_errors(settings):
-        yield Cloud.connect(AwsFactory(settings), SystemClock())
+        factory = AwsFactory(settings)
+        yield Connection(config, options, factory, Cloud.connect(factory, SystemClock()))

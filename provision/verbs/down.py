@@ -22,5 +22,5 @@ def command(options: Globals, config_path: Path | None, assume_yes: bool, purge:
     from provision.verbs.aws import connected
 
     config = load_config(config_path, example_ok=False)
-    with connected(config, options) as cloud:
-        down(config, cloud, UI.for_terminal(assume_yes=assume_yes), purge=purge, timeout=timeout)
+    with connected(config, options) as connection:
+        down(config, connection.cloud, UI.for_terminal(assume_yes=assume_yes), purge=purge, timeout=timeout)

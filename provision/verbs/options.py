@@ -30,6 +30,8 @@ class Globals:
     debug: bool = False
     profile: str | None = None
     endpoint_url: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
 
 
 def yes_option(function: F) -> F:

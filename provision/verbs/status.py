@@ -22,9 +22,10 @@ def command(options: Globals, config_path: Path | None, output: str) -> None:
     from provision.verbs.aws import connected
 
     config = load_config(config_path, example_ok=False)
-    with connected(config, options) as cloud:
-        report = collect(config, cloud, now=datetime.now(UTC))
+    with connected(config, options) as connection:
+        kube, unavailable = connection.kube()
+        report = collect(config, connection.cloud, now=datetime.now(UTC), kube=kube)
     if output == "json":
         click.echo(report.to_json())
     else:
-        show(report, UI.for_terminal(assume_yes=False))
+        show(report, UI.for_terminal(assume_yes=False), kubernetes_note=unavailable)

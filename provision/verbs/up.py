@@ -39,7 +39,7 @@ def command(
 
     config = load_config(config_path, example_ok=False)
     token = join_token(join_token_file)
-    with connected(config, options) as cloud:
-        Up(config, cloud, UI.for_terminal(assume_yes=assume_yes), timeout=timeout).run(
-            dry_run=dry_run, join_token=token
-        )
+    ui = UI.for_terminal(assume_yes=assume_yes)
+    with connected(config, options) as connection:
+        up = Up(config, connection.cloud, ui, timeout=timeout, kube=connection.kube)
+        up.run(dry_run=dry_run, join_token=token)
