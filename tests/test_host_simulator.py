@@ -58,7 +58,12 @@ def rig() -> Iterator[Rig]:
         clock = FakeClock()
         world = World(clock)
         hosts = HostSimulator(world, clock, boot_seconds=5, gone_seconds=10)
-        clock.on_sleep = lambda _now: (hosts.tick(), world.tick())
+
+        def tick(_now: float) -> None:
+            hosts.tick()
+            world.tick()
+
+        clock.on_sleep = tick
         yield Rig(clock, world, hosts, autoscaling)
 
 
