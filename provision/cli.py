@@ -31,7 +31,7 @@ VERBS: dict[str, tuple[str, int | None]] = {
     "exec": ("Run a command on several hosts at once.", 7),
     "diagnose": ("Save a host's logs and state to a local folder.", 7),
     "doctor": ("Find what needs attention and say what to do about it.", 7),
-    "sandbox": ("Start, stop or show the local sandbox (AWS and Kubernetes simulators).", 4),
+    "sandbox": ("Start, stop or show the local sandbox (AWS and Kubernetes simulators).", None),
     "demo": ("Run the whole story on a fresh sandbox: up, replace, patch, down.", 5),
 }
 
@@ -83,6 +83,7 @@ def _not_built(name: str, short_help: str, issue: int) -> click.Command:
     metavar="URL",
     help="AWS endpoint for every service, e.g. a local moto server (or AWS_ENDPOINT_URL).",
 )
+@click.option("--sandbox", is_flag=True, help="Talk to the local sandbox (`cluster sandbox start`) instead of AWS.")
 @click.option("--kubeconfig", metavar="FILE", help="Kubeconfig (default: kubernetes.kubeconfig, $KUBECONFIG).")
 @click.option("--context", metavar="NAME", help="Kubeconfig context (default: kubernetes.context, the current one).")
 @click.version_option(__version__, prog_name="cluster")
@@ -92,11 +93,12 @@ def cli(
     debug: bool,
     profile: str | None,
     endpoint_url: str | None,
+    sandbox: bool,
     kubeconfig: str | None,
     context: str | None,
 ) -> None:
     """Provision, patch and heal fleets of Kubernetes worker hosts on AWS."""
-    ctx.obj = Globals(debug, profile, endpoint_url, kubeconfig, context)
+    ctx.obj = Globals(debug, profile, endpoint_url, kubeconfig, context, sandbox)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

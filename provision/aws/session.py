@@ -59,6 +59,7 @@ class AwsSettings:
     region: str
     profile: str | None = None
     endpoint_url: str | None = None  # None: boto3's own resolution, which honours AWS_ENDPOINT_URL
+    static_credentials: tuple[str, str] | None = None  # the sandbox's fake key pair; None: boto3's own chain
 
 
 class AwsFactory:
@@ -72,7 +73,13 @@ class AwsFactory:
     def session(self) -> boto3.Session:
         if self._session is None:
             with aws_errors(self.settings):
-                self._session = boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
+                key, secret = self.settings.static_credentials or (None, None)
+                self._session = boto3.Session(
+                    profile_name=self.settings.profile,
+                    region_name=self.settings.region,
+                    aws_access_key_id=key,
+                    aws_secret_access_key=secret,
+                )
             self._check_region(self._session)
         return self._session
 

@@ -292,7 +292,8 @@ class Up:
             wanted = {host.instance_id: [host.private_dns_name, host.private_ip] for host in hosts}
             nodes = kube.match_hosts(kube.nodes(), wanted)
             ready = [instance for instance in wanted if instance in nodes and nodes[instance].ready]
-            return len(ready) if len(ready) == len(wanted) else None
+            desired = group.desired_capacity if group else 0
+            return len(ready) if len(ready) >= desired and len(ready) == len(wanted) else None
 
         with self.ui.waiting("waiting for the hosts' nodes to be Ready"):
             ready = wait_until(

@@ -46,7 +46,10 @@ class HostSimulator:
         self._hosts: dict[str, _Host] = {}
 
     def tick(self) -> None:
-        now = self.clock.now()
+        with self.world.batch():
+            self._tick(self.clock.now())
+
+    def _tick(self, now: float) -> None:
         members = dict(_group_members())
         for instance_id, state in members.items():
             host = self._hosts.get(instance_id)

@@ -88,14 +88,22 @@ class World:
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {kind: {} for kind in KINDS}
         self._pods: dict[tuple[str, str], _PodClock] = {}
         self._versions = itertools.count(1)
+        self._deferred = 0
         self._names = itertools.count(1)
         self.create("Namespace", "", {"metadata": {"name": "default"}})
         self.create("Namespace", "", {"metadata": {"name": "kube-system"}})
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def batch(self) -> Iterator[None]:
+        """Several changes seen by the controllers as one: e.g. hosts that join in the same moment, so the scheduler
+        spreads pending pods over all of them instead of filling the first."""
         with self._lock:
-            yield
+            self._deferred += 1
+            try:
+                yield
+            finally:
+                self._deferred -= 1
+                self._reconcile()
 
     # --- the API's verbs -------------------------------------------------------------------------------------
 
@@ -323,6 +331,8 @@ class World:
     # --- the control loop ---
 
     def _reconcile(self) -> None:
+        if self._deferred:
+            return
         now = self.clock.now()
         self._collect_garbage(now)
         self._run_deployments()

@@ -4,6 +4,7 @@ verbs that talk to AWS (it loads boto3)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from provision.aws.session import AwsFactory, AwsSettings, aws_errors
 from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig, EksControlPlane
 from provision.errors import UsageError
+from provision.sandbox.state import STATE_DIR, SandboxState, is_ours
 from provision.verbs.options import Globals
 
 if TYPE_CHECKING:
@@ -36,7 +38,9 @@ class Connection:
         from provision.kube.facade import FIELD_MANAGER, Kube, connect
 
         try:
-            if isinstance(self.config.control_plane, EksControlPlane) and not self.options.kubeconfig:
+            if isinstance(self.config.control_plane, EksControlPlane) and not (
+                self.options.kubeconfig or self.options.sandbox
+            ):
                 access = self.cloud.eks.access(self.config.name)
                 token = eks_token(self.factory.session(), self.config.name, self.config.region)
                 conf = KubeConfig.from_dict(
@@ -57,9 +61,28 @@ class Connection:
         return kube, ""
 
 
+SANDBOX_CREDENTIALS = ("sandbox", "sandbox")
+
+
+def sandboxed(options: Globals) -> Globals:
+    """With --sandbox: the sandbox's AWS endpoint and kubeconfig, from the state file `cluster sandbox start` wrote."""
+    if not options.sandbox:
+        return options
+    state = SandboxState.load(STATE_DIR)
+    if state is None or not is_ours(state.pid):
+        raise UsageError("--sandbox: no sandbox is running here; start one with `cluster sandbox start`")
+    return dataclasses.replace(options, endpoint_url=state.aws_endpoint, kubeconfig=state.kubeconfig, profile=None)
+
+
 @contextmanager
 def connected(config: ClusterConfig, options: Globals) -> Iterator[Connection]:
-    settings = AwsSettings(region=config.region, profile=options.profile, endpoint_url=options.endpoint_url)
+    options = sandboxed(options)
+    settings = AwsSettings(
+        region=config.region,
+        profile=options.profile,
+        endpoint_url=options.endpoint_url,
+        static_credentials=SANDBOX_CREDENTIALS if options.sandbox else None,
+    )
     with aws_errors(settings):
         factory = AwsFactory(settings)
         yield Connection(config, options, factory, Cloud.connect(factory, SystemClock()))

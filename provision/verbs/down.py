@@ -21,6 +21,6 @@ def command(options: Globals, config_path: Path | None, assume_yes: bool, purge:
     from provision.ui import UI
     from provision.verbs.aws import connected
 
-    config = load_config(config_path, example_ok=False)
+    config = load_config(config_path, example_ok=options.sandbox)
     with connected(config, options) as connection:
         down(config, connection.cloud, UI.for_terminal(assume_yes=assume_yes), purge=purge, timeout=timeout)

@@ -32,6 +32,7 @@ class Globals:
     endpoint_url: str | None = None
     kubeconfig: str | None = None
     context: str | None = None
+    sandbox: bool = False
 
 
 def yes_option(function: F) -> F:

@@ -21,7 +21,7 @@ def command(options: Globals, config_path: Path | None, output: str) -> None:
     from provision.ui import UI
     from provision.verbs.aws import connected
 
-    config = load_config(config_path, example_ok=False)
+    config = load_config(config_path, example_ok=options.sandbox)
     with connected(config, options) as connection:
         kube, unavailable = connection.kube()
         report = collect(config, connection.cloud, now=datetime.now(UTC), kube=kube)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import click
@@ -33,13 +34,20 @@ def command(
     Shows the change set (added, modified and replaced resources) and asks before applying it. Running it again with
     nothing changed says so and changes nothing.
     """
+    from provision.config.schema import KubeadmControlPlane
     from provision.deploy.up import Up
+    from provision.render.names import join_token_parameter
     from provision.ui import UI
     from provision.verbs.aws import connected
 
-    config = load_config(config_path, example_ok=False)
+    config = load_config(config_path, example_ok=options.sandbox)
     token = join_token(join_token_file)
     ui = UI.for_terminal(assume_yes=assume_yes)
     with connected(config, options) as connection:
+        if options.sandbox and token is None and isinstance(config.control_plane, KubeadmControlPlane):
+            parameter = join_token_parameter(config.parameter_path)
+            if not connection.cloud.parameters.exists(parameter):
+                token = f"{secrets.token_hex(3)}.{secrets.token_hex(8)}"  # the sandbox's hosts never use it
+                ui.say("sandbox: made up a join token")
         up = Up(config, connection.cloud, ui, timeout=timeout, kube=connection.kube)
         up.run(dry_run=dry_run, join_token=token)

@@ -1,0 +1,111 @@
+"""The sandbox's background process: moto's server, the Kubernetes API simulator with a sample workload, and the
+host simulator, ticking in real time until SIGTERM. `cluster sandbox start` runs it; `stop` signals it.
+
+    python -m provision.sandbox.daemon --dir .cluster [--boot-seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import yaml
+from moto.server import ThreadedMotoServer
+
+from provision.clock import SystemClock
+from provision.sandbox.hosts import HostSimulator
+from provision.sandbox.state import STATE_FILE, SandboxState
+from provision.simulator.api import KubeApiServer, kubeconfig_for
+from provision.simulator.world import World
+
+TICK_SECONDS = 0.2
+SAMPLE_REPLICAS = 6
+
+
+def seed_workload(world: World) -> None:
+    """A sample workload to watch move: a Deployment spread over the hosts, with a budget that lets one pod go at a
+    time, and a DaemonSet that stays on every node."""
+    labels = {"app": "web"}
+    container = {"name": "web", "image": "nginx", "resources": {"requests": {"cpu": "250m"}}}
+    world.create(
+        "Deployment",
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": SAMPLE_REPLICAS,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [container]},
+                },
+            },
+        },
+    )
+    world.create(
+        "PodDisruptionBudget",
+        "default",
+        {"metadata": {"name": "web"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}},
+    )
+    world.create(
+        "DaemonSet",
+        "kube-system",
+        {
+            "metadata": {"name": "node-agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "node-agent"}},
+                "template": {"metadata": {"labels": {"app": "node-agent"}}, "spec": {"containers": [{"name": "a"}]}},
+            },
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="provision.sandbox.daemon")
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--boot-seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    folder: Path = args.dir.resolve()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    log = logging.getLogger("sandbox")
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    clock = SystemClock()
+    aws = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    aws.start()
+    world = World(clock)
+    kube = KubeApiServer(world).start()
+    hosts = HostSimulator(world, clock, boot_seconds=args.boot_seconds)
+    seed_workload(world)
+    host, port = aws.get_host_and_port()
+    kubeconfig = folder / "kubeconfig"
+    folder.mkdir(parents=True, exist_ok=True)
+    kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(kube.url)))
+    kubeconfig.chmod(0o600)
+    state = SandboxState(os.getpid(), f"http://{host}:{port}", kube.url, str(kubeconfig), str(folder / "sandbox.log"))
+    state.save(folder)
+    log.info("ready: AWS %s, Kubernetes %s", state.aws_endpoint, state.kube_url)
+    try:
+        while not stop.wait(TICK_SECONDS):
+            try:
+                hosts.tick()
+                world.tick()
+            except Exception:  # keep serving; the log says what went wrong
+                log.exception("tick failed")
+    finally:
+        log.info("stopping")
+        kube.stop()
+        aws.stop()
+        (folder / STATE_FILE).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
