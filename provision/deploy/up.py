@@ -269,7 +269,7 @@ class Up:
                 all_in_service,
                 clock=self.cloud.clock,
                 timeout=self.config.rolling.ready_timeout_seconds,
-                interval=10.0,
+                interval=5.0,
                 what=f"the hosts of {group_name} to be InService",
                 next_step="see which host is stuck, and why, with `cluster status`",
             )
@@ -300,7 +300,7 @@ class Up:
                 all_ready,
                 clock=self.cloud.clock,
                 timeout=self.config.rolling.ready_timeout_seconds,
-                interval=10.0,
+                interval=5.0,
                 what=f"the nodes of {group_name} to be Ready",
                 next_step="`cluster status` shows which host has no Ready node; its boot record says why",
             )
