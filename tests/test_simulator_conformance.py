@@ -6,8 +6,7 @@ host simulator (``world.add_node``), as they come from kubelets on a real cluste
 only in ``settle``.
 
 Expected values are the real API server's (pkg/registry/core/pod/storage/eviction.go, the disruption controller,
-apimachinery's Status errors). Where the simulator differs, the test states the real behaviour and is marked
-``xfail(strict=True)`` with the difference in its reason, so fixing the simulator turns it into a plain pass.
+apimachinery's Status errors). The last section holds the differences these tests once found in the simulator.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ from lightkube.models.policy_v1 import PodDisruptionBudgetSpec
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod
 from lightkube.resources.policy_v1 import PodDisruptionBudget
-from pydantic import ValidationError
 
 from tests.simkit import Simulator, simulator
 
@@ -986,15 +984,9 @@ def test_lightkube_and_the_official_client_see_the_same_eviction_outcomes(cluste
     assert through_lightkube == official
 
 
-# --- where the simulator differs from a real API server ----------------------------------------------------------
+# --- where the simulator once differed from a real API server (each test failed before its fix) -------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValidationError,
-    reason="simulator bug: DaemonSet status lacks numberMisscheduled (a required field a real API server always "
-    "sends, 0 included), so the official client cannot read any DaemonSet it creates, reads or lists",
-)
 def test_daemonset_reads_back_through_the_official_client(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.apps.create_namespaced_daemon_set("default", daemonset("agent"))
@@ -1006,12 +998,6 @@ def test_daemonset_reads_back_through_the_official_client(cluster: Cluster) -> N
     assert [name_of(ds) for ds in cluster.apps.list_namespaced_daemon_set("default").items] == ["agent"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ApiException,
-    reason="simulator bug: an error answered before the request body is read (404 for an unserved resource, 415, "
-    "405) leaves the body in the keep-alive connection, so the client's next request on it gets a 400 HTML page",
-)
 def test_an_error_answer_leaves_the_connection_usable_for_the_next_request(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     with contextlib.suppress(ApiException):  # a real server creates it; the simulator does not serve ConfigMaps
@@ -1021,12 +1007,6 @@ def test_an_error_answer_leaves_the_connection_usable_for_the_next_request(clust
     assert name_of(cluster.core.read_node("node-a")) == "node-a"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ApiException,
-    reason="simulator bug: a JSON patch (a list body, sent as application/json-patch+json) is refused with 415; "
-    "a real API server applies it",
-)
 def test_patch_node_with_a_json_patch_list_is_applied(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.core.patch_node("node-a", [{"op": "add", "path": "/spec/unschedulable", "value": True}])
@@ -1034,24 +1014,12 @@ def test_patch_node_with_a_json_patch_list_is_applied(cluster: Cluster) -> None:
     assert spec is not None and spec.unschedulable is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="simulator bug: a patch of the node itself changes its status; a real API server keeps the old status "
-    "(status changes only through the nodes/<name>/status subresource)",
-)
 def test_patch_node_leaves_status_alone(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.core.patch_node("node-a", {"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
     assert node_ready(cluster.core.read_node("node-a")) == "True"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="simulator bug: an unsupported pod field selector silently matches nothing; a real API server answers "
-    "400 'field label not supported'",
-)
 def test_an_unsupported_pod_field_selector_is_a_bad_request(cluster: Cluster) -> None:
     code, status = api_error(lambda: cluster.core.list_namespaced_pod("default", field_selector="spec.hostname=x"))
     assert code == 400
@@ -1059,12 +1027,6 @@ def test_an_unsupported_pod_field_selector_is_a_bad_request(cluster: Cluster) ->
     assert "field label not supported" in status["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="simulator bug: the Eviction body is ignored; a real API server answers 400 'name in URL does not match "
-    "name in Eviction object' (and evicts nothing) when the names differ",
-)
 def test_eviction_whose_body_names_another_pod_is_a_bad_request(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.create_deployment("web", 1)
@@ -1075,12 +1037,6 @@ def test_eviction_whose_body_names_another_pod_is_a_bad_request(cluster: Cluster
     assert status["message"] == "name in URL does not match name in Eviction object"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="simulator bug: an unready pod is let go under IfHealthyBudget whenever currentHealthy >= desiredHealthy; "
-    "the API server also requires desiredHealthy > 0, else checks disruptionsAllowed and answers 429",
-)
 def test_unready_pod_is_refused_when_the_budget_desires_none_and_allows_none(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.create_deployment("web", 2)
@@ -1096,12 +1052,6 @@ def test_unready_pod_is_refused_when_the_budget_desires_none_and_allows_none(clu
     assert body["details"]["causes"][0] == budget_cause("web", 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="simulator bug: errors about apps/v1 objects name the bare resource ('deployments \"web\" ...'); a real "
-    "API server names the group-qualified one ('deployments.apps \"web\" ...')",
-)
 def test_errors_about_apps_objects_name_the_group_qualified_resource(cluster: Cluster) -> None:
     cluster.create_deployment("web", 1)
     code, status = api_error(lambda: cluster.create_deployment("web", 1))
@@ -1110,12 +1060,6 @@ def test_errors_about_apps_objects_name_the_group_qualified_resource(cluster: Cl
     assert (code, status["message"]) == (404, 'deployments.apps "nope" not found')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="simulator bug: a StatefulSet (podManagementPolicy OrderedReady, the default) gets all its pods at once; "
-    "a real controller creates <name>-N only once <name>-(N-1) is Running and Ready",
-)
 def test_statefulset_starts_its_pods_one_at_a_time_in_order(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.apps.create_namespaced_stateful_set("default", statefulset("db", 3))
@@ -1126,12 +1070,6 @@ def test_statefulset_starts_its_pods_one_at_a_time_in_order(cluster: Cluster) ->
     assert names(cluster.pods("db")) == ["db-0", "db-1", "db-2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="simulator bug: the DaemonSet controller ignores taints; a real one puts no pod on a node with a NoSchedule "
-    "taint the pod does not tolerate",
-)
 def test_daemonset_skips_a_node_with_a_noschedule_taint_it_does_not_tolerate(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.add_node("node-b")
@@ -1144,12 +1082,6 @@ def test_daemonset_skips_a_node_with_a_noschedule_taint_it_does_not_tolerate(clu
     assert {node_of(pod) for pod in cluster.pods("agent")} == {"node-a"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="simulator bug: the scheduler ignores tolerations, so a pod that tolerates a node's NoSchedule taint "
-    "still cannot be placed there",
-)
 def test_a_pod_tolerating_a_taint_is_scheduled_on_the_tainted_node(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.core.patch_node(
@@ -1164,12 +1096,6 @@ def test_a_pod_tolerating_a_taint_is_scheduled_on_the_tainted_node(cluster: Clus
     assert (node_of(placed), phase(placed)) == ("node-a", "Running")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="simulator bug: a pod created with spec.nodeName (as kubelets create mirror pods) is never started: the "
-    "kubelet only runs pods the simulator's scheduler bound; a real kubelet runs any pod bound to its node",
-)
 def test_a_pod_created_bound_to_a_node_runs_there(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.core.create_namespaced_pod("default", bare_pod("pinned", node="node-a"))
@@ -1178,12 +1104,6 @@ def test_a_pod_created_bound_to_a_node_runs_there(cluster: Cluster) -> None:
     assert (node_of(pod), phase(pod), ready(pod)) == ("node-a", "Running", True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ApiException,
-    reason="simulator bug: garbage collection looks a pod's controller up in the pod's namespace, so a mirror pod "
-    "owned by its (cluster-scoped) Node, as kubelets create them, is deleted at once as an orphan",
-)
 def test_mirror_pod_owned_by_its_node_is_not_garbage_collected(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     node_uid = meta(cluster.core.read_node("node-a")).uid
@@ -1196,12 +1116,6 @@ def test_mirror_pod_owned_by_its_node_is_not_garbage_collected(cluster: Cluster)
     assert meta(pod).deletion_timestamp is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="simulator bug: for an integer minAvailable the disruption controller reports expectedPods = every pod "
-    "the selector matches (terminating ones and their replacements included); the simulator reports the scale",
-)
 def test_budget_with_integer_min_available_expects_every_matching_pod(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.create_deployment("web", 4)
@@ -1212,12 +1126,6 @@ def test_budget_with_integer_min_available_expects_every_matching_pod(cluster: C
     assert cluster.budget_status("web").expected_pods == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="simulator bug: an evicted pod gets no DisruptionTarget condition; a real API server (PodDisruption"
-    "Conditions, GA in 1.31) adds DisruptionTarget=True, reason EvictionByEvictionAPI, before deleting it",
-)
 def test_an_evicted_pod_carries_the_disruption_target_condition(cluster: Cluster) -> None:
     cluster.add_node("node-a")
     cluster.create_deployment("web", 2)

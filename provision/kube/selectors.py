@@ -93,6 +93,11 @@ def _field_term(term: str) -> ObjectMatcher:
     return lambda obj: field_value(obj, path) == value
 
 
+def field_paths(text: str) -> list[str]:
+    """The field paths a field selector names."""
+    return [term.replace("!=", "=").split("=", 1)[0].strip() for term in (text or "").split(",") if term.strip()]
+
+
 def parse_field_selector(text: str) -> ObjectMatcher:
     checks = [_field_term(term.strip()) for term in (text or "").split(",") if term.strip()]
     return lambda obj: all(check(obj) for check in checks)

@@ -89,11 +89,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, verb: str) -> None:
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        # The body is read before anything can fail, so an error answer leaves the keep-alive connection clean.
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            status, body = self._route(verb, url.path, query)
+            status, body = self._route(verb, url.path, query, json.loads(raw) if raw else {})
         except ApiError as error:
             status, body = error.code, _status_object(error)
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, IndexError) as error:
             status, body = 400, _status_object(ApiError(400, "BadRequest", f"bad request: {error}"))
         payload = json.dumps(body).encode()
         self.send_response(status)
@@ -102,11 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}")
-
-    def _route(self, verb: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def _route(self, verb: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         if path in {"/healthz", "/readyz", "/livez"}:
             return 200, "ok"
         if path == "/version":
@@ -115,48 +113,46 @@ class _Handler(BaseHTTPRequestHandler):
         if sub == "eviction":
             if verb != "POST" or kind != "Pod" or not name:
                 raise ApiError(405, "MethodNotAllowed", "only POST to pods/<name>/eviction")
-            self._body()
+            named = (body.get("metadata") or {}).get("name") if isinstance(body, dict) else None
+            if named and named != name:
+                raise ApiError(400, "BadRequest", "name in URL does not match name in Eviction object")
             self.server.world.evict(namespace or "", name)
             return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         if name:
-            return self._one(verb, kind, namespace or "", name)
-        return self._collection(verb, kind, namespace, query)
+            return self._one(verb, kind, namespace or "", name, body, status=sub == "status")
+        return self._collection(verb, kind, namespace, query, body)
 
-    def _collection(self, verb: str, kind: str, namespace: str | None, query: dict[str, str]) -> tuple[int, Any]:
+    def _collection(
+        self, verb: str, kind: str, namespace: str | None, query: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
         world = self.server.world
         if verb == "POST":
-            return 201, world.create(kind, namespace or "", self._body())
+            return 201, world.create(kind, namespace or "", body)
         if verb != "GET":
             raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on a collection")
         if query.get("watch") in {"1", "true"}:
             raise ApiError(405, "MethodNotAllowed", "watch is not supported by the simulator; poll instead")
-        items = world.select(
-            kind, namespace, labels=query.get("labelSelector", ""), fields=query.get("fieldSelector", "")
-        )
+        labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
+        items = world.select(kind, namespace, labels=labels, fields=fields)
         for item in items:  # items of a list carry no kind/apiVersion in the real API
             item.pop("kind", None)
             item.pop("apiVersion", None)
-        return 200, {
-            "kind": f"{kind}List",
-            "apiVersion": KINDS[kind][0],
-            "metadata": {"resourceVersion": "1"},
-            "items": items,
-        }
+        list_kind = {"kind": f"{kind}List", "apiVersion": KINDS[kind][0]}
+        return 200, {**list_kind, "metadata": {"resourceVersion": "1"}, "items": items}
 
-    def _one(self, verb: str, kind: str, namespace: str, name: str) -> tuple[int, Any]:
+    def _one(self, verb: str, kind: str, namespace: str, name: str, body: Any, *, status: bool) -> tuple[int, Any]:
         world = self.server.world
         if verb == "GET":
             return 200, world.get(kind, namespace, name)
         if verb == "PUT":
-            return 200, world.replace(kind, namespace, name, self._body())
-        if verb == "DELETE":
+            return 200, world.replace(kind, namespace, name, body, status=status)
+        if verb == "DELETE" and not status:
             return 200, world.delete(kind, namespace, name)
         if verb == "PATCH":
-            content_type = self.headers.get("Content-Type", "")
-            if "json-patch" in content_type or "apply-patch" in content_type:
-                raise ApiError(415, "UnsupportedMediaType", f"the simulator does not support {content_type}")
-            return 200, world.patch(kind, namespace, name, self._body())
-        raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on a single object")
+            if "apply-patch" in self.headers.get("Content-Type", ""):
+                raise ApiError(415, "UnsupportedMediaType", "the simulator does not support server-side apply")
+            return 200, world.patch(kind, namespace, name, body, status=status)
+        raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported here")
 
 
 def _resolve(path: str) -> tuple[str, str | None, str | None, str | None]:

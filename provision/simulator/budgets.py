@@ -66,10 +66,8 @@ def eviction_refusal(
     pod: dict[str, Any], budgets: list[tuple[dict[str, Any], BudgetStatus]], *, pod_healthy: bool
 ) -> Refusal | None:
     """None when the pod may be evicted; otherwise the error the API server returns."""
-    if pod["status"].get("phase") in {"Pending", "Succeeded", "Failed"}:
-        return None  # not running: no budget protects it
-    if not budgets:
-        return None
+    if pod["status"].get("phase") in {"Pending", "Succeeded", "Failed"} or not budgets:
+        return None  # not running, or unprotected
     if len(budgets) > 1:
         return Refusal(
             500,
@@ -78,11 +76,12 @@ def eviction_refusal(
             [],
         )
     [(budget, status)] = budgets
-    if not pod_healthy:
-        policy = budget.get("spec", {}).get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
-        if policy == "AlwaysAllow" or status.current_healthy >= status.desired_healthy:
-            return None
-    elif status.disruptions_allowed > 0:
+    policy = budget.get("spec", {}).get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
+    # An unready pod may go under AlwaysAllow, or under IfHealthyBudget while the budget is met (and wants some).
+    unready_may_go = not pod_healthy and (
+        policy == "AlwaysAllow" or status.current_healthy >= status.desired_healthy > 0
+    )
+    if unready_may_go or status.disruptions_allowed > 0:
         return None
     name = budget["metadata"]["name"]
     return Refusal(

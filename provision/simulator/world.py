@@ -24,11 +24,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from provision.clock import Clock
-from provision.kube.selectors import label_selector_object, parse_field_selector, parse_label_selector
+from provision.kube.selectors import field_paths, label_selector_object, parse_field_selector, parse_label_selector
 from provision.simulator.budgets import BudgetStatus, Refusal, budget_status, eviction_refusal
 
 Obj = dict[str, Any]
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+# The fields each kind can be selected by, as the API server registers them (others answer 400).
+BASE_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+SELECTABLE_FIELDS = {
+    "Pod": BASE_FIELDS
+    | {
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    },
+    "Node": BASE_FIELDS | {"spec.unschedulable"},
+    "Namespace": BASE_FIELDS | {"status.phase"},
+}
 
 # kind -> (apiVersion, namespaced)
 KINDS: dict[str, tuple[str, bool]] = {
@@ -139,7 +157,8 @@ class World:
             self._defaults(kind, obj)
             self._objects[kind][key] = obj
             if kind == "Pod":
-                self._pods[key] = _PodClock()
+                bound = obj["spec"].get("nodeName")  # a pod created bound (as kubelets make mirror pods) just runs
+                self._pods[key] = _PodClock(bound_at=self.clock.now() if bound else None)
             self._reconcile()
             return copy.deepcopy(obj)
 
@@ -148,6 +167,9 @@ class World:
             return copy.deepcopy(self._get(kind, namespace, name))
 
     def select(self, kind: str, namespace: str | None, *, labels: str = "", fields: str = "") -> list[Obj]:
+        unsupported = [path for path in field_paths(fields) if path not in SELECTABLE_FIELDS.get(kind, BASE_FIELDS)]
+        if unsupported:
+            raise ApiError(400, "BadRequest", f"field label not supported: {unsupported[0]}")
         with self._lock:
             label_match, field_match = parse_label_selector(labels), parse_field_selector(fields)
             found = [
@@ -159,20 +181,31 @@ class World:
             ]
             return found
 
-    def replace(self, kind: str, namespace: str, name: str, body: Obj) -> Obj:
+    def replace(self, kind: str, namespace: str, name: str, body: Obj, *, status: bool = False) -> Obj:
+        """PUT: of the object (its status kept) or, with ``status``, of its status subresource (only status taken)."""
         with self._lock:
             current = self._get(kind, namespace, name)
-            updated = copy.deepcopy(body)
-            updated["metadata"] = {**current["metadata"], **updated.get("metadata", {})}
-            updated.setdefault("status", current["status"])
+            updated = copy.deepcopy(current) if status else copy.deepcopy(body)
+            if status:
+                updated["status"] = copy.deepcopy(body.get("status", {}))
+            else:
+                updated["metadata"] = {**current["metadata"], **updated.get("metadata", {})}
+                updated["status"] = current["status"]
             return self._store(kind, namespace, name, current, updated)
 
-    def patch(self, kind: str, namespace: str, name: str, patch: Obj) -> Obj:
-        """JSON merge patch; also serves strategic merge patches for the fields this simulator models (maps merge,
-        lists are replaced, as they are for node taints)."""
+    def patch(self, kind: str, namespace: str, name: str, patch: Obj | list[Obj], *, status: bool = False) -> Obj:
+        """A JSON patch (a list of operations) or a JSON merge patch; the merge patch also serves strategic merge
+        patches for the fields modelled here (maps merge, lists are replaced, as they are for node taints). The
+        object's patch leaves its status alone and the status subresource's patch touches only the status, as the
+        API server does."""
         with self._lock:
             current = self._get(kind, namespace, name)
-            return self._store(kind, namespace, name, current, _merge(copy.deepcopy(current), patch))
+            patched = _json_patch(current, patch) if isinstance(patch, list) else _merge(copy.deepcopy(current), patch)
+            if status:
+                updated = {**copy.deepcopy(current), "status": patched.get("status", {})}
+            else:
+                updated = {**patched, "status": copy.deepcopy(current["status"])}
+            return self._store(kind, namespace, name, current, updated)
 
     def delete(self, kind: str, namespace: str, name: str) -> Obj:
         with self._lock:
@@ -197,6 +230,16 @@ class World:
                 self.counters.evictions_refused += 1
                 raise ApiError(refusal.code, refusal.reason, refusal.message, causes=refusal.causes)
             self.counters.evictions += 1
+            pod["status"]["conditions"] = [
+                *(pod["status"].get("conditions") or []),
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "EvictionByEvictionAPI",
+                    "message": "Eviction API: evicting",
+                    "lastTransitionTime": self._timestamp(),
+                },
+            ]
             self._terminate(key)
             self._reconcile()
 
@@ -291,10 +334,13 @@ class World:
             for (pod_namespace, _), pod in self._objects["Pod"].items()
             if pod_namespace == namespace and matches(pod["metadata"].get("labels") or {})
         ]
-        owners = {_controller(pod) for pod in pods}
-        expected = sum(self._scale(owner) if owner else 1 for owner in owners if owner) + sum(
-            1 for pod in pods if _controller(pod) is None
-        )
+        if isinstance(budget["spec"].get("minAvailable"), int):
+            expected = len(pods)  # the disruption controller counts every matching pod for an integer minAvailable
+        else:
+            owners = {_controller(pod) for pod in pods}
+            expected = sum(self._scale(owner) for owner in owners if owner) + sum(
+                1 for pod in pods if _controller(pod) is None
+            )
         healthy = sum(1 for pod in pods if self._healthy(pod))
         return budget_status(budget["spec"], expected=expected, healthy=healthy)
 
@@ -347,8 +393,7 @@ class World:
         for key, pod in list(self._objects["Pod"].items()):
             timer = self._pods[key]
             node = pod["spec"].get("nodeName")
-            owner = _controller(pod)
-            orphan = owner is not None and (owner[1], owner[2]) not in self._objects.get(owner[0], {})
+            orphan = self._orphan(pod)
             if (node and node not in nodes) or orphan:
                 self._terminate(key)
             if timer.deleted_at is not None and now - timer.deleted_at >= self.timings.termination_delay:
@@ -358,6 +403,14 @@ class World:
             owner = _controller(replica_set)
             if owner is not None and (owner[1], owner[2]) not in self._objects["Deployment"]:
                 del self._objects["ReplicaSet"][key]
+
+    def _orphan(self, obj: Obj) -> bool:
+        """Whether the object's controller, of a kind modelled here, is gone (other kinds are assumed alive)."""
+        owner = _controller(obj)
+        if owner is None or owner[0] not in KINDS:
+            return False
+        namespace = owner[1] if KINDS[owner[0]][1] else ""
+        return (namespace, owner[2]) not in self._objects[owner[0]]
 
     def _run_deployments(self) -> None:
         for (namespace, name), deployment in self._objects["Deployment"].items():
@@ -403,11 +456,16 @@ class World:
                 pods = self._owned_pods(kind, namespace, name)
                 live = [pod for pod in pods if pod["metadata"].get("deletionTimestamp") is None]
                 if kind == "StatefulSet":
-                    existing = {pod["metadata"]["name"] for pod in pods}
+                    existing = {pod["metadata"]["name"]: pod for pod in pods}
+                    ordered = owner["spec"].get("podManagementPolicy", "OrderedReady") == "OrderedReady"
                     for ordinal in range(wanted):
                         pod_name = f"{name}-{ordinal}"
                         if pod_name not in existing:
                             self._new_pod(owner, pod_name)
+                            if ordered:
+                                break  # OrderedReady: the next one only once this one is Ready
+                        elif ordered and not _is_ready(existing[pod_name]):
+                            break
                     for pod in live:
                         if int(pod["metadata"]["name"].rsplit("-", 1)[1]) >= wanted:
                             self._terminate((namespace, pod["metadata"]["name"]))
@@ -418,8 +476,11 @@ class World:
                     self._terminate((namespace, pod["metadata"]["name"]))
 
     def _run_daemonsets(self) -> None:
-        nodes = [node for node in self._objects["Node"].values() if _is_node_ready(node)]
+        ready_nodes = [node for node in self._objects["Node"].values() if _is_node_ready(node)]
         for (namespace, name), daemon_set in self._objects["DaemonSet"].items():
+            template_spec = (daemon_set["spec"].get("template") or {}).get("spec") or {}
+            # Daemon pods tolerate cordons and node conditions, not the taints they were not given.
+            nodes = [node for node in ready_nodes if _tolerated(template_spec, node, DAEMON_TOLERATIONS)]
             pods = self._owned_pods("DaemonSet", namespace, name)
             covered = {pod["spec"].get("nodeName") for pod in pods}
             for node in nodes:
@@ -465,7 +526,7 @@ class World:
         nodes = {
             name: node
             for (_, name), node in self._objects["Node"].items()
-            if _is_node_ready(node) and not node["spec"].get("unschedulable") and not _blocking_taints(node)
+            if _is_node_ready(node) and not node["spec"].get("unschedulable")
         }
         load = {name: [0, 0] for name in nodes}
         for pod in self._objects["Pod"].values():
@@ -479,7 +540,8 @@ class World:
             fitting = [
                 name
                 for name, node in nodes.items()
-                if load[name][0] < int(node["status"]["allocatable"]["pods"])
+                if _tolerated(pod["spec"], node)
+                and load[name][0] < int(node["status"]["allocatable"]["pods"])
                 and load[name][1] + _cpu_request(pod) <= _millis(node["status"]["allocatable"]["cpu"])
             ]
             if not fitting:
@@ -521,7 +583,16 @@ class World:
                 ]
                 ready = sum(1 for pod in pods if _is_ready(pod))
                 if kind == "DaemonSet":
-                    owner["status"].update(currentNumberScheduled=len(pods), numberReady=ready)
+                    desired = owner["status"].get("desiredNumberScheduled", 0)
+                    owner["status"].update(
+                        currentNumberScheduled=len(pods),
+                        numberReady=ready,
+                        numberAvailable=ready,
+                        numberUnavailable=max(0, desired - ready),
+                        numberMisscheduled=0,
+                        updatedNumberScheduled=len(pods),
+                        observedGeneration=owner["metadata"].get("generation", 1),
+                    )
                 else:
                     owner["status"].update(replicas=len(pods), readyReplicas=ready, availableReplicas=ready)
         for (namespace, name), deployment in self._objects["Deployment"].items():
@@ -544,7 +615,9 @@ class World:
 
 
 def _plural(kind: str) -> str:
-    return {"PodDisruptionBudget": "poddisruptionbudgets.policy"}.get(kind, kind.lower() + "s")
+    """The resource as API errors name it: group-qualified outside the core group ("deployments.apps")."""
+    group = KINDS[kind][0].rpartition("/")[0]
+    return f"{kind.lower()}s" + (f".{group}" if group else "")
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -560,6 +633,34 @@ def _merge(target: Any, patch: Any) -> Any:
         else:
             target[key] = _merge(target.get(key), value)
     return target
+
+
+def _json_patch(document: Obj, operations: list[Obj]) -> Obj:
+    """RFC 6902: add, remove, replace and test (what clients send); the pointer escapes ~0 and ~1 are honoured."""
+    result = copy.deepcopy(document)
+    for operation in operations:
+        parts = [part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]]
+        parent: Any = result
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
+        last, op = parts[-1], operation["op"]
+        if op == "test":
+            current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if current != operation.get("value"):
+                raise ApiError(422, "Invalid", f"the test operation failed at {operation['path']}")
+        elif op == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        elif isinstance(parent, list):
+            index = len(parent) if last == "-" else int(last)
+            if op == "add":
+                parent.insert(index, operation["value"])
+            else:
+                parent[index] = operation["value"]
+        elif op in {"add", "replace"}:
+            parent[last] = operation["value"]
+        else:
+            raise ApiError(422, "Invalid", f"unsupported JSON patch operation {op!r}")
+    return result
 
 
 def _controller(obj: Obj) -> tuple[str, str, str] | None:
@@ -595,8 +696,37 @@ def _is_node_ready(node: Obj) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions") or [])
 
 
-def _blocking_taints(node: Obj) -> list[Obj]:
-    return [taint for taint in node["spec"].get("taints") or [] if taint.get("effect") in {"NoSchedule", "NoExecute"}]
+# What the DaemonSet controller adds to every daemon pod (it runs on cordoned and troubled nodes).
+DAEMON_TOLERATIONS = [
+    {"key": key, "operator": "Exists"}
+    for key in (
+        "node.kubernetes.io/unschedulable",
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/disk-pressure",
+        "node.kubernetes.io/memory-pressure",
+        "node.kubernetes.io/pid-pressure",
+    )
+]
+
+
+def _tolerated(pod_spec: Obj, node: Obj, extra: list[Obj] | None = None) -> bool:
+    """Whether the pod tolerates every NoSchedule and NoExecute taint of the node."""
+    tolerations = [*(pod_spec.get("tolerations") or []), *(extra or [])]
+    for taint in node["spec"].get("taints") or []:
+        if taint.get("effect") not in {"NoSchedule", "NoExecute"}:
+            continue
+        if not any(_tolerates(toleration, taint) for toleration in tolerations):
+            return False
+    return True
+
+
+def _tolerates(toleration: Obj, taint: Obj) -> bool:
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if toleration.get("operator") == "Exists":
+        return not toleration.get("key") or toleration["key"] == taint.get("key")
+    return toleration.get("key") == taint.get("key") and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def _is_ready(pod: Obj) -> bool:
