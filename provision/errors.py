@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     DECLINED = 3  # the user answered no at a confirmation; nothing was changed
     TIMEOUT = 4  # a wait ran out of time; the operation may still be running in AWS
     AWS_REFUSED = 5  # AWS refused: no credentials, access denied, throttled beyond retries, unknown region
+    LOCKED = 6  # another roll holds the cluster's lock; nothing was changed
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 

@@ -59,3 +59,19 @@ class Groups:
             ],
             suspended_processes=sorted(p["ProcessName"] for p in raw.get("SuspendedProcesses", [])),
         )
+
+    # --- what a roll changes ---
+
+    def set_size(self, name: str, *, desired: int, max_size: int | None = None) -> None:
+        if max_size is None:
+            self.client.update_auto_scaling_group(AutoScalingGroupName=name, DesiredCapacity=desired)
+        else:
+            self.client.update_auto_scaling_group(AutoScalingGroupName=name, DesiredCapacity=desired, MaxSize=max_size)
+
+    def suspend(self, name: str, processes: list[str]) -> None:
+        if processes:
+            self.client.suspend_processes(AutoScalingGroupName=name, ScalingProcesses=processes)
+
+    def resume(self, name: str, processes: list[str]) -> None:
+        if processes:
+            self.client.resume_processes(AutoScalingGroupName=name, ScalingProcesses=processes)

@@ -51,3 +51,32 @@ class Parameters:
     def delete(self, names: list[str]) -> None:
         for start in range(0, len(names), DELETE_BATCH):
             self.client.delete_parameters(Names=names[start : start + DELETE_BATCH])
+
+    def create(self, name: str, value: str) -> bool:
+        """Create the parameter only if it does not exist (Overwrite=False): exactly one of racing callers wins.
+        True when this call created it."""
+        try:
+            self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=False)
+        except ClientError as error:
+            if error_code(error) == "ParameterAlreadyExists":
+                return False
+            raise
+        return True
+
+    def put(self, name: str, value: str) -> None:
+        self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+
+    def value(self, name: str) -> str | None:
+        try:
+            return self.client.get_parameter(Name=name)["Parameter"].get("Value")
+        except ClientError as error:
+            if error_code(error) == "ParameterNotFound":
+                return None
+            raise
+
+    def remove(self, name: str) -> None:
+        try:
+            self.client.delete_parameter(Name=name)
+        except ClientError as error:
+            if error_code(error) != "ParameterNotFound":
+                raise

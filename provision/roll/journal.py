@@ -1,0 +1,37 @@
+"""The roll's progress, written to SSM before each step that changes something, so that the same command run again
+after a crash or Ctrl-C knows what it had done: the group's original size, the processes it suspended, the host in
+flight and its phase, and the hosts already replaced."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from provision.aws.parameters import Parameters
+
+
+@dataclass
+class RollRecord:
+    operation: str
+    group: str
+    original_desired: int
+    original_max: int
+    suspended: list[str] = field(default_factory=list)  # processes this roll suspended and must resume
+    in_flight: dict[str, str] = field(default_factory=dict)  # {"old": id, "new": id, "phase": …}
+    done: list[str] = field(default_factory=list)  # old hosts already replaced
+
+
+class Journal:
+    def __init__(self, parameters: Parameters, parameter_path: str) -> None:
+        self.parameters = parameters
+        self.name = f"{parameter_path}/roll-state"
+
+    def load(self) -> RollRecord | None:
+        raw = self.parameters.value(self.name)
+        return RollRecord(**json.loads(raw)) if raw else None
+
+    def save(self, record: RollRecord) -> None:
+        self.parameters.put(self.name, json.dumps(asdict(record), sort_keys=True))
+
+    def clear(self) -> None:
+        self.parameters.remove(self.name)

@@ -1,0 +1,93 @@
+"""The run lock: one SSM parameter per cluster, created with Overwrite=False so that exactly one of two racing rolls
+gets it (on AWS and on moto alike). It names its owner, the operation and since when, and expires; an expired lock is
+only taken over when the user says so (``--break-lock``)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+from provision.aws.parameters import Parameters
+from provision.errors import ClusterError, ExitCode
+
+Now = Callable[[], datetime]
+
+
+class Locked(ClusterError):
+    exit_code = ExitCode.LOCKED
+
+
+@dataclass(frozen=True)
+class Lock:
+    owner: str  # user@host
+    operation: str  # "patch", "replace i-…"
+    since: str  # ISO 8601, UTC
+    expires: str
+    token: str  # tells our own lock from a successor's
+
+    def expired(self, now: datetime) -> bool:
+        return now >= datetime.fromisoformat(self.expires)
+
+    def describe(self) -> str:
+        return f"{self.operation} by {self.owner} since {self.since} (lock expires {self.expires})"
+
+
+class RunLock:
+    def __init__(self, parameters: Parameters, parameter_path: str, *, now: Now | None = None) -> None:
+        self.parameters = parameters
+        self.name = f"{parameter_path}/roll-lock"
+        self.now = now or (lambda: datetime.now(UTC))
+
+    def holder(self) -> Lock | None:
+        raw = self.parameters.value(self.name)
+        if raw is None:
+            return None
+        try:
+            return Lock(**json.loads(raw))
+        except (ValueError, TypeError):  # unreadable: treat as expired, so only --break-lock removes it
+            return Lock("unknown", "unknown", "unknown", "1970-01-01T00:00:00+00:00", "")
+
+    def acquire(self, operation: str, owner: str, *, ttl: timedelta, break_expired: bool = False) -> Lock:
+        now = self.now()
+        mine = Lock(owner, operation, _iso(now), _iso(now + ttl), secrets.token_hex(8))
+        if self.parameters.create(self.name, json.dumps(asdict(mine))):
+            return mine
+        held = self.holder()
+        if held is None:
+            return self.acquire(operation, owner, ttl=ttl, break_expired=break_expired)  # released meanwhile
+        if not held.expired(now):
+            raise Locked(f"another roll holds the cluster: {held.describe()}; wait for it to finish")
+        if not break_expired:
+            raise Locked(
+                f"a roll's lock has expired without being released: {held.describe()}; if that roll is gone, "
+                "run again with --break-lock (the new roll continues from its recorded progress)"
+            )
+        self.parameters.remove(self.name)
+        if self.parameters.create(self.name, json.dumps(asdict(mine))):
+            return mine
+        winner = self.holder()
+        raise Locked(f"another roll took the lock first: {winner.describe() if winner else 'and released it'}")
+
+    def refresh(self, lock: Lock, *, ttl: timedelta) -> Lock:
+        """Extend our lock while a long roll runs; refuses if the lock is no longer ours."""
+        self._check_ours(lock)
+        renewed = Lock(lock.owner, lock.operation, lock.since, _iso(self.now() + ttl), lock.token)
+        self.parameters.put(self.name, json.dumps(asdict(renewed)))
+        return renewed
+
+    def release(self, lock: Lock) -> None:
+        held = self.holder()
+        if held is not None and held.token == lock.token:
+            self.parameters.remove(self.name)
+
+    def _check_ours(self, lock: Lock) -> None:
+        held = self.holder()
+        if held is None or held.token != lock.token:
+            raise Locked(f"the roll lock was taken over ({held.describe() if held else 'released'}); stopping")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
