@@ -52,7 +52,7 @@ def test_an_expired_lock_is_taken_over_only_with_break_lock(cloud: Cloud, wall: 
     lock.acquire("patch", "alice@ops-1", ttl=HOUR)
     wall.moment += 2 * HOUR
 
-    with pytest.raises(Locked, match="has expired without being released: patch by alice@ops-1.*--break-lock"):
+    with pytest.raises(Locked, match=r"has expired without being released: patch by alice@ops-1.*--break-lock"):
         lock.acquire("patch", "bob@ops-2", ttl=HOUR)
     taken = lock.acquire("patch", "bob@ops-2", ttl=HOUR, break_expired=True)
 
