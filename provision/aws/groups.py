@@ -26,6 +26,7 @@ class Group:
     desired_capacity: int
     members: list[Member]
     suspended_processes: list[str]
+    launch_template_version: str = ""
 
     @property
     def in_service(self) -> list[Member]:
@@ -58,6 +59,7 @@ class Groups:
                 for member in raw.get("Instances", [])
             ],
             suspended_processes=sorted(p["ProcessName"] for p in raw.get("SuspendedProcesses", [])),
+            launch_template_version=raw.get("LaunchTemplate", {}).get("Version", ""),
         )
 
     # --- what a roll changes ---
@@ -67,6 +69,11 @@ class Groups:
             self.client.update_auto_scaling_group(AutoScalingGroupName=name, DesiredCapacity=desired)
         else:
             self.client.update_auto_scaling_group(AutoScalingGroupName=name, DesiredCapacity=desired, MaxSize=max_size)
+
+    def use_launch_template_version(self, name: str, template_id: str, version: str) -> None:
+        self.client.update_auto_scaling_group(
+            AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateId": template_id, "Version": version}
+        )
 
     def suspend(self, name: str, processes: list[str]) -> None:
         if processes:

@@ -64,6 +64,12 @@ class Instances:
         vpcs = self.client.describe_vpcs(Filters=[{"Name": f"tag:{cluster_tag}", "Values": [cluster]}])["Vpcs"]
         return sorted(vpc["VpcId"] for vpc in vpcs)
 
+    def latest_launch_template_version(self, launch_template_id: str) -> str:
+        versions = self.client.describe_launch_template_versions(
+            LaunchTemplateId=launch_template_id, Versions=["$Latest"]
+        )["LaunchTemplateVersions"]
+        return str(versions[0]["VersionNumber"]) if versions else ""
+
     def launch_template_tags(self, launch_template_id: str) -> dict[str, str]:
         """The instance tags of the template's latest version: what a host launched now would carry."""
         versions = self.client.describe_launch_template_versions(

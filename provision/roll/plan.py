@@ -1,0 +1,71 @@
+"""Which hosts a roll replaces, in which order: a pure function of a snapshot, so `--dry-run` shows exactly what the
+executor would do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provision.errors import UsageError
+from provision.roll.fleet import Snapshot
+
+
+@dataclass(frozen=True)
+class Replacement:
+    old: str
+    zone: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    operation: str
+    group: str
+    desired: int
+    max_size: int
+    replacements: tuple[Replacement, ...]
+    left_alone: tuple[tuple[str, str], ...] = ()  # (instance, why)
+
+    def describe(self, drain_timeout: float) -> list[str]:
+        if not self.replacements:
+            return [f"{self.operation}: nothing to replace in {self.group}"]
+        lines = [f"{self.operation}: {len(self.replacements)} host(s) of {self.group}, one at a time:"]
+        for number, step in enumerate(self.replacements, start=1):
+            lines.append(
+                f"  {number}. {step.old} ({step.zone}, {step.reason}): desired {self.desired}→{self.desired + 1}, "
+                f"wait for the new host InService and its node Ready, cordon, drain through the Eviction API "
+                f"(budgets respected, {drain_timeout:.0f}s), wait until its pods run elsewhere, terminate "
+                f"(desired back to {self.desired})"
+            )
+        lines += [f"  left alone: {instance} ({why})" for instance, why in self.left_alone]
+        return lines
+
+
+def outdated(snapshot: Snapshot, *, operation: str, include_protected: bool) -> Plan:
+    """Every host whose configuration fingerprint is not the current one, oldest first."""
+    replacements: list[Replacement] = []
+    left_alone: list[tuple[str, str]] = []
+    for host in snapshot.hosts:
+        if host.fingerprint == snapshot.fingerprint:
+            continue
+        if host.lifecycle_state != "InService":
+            left_alone.append((host.instance_id, f"{host.lifecycle_state}, not InService"))
+        elif host.protected and not include_protected:
+            left_alone.append((host.instance_id, "protected from scale-in; --include-protected replaces it"))
+        else:
+            replacements.append(
+                Replacement(host.instance_id, host.zone, f"outdated: {host.fingerprint or 'no fingerprint'}")
+            )
+    return Plan(operation, snapshot.group, snapshot.desired, snapshot.max_size, tuple(replacements), tuple(left_alone))
+
+
+def one_host(snapshot: Snapshot, instance_id: str, *, operation: str) -> Plan:
+    host = snapshot.host(instance_id)
+    if host is None:
+        raise UsageError(f"{instance_id} is not a host of {snapshot.group}")
+    return Plan(
+        operation,
+        snapshot.group,
+        snapshot.desired,
+        snapshot.max_size,
+        (Replacement(host.instance_id, host.zone, "asked"),),
+    )

@@ -1,0 +1,154 @@
+"""The roll engine end to end in virtual time: moto (in-process) as AWS, the API simulator as the cluster, the host
+simulator booting replacements, and a sample workload under a budget. Interrupted at every phase, it continues."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from moto import mock_aws
+
+from provision.aws.cloud import Cloud
+from provision.aws.session import AwsFactory, AwsSettings
+from provision.config.schema import ClusterConfig
+from provision.deploy.up import Up
+from provision.kube.drain import DrainBlocked
+from provision.kube.facade import Kube, connect
+from provision.roll.engine import PHASES, Roll, RollResult
+from provision.roll.fleet import Fleet
+from provision.roll.journal import Journal
+from provision.roll.lock import Locked, RunLock
+from provision.roll.plan import outdated
+from provision.sandbox.hosts import HostSimulator
+from tests.deploykit import REGION, TOKEN, config, recording_ui
+from tests.simkit import Simulator, simulator
+
+__all__ = ["simulator"]  # the fixture
+
+BEFORE = config()
+AFTER = config(hosts={"instance_type": "m5.large"})
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+@dataclass
+class Rig:
+    cloud: Cloud
+    sim: Simulator
+    kube: Kube
+    hosts: HostSimulator
+
+    def fleet(self) -> Fleet:
+        return Fleet(self.cloud, AFTER.stack_name)
+
+    def roll(self, *, interrupt_at: str | None = None, **rolling: object) -> RollResult:
+        cfg = AFTER if not rolling else config(hosts={"instance_type": "m5.large"}, rolling=rolling)
+        fired: list[str] = []
+
+        def checkpoint(phase: str) -> None:
+            if phase == interrupt_at and not fired:
+                fired.append(phase)
+                raise Interrupted(phase)
+
+        fleet = self.fleet()
+        plan = outdated(fleet.snapshot(), operation="patch", include_protected=False)
+        engine = Roll(
+            fleet,
+            self.kube,
+            Journal(self.cloud.parameters, cfg.parameter_path),
+            RunLock(self.cloud.parameters, cfg.parameter_path, now=lambda: datetime(2026, 11, 27, tzinfo=UTC)),
+            recording_ui()[0],
+            self.sim.clock,
+            cfg.rolling,
+            checkpoint=checkpoint,
+        )
+        return engine.run(plan, owner="test@rig")
+
+
+def deploy(cfg: ClusterConfig, rig: Rig) -> None:
+    Up(cfg, rig.cloud, recording_ui()[0], timeout=600).run(dry_run=False, join_token=TOKEN)
+
+
+@pytest.fixture
+def rig(simulator: Simulator) -> Iterator[Rig]:
+    with mock_aws():
+        cloud = Cloud.connect(AwsFactory(AwsSettings(region=REGION)), simulator.clock)
+        hosts = HostSimulator(simulator.world, simulator.clock, boot_seconds=10, gone_seconds=5)
+
+        def tick(_now: float) -> None:
+            hosts.tick()
+            simulator.world.tick()
+
+        simulator.clock.on_sleep = tick
+        rig = Rig(cloud, simulator, Kube(connect(kubeconfig=str(simulator.kubeconfig))), hosts)
+        deploy(BEFORE, rig)
+        simulator.settle(12)  # the first hosts boot and join
+        simulator.deployment("web", 6)
+        simulator.budget("web", "web", maxUnavailable=1)
+        simulator.settle(5)
+        deploy(AFTER, rig)  # new configuration: every host is now outdated
+        yield rig
+
+
+def assert_clean_and_current(rig: Rig) -> None:
+    rig.sim.settle(6)  # the terminated hosts' nodes go, as the cloud controller removes them
+    snapshot = rig.fleet().snapshot()
+    assert [host.fingerprint == snapshot.fingerprint for host in snapshot.hosts] == [True] * 3, "every host current"
+    assert (snapshot.desired, snapshot.max_size) == (3, 6), "the group is back to its size"
+    assert snapshot.suspended == (), "no process left suspended"
+    assert [node.name for node in rig.kube.nodes() if node.unschedulable] == [], "no node left cordoned"
+    assert RunLock(rig.cloud.parameters, AFTER.parameter_path).holder() is None, "the lock is released"
+    assert Journal(rig.cloud.parameters, AFTER.parameter_path).load() is None, "no roll left half-done"
+    assert rig.sim.world.counters.budget_violations == 0, "no pod evicted against its budget"
+    ready = [node for node in rig.kube.nodes() if node.ready]
+    assert len(ready) == 3, "no extra host left running"
+
+
+def test_a_patch_replaces_every_outdated_host_one_at_a_time(rig: Rig) -> None:
+    old = {host.instance_id for host in rig.fleet().snapshot().hosts}
+
+    result = rig.roll()
+
+    assert {old_id for old_id, _ in result.replaced} == old
+    assert result.lowest_ready is not None and result.lowest_ready >= 3, "never below the desired capacity"
+    assert rig.sim.world.counters.evictions >= 6
+    assert_clean_and_current(rig)
+
+
+def test_a_second_roll_is_refused_while_one_holds_the_lock(rig: Rig) -> None:
+    RunLock(rig.cloud.parameters, AFTER.parameter_path, now=lambda: datetime(2026, 11, 27, tzinfo=UTC)).acquire(
+        "replace i-0", "alice@ops", ttl=__import__("datetime").timedelta(hours=1)
+    )
+    with pytest.raises(Locked, match="replace i-0 by alice@ops"):
+        rig.roll()
+    assert rig.fleet().snapshot().suspended == ()
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_interrupted_at_any_phase_the_same_roll_finishes_the_job(rig: Rig, phase: str) -> None:
+    with pytest.raises(Interrupted):
+        rig.roll(interrupt_at=phase)
+    assert rig.fleet().snapshot().suspended == (), "processes are restored even on an interrupt"
+
+    rig.roll()
+
+    assert_clean_and_current(rig)
+
+
+def test_a_budget_that_never_allows_eviction_stops_cleanly(rig: Rig) -> None:
+    rig.sim.world.patch("PodDisruptionBudget", "default", "web", {"spec": {"maxUnavailable": 0}})
+    before = {host.instance_id for host in rig.fleet().snapshot().hosts}
+
+    with pytest.raises(DrainBlocked, match="PodDisruptionBudget default/web"):
+        rig.roll(drain_timeout_seconds=60)
+
+    snapshot = rig.fleet().snapshot()
+    assert {host.instance_id for host in snapshot.hosts} == before, "the surge host is gone, the old ones stay"
+    assert (snapshot.desired, snapshot.max_size) == (3, 6) and snapshot.suspended == ()
+    assert [node.name for node in rig.kube.nodes() if node.unschedulable] == []
+    assert RunLock(rig.cloud.parameters, AFTER.parameter_path).holder() is None
+    assert rig.sim.world.counters.budget_violations == 0
