@@ -14,13 +14,14 @@ from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
 from provision.config.schema import ClusterConfig
 from provision.deploy.up import Up
+from provision.errors import ClusterError
 from provision.kube.drain import DrainBlocked
 from provision.kube.facade import Kube, connect
 from provision.roll.engine import PHASES, Roll, RollResult
 from provision.roll.fleet import Fleet
 from provision.roll.journal import Journal
 from provision.roll.lock import Locked, RunLock
-from provision.roll.plan import outdated
+from provision.roll.plan import one_host, outdated
 from provision.sandbox.hosts import HostSimulator
 from tests.deploykit import REGION, TOKEN, config, recording_ui
 from tests.simkit import Simulator, simulator
@@ -45,7 +46,9 @@ class Rig:
     def fleet(self) -> Fleet:
         return Fleet(self.cloud, AFTER.stack_name)
 
-    def roll(self, *, interrupt_at: str | None = None, **rolling: object) -> RollResult:
+    def roll(
+        self, *, interrupt_at: str | None = None, replace: str | None = None, dead: bool = False, **rolling: object
+    ) -> RollResult:
         cfg = AFTER if not rolling else config(hosts={"instance_type": "m5.large"}, rolling=rolling)
         fired: list[str] = []
 
@@ -55,7 +58,10 @@ class Rig:
                 raise Interrupted(phase)
 
         fleet = self.fleet()
-        plan = outdated(fleet.snapshot(), operation="patch", include_protected=False)
+        if replace:
+            plan = one_host(fleet.snapshot(), replace, operation=f"replace {replace}", dead=dead)
+        else:
+            plan = outdated(fleet.snapshot(), operation="patch", include_protected=False)
         engine = Roll(
             fleet,
             self.kube,
@@ -152,3 +158,59 @@ def test_a_budget_that_never_allows_eviction_stops_cleanly(rig: Rig) -> None:
     assert [node.name for node in rig.kube.nodes() if node.unschedulable] == []
     assert RunLock(rig.cloud.parameters, AFTER.parameter_path).holder() is None
     assert rig.sim.world.counters.budget_violations == 0
+
+
+def node_of(rig: Rig, instance_id: str) -> str:
+    host = rig.fleet().snapshot().host(instance_id)
+    assert host is not None
+    return rig.kube.match_hosts(rig.kube.nodes(), {instance_id: host.names})[instance_id].name
+
+
+def test_a_patch_waits_for_the_groups_own_nodes_before_starting(rig: Rig) -> None:
+    sick = rig.fleet().snapshot().hosts[0].instance_id
+    rig.sim.world.set_node_ready(node_of(rig, sick), False)
+
+    with pytest.raises(ClusterError, match=f"not starting the next host: the node of {sick} is not Ready"):
+        rig.roll()
+
+    snapshot = rig.fleet().snapshot()
+    assert (snapshot.desired, snapshot.suspended) == (3, ())
+
+
+def test_unrelated_sick_nodes_do_not_block_a_patch(rig: Rig) -> None:
+    rig.sim.world.add_node("control-plane-1", ready=False)
+
+    result = rig.roll()
+
+    assert len(result.replaced) == 3
+
+
+def test_replace_one_host_even_when_another_is_sick(rig: Rig) -> None:
+    hosts = rig.fleet().snapshot().hosts
+    rig.sim.world.set_node_ready(node_of(rig, hosts[0].instance_id), False)
+    # The sick node's pods are unhealthy; a budget with room lets the healthy host's pods go (the real rule).
+    rig.sim.world.patch("PodDisruptionBudget", "default", "web", {"spec": {"maxUnavailable": 3}})
+    target = hosts[1].instance_id
+
+    result = rig.roll(replace=target)
+
+    assert [old for old, _ in result.replaced] == [target]
+    assert rig.fleet().snapshot().host(target) is None
+    assert rig.sim.world.counters.budget_violations == 0
+
+
+def test_replace_a_dead_host_deletes_its_pods_and_node_after_terminating_it(rig: Rig) -> None:
+    dead = rig.fleet().snapshot().hosts[0].instance_id
+    dead_node = node_of(rig, dead)
+    rig.sim.world.set_node_ready(dead_node, False)
+    refused_before = rig.sim.world.counters.evictions_refused
+
+    result = rig.roll(replace=dead, dead=True)
+
+    assert [old for old, _ in result.replaced] == [dead]
+    assert dead_node not in {node.name for node in rig.kube.nodes()}
+    assert rig.kube.pods(node=dead_node) == []
+    assert rig.sim.world.counters.evictions_refused == refused_before, "no eviction was attempted"
+    rig.sim.settle(5)
+    web = [pod for pod in rig.kube.pods(namespace="default") if pod.name.startswith("web") and not pod.terminating]
+    assert len(web) == 6 and all(pod.ready for pod in web), "the workload runs again elsewhere"

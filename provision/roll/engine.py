@@ -20,7 +20,7 @@ from provision.config.schema import Rolling
 from provision.errors import ClusterError
 from provision.kube.drain import Drainer, DrainPolicy
 from provision.kube.facade import Kube
-from provision.kube.migration import migration, owners_of
+from provision.kube.migration import migration, owners_of, ready_counts
 from provision.kube.model import NodeState, Owner
 from provision.roll.fleet import Fleet, Host, Snapshot
 from provision.roll.journal import Journal, RollRecord
@@ -78,7 +78,7 @@ class Roll:
                 self.ui.say(f"suspended {', '.join(suspended) or 'nothing'} for the roll")
                 for step in plan.replacements:
                     if step.old not in record.done:
-                        self._replace(step, record)
+                        self._replace(step, record, gated=plan.gated)
                         held = self.lock.refresh(held, ttl=LOCK_TTL)
             self._restore_size(record)
             self.journal.clear()
@@ -101,33 +101,12 @@ class Roll:
 
     # --- one host ---
 
-    def _replace(self, step: Replacement, record: RollRecord) -> None:
-        resuming = record.in_flight.get("old") == step.old
-        if not resuming:
+    def _replace(self, step: Replacement, record: RollRecord, *, gated: bool) -> None:
+        if record.in_flight.get("old") != step.old:
             record.in_flight = {"old": step.old, "phase": ""}
-        flight = record.in_flight
         self.ui.say(f"replacing {step.old} ({step.zone}, {step.reason})")
         try:
-            if self._before(flight, "surged"):
-                self._surge(record)
-            if self._before(flight, "replacement-ready"):
-                flight["new"] = self._await_replacement(flight)
-                self._advance(record, "replacement-ready")
-            old_node = self._node_of(step.old)
-            if self._before(flight, "cordoned"):
-                if old_node is not None:
-                    self.kube.cordon(old_node.name)
-                self._advance(record, "cordoned")
-            if self._before(flight, "drained"):
-                owners = self._drain(step, old_node)
-                flight["owners"] = ";".join(f"{o.kind}/{o.namespace}/{o.name}" for o in owners)
-                self._advance(record, "drained")
-            if self._before(flight, "migrated"):
-                self._await_migration(flight, old_node)
-                self._advance(record, "migrated")
-            if self._before(flight, "terminated"):
-                self._terminate(step.old)
-                self._advance(record, "terminated")
+            self._phases(step, record, gated=gated)
         except SkipHost as skip:
             self._undo(record, old_node=self._node_of(step.old))
             self.result.skipped.append((step.old, str(skip)))
@@ -138,11 +117,40 @@ class Roll:
         except BaseException:
             self._undo(record, old_node=self._node_of(step.old))
             raise
-        self.result.replaced.append((step.old, flight.get("new", "")))
+        new = record.in_flight.get("new", "")
+        self.result.replaced.append((step.old, new))
         record.done.append(step.old)
         record.in_flight = {}
         self.journal.save(record)
-        self.ui.say(f"replaced {step.old} by {flight.get('new', '?')}")
+        self.ui.say(f"replaced {step.old} by {new or '?'}")
+
+    def _phases(self, step: Replacement, record: RollRecord, *, gated: bool) -> None:
+        """Each phase runs unless the journal says it is done; each is safe to repeat after a crash."""
+        flight = record.in_flight
+        if self._before(flight, "surged"):
+            self._surge(record, gated=gated)
+        if self._before(flight, "replacement-ready"):
+            flight["new"] = self._await_replacement(flight)
+            self._advance(record, "replacement-ready")
+        old_node = self._node_of(step.old)
+        if self._before(flight, "cordoned"):
+            if old_node is not None:
+                self.kube.cordon(old_node.name)
+                flight["node"] = old_node.name
+            self._advance(record, "cordoned")
+        if self._before(flight, "drained"):
+            if not step.dead:
+                owners = self._drain(step, old_node)
+                flight["owners"] = ";".join(f"{o.kind}/{o.namespace}/{o.name}={n}" for o, n in owners.items())
+            self._advance(record, "drained")
+        if self._before(flight, "migrated"):
+            self._await_migration(flight, old_node)
+            self._advance(record, "migrated")
+        if self._before(flight, "terminated"):
+            self._terminate(step.old)
+            if step.dead and flight.get("node"):
+                self._clear_dead_node(flight["node"])
+            self._advance(record, "terminated")
 
     def _before(self, flight: dict[str, str], phase: str) -> bool:
         done = flight.get("phase", "")
@@ -154,8 +162,9 @@ class Roll:
         self._measure()
         self.checkpoint(phase)
 
-    def _surge(self, record: RollRecord) -> None:
-        self._gate()
+    def _surge(self, record: RollRecord, *, gated: bool) -> None:
+        if gated:
+            self._gate()
         snapshot = self.fleet.snapshot()
         record.in_flight["before"] = ",".join(host.instance_id for host in snapshot.hosts)
         desired = record.original_desired + 1
@@ -202,11 +211,13 @@ class Roll:
             next_step="`cluster status` shows the new host; its boot record (cluster doctor) says why it did not join",
         )
 
-    def _drain(self, step: Replacement, node: NodeState | None) -> set[Owner]:
+    def _drain(self, step: Replacement, node: NodeState | None) -> dict[Owner, int]:
+        """Drain the node; returns each moved pod's owner and the Ready count it had before, to get back to."""
         if node is None:
             self.ui.say(f"{step.old} has no node: nothing to drain")
-            return set()
+            return {}
         pods = self.kube.pods(node=node.name)
+        before = ready_counts(self.kube, owners_of(pods))
         policy = DrainPolicy(
             timeout_seconds=self.rolling.drain_timeout_seconds,
             on_blocked_budget=self.rolling.on_blocked_budget,
@@ -217,10 +228,14 @@ class Roll:
         if report.blocked:
             raise SkipHost("; ".join(blocker.explain() for blocker in report.blocked))
         self.ui.say(f"drained {node.name}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
-        return set(owners_of([pod for pod in pods if pod.ref in report.evicted or pod.ref in report.forced]))
+        moved = owners_of([pod for pod in pods if pod.ref in report.evicted or pod.ref in report.forced])
+        return {owner: before[owner] for owner in moved}
 
     def _await_migration(self, flight: dict[str, str], node: NodeState | None) -> None:
-        owners = {Owner(*entry.split("/", 2)) for entry in flight.get("owners", "").split(";") if entry}
+        owners: dict[Owner, int | None] = {}
+        for entry in filter(None, flight.get("owners", "").split(";")):
+            owner, _, count = entry.partition("=")
+            owners[Owner(*owner.split("/", 2))] = int(count) if count else None
         if node is None or not owners:
             return
 
@@ -252,6 +267,15 @@ class Roll:
             what=f"{instance_id} to leave the group",
             next_step="it may be in Terminating:Wait; `cluster status` shows its lifecycle state",
         )
+
+    def _clear_dead_node(self, node: str) -> None:
+        """A dead host's pods cannot be evicted; once the host is gone, delete them and its Node so the controllers
+        reschedule them now rather than after the node controller's eviction timeout."""
+        pods = self.kube.pods(node=node)
+        for pod in pods:
+            self.kube.delete_pod(pod, grace_seconds=0)
+        self.kube.delete_node(node)
+        self.ui.say(f"deleted {len(pods)} pod(s) of the dead node {node} and the node itself")
 
     # --- undo and restore ---
 

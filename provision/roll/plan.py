@@ -14,6 +14,7 @@ class Replacement:
     old: str
     zone: str
     reason: str
+    dead: bool = False  # its node is gone or NotReady: no eviction can finish, its pods are deleted after it
 
 
 @dataclass(frozen=True)
@@ -24,17 +25,22 @@ class Plan:
     max_size: int
     replacements: tuple[Replacement, ...]
     left_alone: tuple[tuple[str, str], ...] = ()  # (instance, why)
+    gated: bool = True  # wait for the group's own nodes to be Ready before each host (not for `replace`)
 
     def describe(self, drain_timeout: float) -> list[str]:
         if not self.replacements:
             return [f"{self.operation}: nothing to replace in {self.group}"]
         lines = [f"{self.operation}: {len(self.replacements)} host(s) of {self.group}, one at a time:"]
         for number, step in enumerate(self.replacements, start=1):
+            middle = (
+                "terminate it, then delete its pods and its node so they are rescheduled at once"
+                if step.dead
+                else f"cordon, drain through the Eviction API (budgets respected, {drain_timeout:.0f}s), wait until "
+                "its pods run elsewhere, terminate"
+            )
             lines.append(
                 f"  {number}. {step.old} ({step.zone}, {step.reason}): desired {self.desired}→{self.desired + 1}, "
-                f"wait for the new host InService and its node Ready, cordon, drain through the Eviction API "
-                f"(budgets respected, {drain_timeout:.0f}s), wait until its pods run elsewhere, terminate "
-                f"(desired back to {self.desired})"
+                f"wait for the new host InService and its node Ready, {middle} (desired back to {self.desired})"
             )
         lines += [f"  left alone: {instance} ({why})" for instance, why in self.left_alone]
         return lines
@@ -58,14 +64,17 @@ def outdated(snapshot: Snapshot, *, operation: str, include_protected: bool) -> 
     return Plan(operation, snapshot.group, snapshot.desired, snapshot.max_size, tuple(replacements), tuple(left_alone))
 
 
-def one_host(snapshot: Snapshot, instance_id: str, *, operation: str) -> Plan:
+def one_host(snapshot: Snapshot, instance_id: str, *, operation: str, dead: bool) -> Plan:
+    """Replace one host, whatever the state of the others: only its replacement is waited for."""
     host = snapshot.host(instance_id)
     if host is None:
         raise UsageError(f"{instance_id} is not a host of {snapshot.group}")
+    reason = "asked, dead" if dead else "asked"
     return Plan(
         operation,
         snapshot.group,
         snapshot.desired,
         snapshot.max_size,
-        (Replacement(host.instance_id, host.zone, "asked"),),
+        (Replacement(host.instance_id, host.zone, reason, dead=dead),),
+        gated=False,
     )

@@ -119,7 +119,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.world.evict(namespace or "", name)
             return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         if name:
-            return self._one(verb, kind, namespace or "", name, body, status=sub == "status")
+            grace = query.get("gracePeriodSeconds") or (
+                body.get("gracePeriodSeconds") if isinstance(body, dict) else None
+            )
+            return self._one(
+                verb,
+                kind,
+                namespace or "",
+                name,
+                body,
+                status=sub == "status",
+                grace=None if grace is None else int(grace),
+            )
         return self._collection(verb, kind, namespace, query, body)
 
     def _collection(
@@ -140,14 +151,16 @@ class _Handler(BaseHTTPRequestHandler):
         list_kind = {"kind": f"{kind}List", "apiVersion": KINDS[kind][0]}
         return 200, {**list_kind, "metadata": {"resourceVersion": "1"}, "items": items}
 
-    def _one(self, verb: str, kind: str, namespace: str, name: str, body: Any, *, status: bool) -> tuple[int, Any]:
+    def _one(
+        self, verb: str, kind: str, namespace: str, name: str, body: Any, *, status: bool, grace: int | None
+    ) -> tuple[int, Any]:
         world = self.server.world
         if verb == "GET":
             return 200, world.get(kind, namespace, name)
         if verb == "PUT":
             return 200, world.replace(kind, namespace, name, body, status=status)
         if verb == "DELETE" and not status:
-            return 200, world.delete(kind, namespace, name)
+            return 200, world.delete(kind, namespace, name, grace_seconds=grace)
         if verb == "PATCH":
             if "apply-patch" in self.headers.get("Content-Type", ""):
                 raise ApiError(415, "UnsupportedMediaType", "the simulator does not support server-side apply")

@@ -207,13 +207,17 @@ class World:
                 updated = {**patched, "status": copy.deepcopy(current["status"])}
             return self._store(kind, namespace, name, current, updated)
 
-    def delete(self, kind: str, namespace: str, name: str) -> Obj:
+    def delete(self, kind: str, namespace: str, name: str, *, grace_seconds: int | None = None) -> Obj:
+        """Delete; a pod terminates over ``termination_delay`` unless deleted with a grace period of 0 (forced)."""
         with self._lock:
             obj = self._get(kind, namespace, name)
             key = (namespace if KINDS[kind][1] else "", name)
             if kind == "Pod":
                 self._note_disruption(obj, evicted=False)
                 self._terminate(key)
+                if grace_seconds == 0:
+                    del self._objects["Pod"][key]
+                    del self._pods[key]
             else:
                 del self._objects[kind][key]
             self._reconcile()
