@@ -23,8 +23,8 @@ VERBS: dict[str, tuple[str, int | None]] = {
     "up": ("Create or update the cluster's stack and wait until its hosts are ready.", None),
     "render": ("Print the CloudFormation template, or write it and the host user-data to a folder.", None),
     "status": ("Show the stack and one row per host: lifecycle, health, fingerprint, node.", None),
-    "patch": ("Roll every outdated host: patched replacement first, then cordon, drain, terminate.", 5),
-    "replace": ("Replace one host, saving its diagnostics first.", 5),
+    "patch": ("Roll every outdated host: patched replacement first, then cordon, drain, terminate.", None),
+    "replace": ("Replace one host, even when the rest of the cluster is unhealthy.", None),
     "heal": ("Drain hosts that the auto-scaling group terminates (lifecycle hook handler).", 6),
     "down": ("Delete the cluster's stack and report anything left behind.", None),
     "ssh": ("Open a shell on a host (host keys verified).", 7),
@@ -117,5 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"error: {error}", err=True)
         return error.exit_code
+    except Exception as error:  # a bug: still one line, and the traceback on demand
+        if debug:
+            traceback.print_exc()
+        first = str(error).splitlines()[0] if str(error) else ""
+        click.echo(
+            f"error: unexpected {type(error).__name__}: {first} (rerun with --debug for the traceback)", err=True
+        )
+        return ExitCode.FAILED
     # click returns the exit code of --help/--version (via click.exceptions.Exit) and None after a verb ran.
     return result if isinstance(result, int) else ExitCode.OK

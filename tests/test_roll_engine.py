@@ -119,7 +119,7 @@ def test_a_patch_replaces_every_outdated_host_one_at_a_time(rig: Rig) -> None:
 
     result = rig.roll()
 
-    assert {old_id for old_id, _ in result.replaced} == old
+    assert {replaced.old for replaced in result.replaced} == old
     assert result.lowest_ready is not None and result.lowest_ready >= 3, "never below the desired capacity"
     assert rig.sim.world.counters.evictions >= 6
     assert_clean_and_current(rig)
@@ -194,7 +194,7 @@ def test_replace_one_host_even_when_another_is_sick(rig: Rig) -> None:
 
     result = rig.roll(replace=target)
 
-    assert [old for old, _ in result.replaced] == [target]
+    assert [replaced.old for replaced in result.replaced] == [target]
     assert rig.fleet().snapshot().host(target) is None
     assert rig.sim.world.counters.budget_violations == 0
 
@@ -207,7 +207,7 @@ def test_replace_a_dead_host_deletes_its_pods_and_node_after_terminating_it(rig:
 
     result = rig.roll(replace=dead, dead=True)
 
-    assert [old for old, _ in result.replaced] == [dead]
+    assert [replaced.old for replaced in result.replaced] == [dead]
     assert dead_node not in {node.name for node in rig.kube.nodes()}
     assert rig.kube.pods(node=dead_node) == []
     assert rig.sim.world.counters.evictions_refused == refused_before, "no eviction was attempted"

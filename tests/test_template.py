@@ -240,7 +240,7 @@ def test_existing_network_adds_no_network_resources() -> None:
 def test_fingerprint_tags_every_host_with_its_configuration() -> None:
     result = rendered("kubeadm")
     data = launch_data(as_dict(result))
-    expected = {"Fn::Sub": f"${{ImageId}}/${{PatchGeneration}}/{result.digest}"}
+    expected = {"Fn::Sub": f"${{ImageId}}/0/{result.digest}"}
 
     for spec in data["TagSpecifications"]:
         assert {"Key": names.FINGERPRINT_TAG, "Value": expected} in spec["Tags"]

@@ -22,6 +22,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
 )
+from botocore.parsers import ResponseParserError
 
 from provision import __version__
 from provision.errors import ClusterError, ExitCode, UsageError
@@ -136,8 +137,8 @@ def aws_errors(settings: AwsSettings) -> Iterator[None]:
         ) from None
     except ClientError as error:
         raise translate_client_error(error) from error
-    except BotoCoreError as error:
-        raise AwsRefused(f"AWS call failed: {error}") from error
+    except (BotoCoreError, ResponseParserError) as error:
+        raise AwsRefused(f"AWS call failed: {str(error).splitlines()[0]}") from error
 
 
 def translate_client_error(error: ClientError) -> ClusterError:

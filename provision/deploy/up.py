@@ -57,8 +57,15 @@ class Up:
         self.name = config.stack_name
         self.started = datetime.now(UTC)
 
-    def run(self, *, dry_run: bool, join_token: str | None) -> None:
-        rendered = render(self.config)
+    def run(
+        self, *, dry_run: bool, join_token: str | None, next_patch_generation: bool = False, then: str = ""
+    ) -> None:
+        """``next_patch_generation`` raises the patch generation by one (what `cluster patch` does, so that every
+        host becomes outdated even when the image did not change); ``then`` says in the confirmation what follows
+        the stack change."""
+        found = self.cloud.stacks.find(self.name)
+        generation = self._deployed_generation(found) + (1 if next_patch_generation else 0)
+        rendered = render(self.config, patch_generation=generation)
         template = rendered.text("yaml")
         if len(template.encode()) > TEMPLATE_BODY_LIMIT:
             raise UsageError(
@@ -66,18 +73,13 @@ class Up:
                 f"{TEMPLATE_BODY_LIMIT}; use fewer availability zones or labels"
             )
         self._check_join_token(join_token)
-        stack = self._usable_stack(self.cloud.stacks.find(self.name), dry_run=dry_run)
+        stack = self._usable_stack(found, dry_run=dry_run)
         if stack is not None and stack.status in RECREATE_STATES:
             return  # dry run of a stack that would be deleted and recreated: already said so
         kind: Literal["CREATE", "UPDATE"] = (
             "CREATE" if stack is None or stack.status == "REVIEW_IN_PROGRESS" else "UPDATE"
         )
-        parameters = {
-            names.IMAGE_PARAMETER: self.config.image.removeprefix("ssm:"),
-            names.PATCH_GENERATION_PARAMETER: (stack.parameters if stack else {}).get(
-                names.PATCH_GENERATION_PARAMETER, "0"
-            ),
-        }
+        parameters = {names.IMAGE_PARAMETER: self.config.image.removeprefix("ssm:")}
         change_set_name = f"cluster-up-{uuid.uuid4().hex[:12]}"
         executed = False
         try:
@@ -90,7 +92,11 @@ class Up:
                 tags=cluster_tags(self.config),
                 timeout=self.timeout,
             )
-            if not change_set.changes:
+            # A parameter-only update counts even when the change set lists no resource (as moto's do).
+            changed = self._changed_parameters(stack, parameters)
+            if changed:
+                self.ui.say(f"parameters change: {', '.join(changed)}")
+            elif not change_set.changes:
                 self._store_join_token(join_token, dry_run=dry_run)
                 self.ui.say(f"no changes: stack {self.name} is up to date")
                 if not dry_run:
@@ -104,7 +110,7 @@ class Up:
                 return
             action = f"{'create' if kind == 'CREATE' else 'update'} stack {self.name} in {self.config.region}"
             self.ui.confirm(
-                f"{action.capitalize()}?",
+                f"{action.capitalize()}{then}?",
                 unasked=f"did not {action}: rerun with --yes to apply the changes, or --dry-run to only see them",
             )
             self._store_join_token(join_token, dry_run=False)
@@ -117,6 +123,25 @@ class Up:
         self._follow(after, verb="up")
         self._write_kubeconfig()
         self._wait_for_hosts()
+
+    def _deployed_generation(self, stack: Stack | None) -> int:
+        """The patch generation of the deployed launch template (its latest version's fingerprint tag)."""
+        if stack is None or stack.status == "REVIEW_IN_PROGRESS":
+            return 0
+        template_id = self.cloud.stacks.resources(self.name).get(names.LAUNCH_TEMPLATE, "")
+        tags = self.cloud.instances.launch_template_tags(template_id) if template_id else {}
+        return names.patch_generation(tags.get(names.FINGERPRINT_TAG, ""))
+
+    def _changed_parameters(self, stack: Stack | None, parameters: dict[str, str]) -> list[str]:
+        """Parameters whose value this deploy changes (an `ssm:` image is resolved by CloudFormation, so not here)."""
+        if stack is None:
+            return []
+        return [
+            f"{key} {stack.parameters.get(key, '')} → {value}"
+            for key, value in parameters.items()
+            if not (key == names.IMAGE_PARAMETER and self.config.image.startswith("ssm:"))
+            and stack.parameters.get(key) != value
+        ]
 
     def _check_join_token(self, join_token: str | None) -> None:
         if not isinstance(self.config.control_plane, KubeadmControlPlane):

@@ -24,9 +24,11 @@ def fingerprint_digest(launch_data: ec2.LaunchTemplateData) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def fingerprint(digest: str) -> Sub:
-    """The fingerprint as CloudFormation resolves it: ``<ami-id>/<patch generation>/<digest>``."""
-    return Sub(f"${{{names.IMAGE_PARAMETER}}}/${{{names.PATCH_GENERATION_PARAMETER}}}/{digest}")
+def fingerprint(digest: str, generation: int) -> Sub:
+    """The fingerprint as CloudFormation resolves it: ``<ami-id>/<patch generation>/<digest>``. The generation is
+    written into the template (not a parameter), so raising it changes the launch template itself: a new version
+    that every deployer, moto included, applies."""
+    return Sub(f"${{{names.IMAGE_PARAMETER}}}/{generation}/{digest}")
 
 
 def add_hosts(
@@ -39,6 +41,7 @@ def add_hosts(
     userdata: str,
     tags: dict[str, str],
     depends_on: list[AWSObject],
+    generation: int,
 ) -> tuple[ec2.LaunchTemplate, autoscaling.AutoScalingGroup, str]:
     hosts = config.hosts
     launch_data = ec2.LaunchTemplateData(
@@ -66,7 +69,9 @@ def add_hosts(
         **({"KeyName": hosts.key_pair} if hosts.key_pair else {}),
     )
     digest = fingerprint_digest(launch_data)
-    host_tags = Tags(**tags) + Tags(Name=f"{config.name}-host") + Tags({names.FINGERPRINT_TAG: fingerprint(digest)})
+    host_tags = (
+        Tags(**tags) + Tags(Name=f"{config.name}-host") + Tags({names.FINGERPRINT_TAG: fingerprint(digest, generation)})
+    )
     launch_data.TagSpecifications = [
         ec2.TagSpecifications(ResourceType="instance", Tags=host_tags),
         ec2.TagSpecifications(ResourceType="volume", Tags=host_tags),

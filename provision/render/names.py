@@ -9,9 +9,8 @@ HOST_ROLE = "HostRole"
 HOST_SECURITY_GROUP = "HostSecurityGroup"
 EKS_CLUSTER = "EksCluster"
 
-# Template parameters: what changes between deploys without changing the configuration file.
+# The template parameter that names the hosts' image (an SSM path is resolved again at every deploy).
 IMAGE_PARAMETER = "ImageId"
-PATCH_GENERATION_PARAMETER = "PatchGeneration"
 
 # Lifecycle hooks declared on the group. The host completes the launch hook; a roll or `cluster heal` the other.
 LAUNCH_HOOK = "host-launch"
@@ -29,6 +28,12 @@ OUTPUT_ROLE = "HostRoleArn"
 OUTPUT_FINGERPRINT = "HostFingerprint"
 OUTPUT_PARAMETER_PATH = "ParameterPath"
 OUTPUT_EKS_CLUSTER = "EksClusterName"
+
+
+def patch_generation(fingerprint: str) -> int:
+    """The patch generation inside a fingerprint `<ami>/<generation>/<digest>` (0 when there is none)."""
+    parts = fingerprint.split("/")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
 
 
 def join_token_parameter(parameter_path: str) -> str:

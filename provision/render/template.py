@@ -38,7 +38,9 @@ def cluster_tags(config: ClusterConfig) -> dict[str, str]:
     return {names.CLUSTER_TAG: config.name} | dict(sorted(config.tags.items()))
 
 
-def render(config: ClusterConfig) -> Rendered:
+def render(config: ClusterConfig, *, patch_generation: int = 0) -> Rendered:
+    """``patch_generation``: raised by `cluster patch` to make every host outdated even when the image is the same
+    (their boot then installs the latest security updates); `cluster up` keeps the deployed one."""
     template = Template(
         Description=f"cluster {config.name}: self-healing Kubernetes worker hosts ({config.control_plane.mode} mode)"
     )
@@ -67,6 +69,7 @@ def render(config: ClusterConfig) -> Rendered:
         userdata=userdata,
         tags=tag_values,
         depends_on=depends_on,
+        generation=patch_generation,
     )
     if config.queue_scaling is not None:
         add_queue_scaling(template, config.queue_scaling, group)
@@ -74,7 +77,11 @@ def render(config: ClusterConfig) -> Rendered:
         Output(names.OUTPUT_GROUP, Description="The hosts' auto-scaling group", Value=Ref(group)),
         Output(names.OUTPUT_LAUNCH_TEMPLATE, Description="The hosts' launch template", Value=Ref(launch_template)),
         Output(names.OUTPUT_ROLE, Description="The hosts' IAM role", Value=GetAtt(role, "Arn")),
-        Output(names.OUTPUT_FINGERPRINT, Description="Configuration of up-to-date hosts", Value=fingerprint(digest)),
+        Output(
+            names.OUTPUT_FINGERPRINT,
+            Description="Configuration of up-to-date hosts",
+            Value=fingerprint(digest, patch_generation),
+        ),
         Output(names.OUTPUT_PARAMETER_PATH, Description="SSM path of this cluster", Value=config.parameter_path),
     ]
     if eks_cluster is not None:
@@ -96,12 +103,3 @@ def _add_parameters(template: Template, config: ClusterConfig) -> None:
     else:
         image = Parameter(names.IMAGE_PARAMETER, Type="AWS::EC2::Image::Id", Default=ami, Description="hosts.ami")
     template.add_parameter(image)
-    template.add_parameter(
-        Parameter(
-            names.PATCH_GENERATION_PARAMETER,
-            Type="String",
-            Default="0",
-            AllowedPattern="[0-9]+",
-            Description="Raised by `cluster patch` to replace every host even when the image did not change",
-        )
-    )

@@ -37,9 +37,18 @@ SURGE_ANNOTATION = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 Checkpoint = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Replaced:
+    old: str
+    new: str
+    old_image: str
+    new_image: str
+    seconds: float
+
+
 @dataclass
 class RollResult:
-    replaced: list[tuple[str, str]] = field(default_factory=list)  # (old, new)
+    replaced: list[Replaced] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (old, why)
     lowest_ready: int | None = None
 
@@ -105,6 +114,8 @@ class Roll:
         if record.in_flight.get("old") != step.old:
             record.in_flight = {"old": step.old, "phase": ""}
         self.ui.say(f"replacing {step.old} ({step.zone}, {step.reason})")
+        started = self.clock.now()
+        old = self.fleet.snapshot().host(step.old)
         try:
             self._phases(step, record, gated=gated)
         except SkipHost as skip:
@@ -118,7 +129,16 @@ class Roll:
             self._undo(record, old_node=self._node_of(step.old))
             raise
         new = record.in_flight.get("new", "")
-        self.result.replaced.append((step.old, new))
+        replacement = self.fleet.snapshot().host(new)
+        self.result.replaced.append(
+            Replaced(
+                step.old,
+                new,
+                old.image if old else "",
+                replacement.image if replacement else "",
+                self.clock.now() - started,
+            )
+        )
         record.done.append(step.old)
         record.in_flight = {}
         self.journal.save(record)
@@ -253,11 +273,15 @@ class Roll:
         )
 
     def _terminate(self, instance_id: str) -> None:
+        """Terminate with a decrement; a host held in Terminating:Wait by the group's hook is drained already, so
+        its lifecycle action is completed at once rather than at the hook's timeout."""
         self.fleet.terminate(instance_id)
-        self.fleet.complete_termination(instance_id)
 
         def gone() -> bool | None:
-            return True if self.fleet.snapshot().host(instance_id) is None else None
+            host = self.fleet.snapshot().host(instance_id)
+            if host is not None and host.lifecycle_state == "Terminating:Wait":
+                self.fleet.complete_termination(instance_id)
+            return True if host is None else None
 
         wait_until(
             gone,

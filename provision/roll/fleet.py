@@ -20,6 +20,7 @@ class Host:
     lifecycle_state: str
     protected: bool
     fingerprint: str
+    image: str
     launched: str
     names: tuple[str, ...]  # private DNS name and IP, to find its node
 
@@ -64,6 +65,7 @@ class Fleet:
                     lifecycle_state=member.lifecycle_state,
                     protected=member.protected_from_scale_in,
                     fingerprint=instance.tags.get(names.FINGERPRINT_TAG, "") if instance else "",
+                    image=instance.image_id if instance else "",
                     launched=instance.launch_time.isoformat() if instance else "",
                     names=(instance.private_dns_name, instance.private_ip) if instance else (),
                 )
@@ -103,7 +105,7 @@ class Fleet:
 
     def complete_termination(self, instance_id: str) -> bool:
         """Let a host waiting in Terminating:Wait go now that it is drained, instead of at the hook's timeout.
-        False when no termination was waiting (no hook, or it already went)."""
+        False when no action was waiting any more."""
         try:
             self.autoscaling.complete_lifecycle_action(
                 AutoScalingGroupName=self.group,
@@ -111,6 +113,8 @@ class Fleet:
                 InstanceId=instance_id,
                 LifecycleActionResult="CONTINUE",
             )
-        except (ClientError, NotImplementedError):  # moto does not implement lifecycle actions
+        except ClientError as error:
+            if error_code(error) != "ValidationError":  # "No active Lifecycle Action found": it went already
+                raise
             return False
         return True

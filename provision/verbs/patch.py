@@ -1,0 +1,61 @@
+"""``cluster patch``: every host replaced by a freshly patched one, one at a time, without losing capacity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from provision.verbs.options import Globals, config_option, load_config, yes_option
+
+
+@click.command("patch")
+@config_option
+@yes_option
+@click.option("--dry-run", is_flag=True, help="Show the stack change and the roll plan, and stop.")
+@click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")
+@click.option("--include-protected", is_flag=True, help="Also replace hosts protected from scale-in.")
+@click.option("--timeout", type=click.IntRange(min=60), default=3600, show_default=True, help="Seconds for the stack.")
+@click.pass_obj
+def command(
+    options: Globals,
+    config_path: Path | None,
+    assume_yes: bool,
+    dry_run: bool,
+    break_lock: bool,
+    include_protected: bool,
+    timeout: int,
+) -> None:
+    """Patch every host: resolve the newest image (an `ssm:` AMI is resolved again), raise the patch generation so
+    every host boots with the latest security updates, update the stack (diff and confirmation as in `up`), then
+    roll every outdated host: a patched replacement first, cordon, drain under the budgets, terminate."""
+    from provision.deploy.up import Up
+    from provision.errors import ClusterError
+    from provision.roll.fleet import Fleet
+    from provision.roll.plan import outdated
+    from provision.ui import UI
+    from provision.verbs.aws import connected
+    from provision.verbs.roll import engine, kube_or_refuse, owner, show_result
+
+    config = load_config(config_path, example_ok=options.sandbox)
+    ui = UI.for_terminal(assume_yes=assume_yes)
+    with connected(config, options) as connection:
+        kube = kube_or_refuse(connection, "patch")
+        fleet = Fleet(connection.cloud, config.stack_name)
+        hosts = len(fleet.snapshot().hosts)
+        Up(config, connection.cloud, ui, timeout=timeout).run(
+            dry_run=dry_run,
+            join_token=None,
+            next_patch_generation=True,
+            then=f", then replace its {hosts} host(s) one at a time",
+        )
+        if dry_run:
+            ui.say(f"dry run: after the stack update all {hosts} host(s) would be outdated and replaced one at a time")
+            return
+        plan = outdated(fleet.snapshot(), operation="patch", include_protected=include_protected)
+        for line in plan.describe(config.rolling.drain_timeout_seconds):
+            ui.say(line)
+        result = engine(config, connection, fleet, kube, ui).run(plan, owner=owner(), break_lock=break_lock)
+        show_result(result, ui)
+        if result.skipped:
+            raise ClusterError(f"{len(result.skipped)} host(s) were skipped and are still outdated")

@@ -1,0 +1,56 @@
+"""``cluster replace HOST``: replace one host, even when the rest of the cluster is unhealthy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from provision.verbs.options import Globals, config_option, load_config, yes_option
+
+
+@click.command("replace")
+@click.argument("host")
+@config_option
+@yes_option
+@click.option("--dead", is_flag=True, help="The host is dead: do not wait for evictions; delete its pods and node.")
+@click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
+@click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")
+@click.pass_obj
+def command(
+    options: Globals, host: str, config_path: Path | None, assume_yes: bool, dead: bool, dry_run: bool, break_lock: bool
+) -> None:
+    """Replace HOST (an instance id, node name, private DNS name or private IP): a new host first, then cordon,
+    drain under the PodDisruptionBudgets, terminate. Only what the replacement needs is waited for. A host whose node
+    is NotReady is treated as dead."""
+    from provision.errors import ClusterError
+    from provision.roll.fleet import Fleet
+    from provision.roll.plan import one_host
+    from provision.ui import UI
+    from provision.verbs.aws import connected
+    from provision.verbs.roll import engine, find_host, kube_or_refuse, owner, show_result
+
+    config = load_config(config_path, example_ok=options.sandbox)
+    ui = UI.for_terminal(assume_yes=assume_yes)
+    with connected(config, options) as connection:
+        kube = kube_or_refuse(connection, "replace")
+        fleet = Fleet(connection.cloud, config.stack_name)
+        snapshot = fleet.snapshot()
+        instance_id, node = find_host(host, snapshot, kube)
+        if not dead and node is not None and not node.ready:
+            ui.say(f"the node {node.name} of {instance_id} is NotReady: replacing it as a dead host")
+            dead = True
+        plan = one_host(snapshot, instance_id, operation=f"replace {instance_id}", dead=dead)
+        for line in plan.describe(config.rolling.drain_timeout_seconds):
+            ui.say(line)
+        if dry_run:
+            ui.say("dry run: nothing was changed")
+            return
+        ui.confirm(
+            f"Replace {instance_id}{f' (node {node.name})' if node else ''}?",
+            unasked=f"did not replace {instance_id}: rerun with --yes",
+        )
+        result = engine(config, connection, fleet, kube, ui).run(plan, owner=owner(), break_lock=break_lock)
+        show_result(result, ui)
+        if result.skipped:
+            raise ClusterError(f"{instance_id} was not replaced: {result.skipped[0][1]}")

@@ -1,0 +1,63 @@
+"""What `patch` and `replace` share: finding a host by any of its names, building the roll engine, and the closing
+table. Imported only by those verbs (it loads boto3 and lightkube)."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+
+from provision.clock import SystemClock
+from provision.config.schema import ClusterConfig
+from provision.errors import UsageError
+from provision.kube.facade import Kube
+from provision.kube.model import NodeState
+from provision.roll.engine import Roll, RollResult
+from provision.roll.fleet import Fleet, Snapshot
+from provision.roll.journal import Journal
+from provision.roll.lock import RunLock
+from provision.ui import UI
+from provision.verbs.aws import Connection
+
+
+def kube_or_refuse(connection: Connection, verb: str) -> Kube:
+    kube, unavailable = connection.kube()
+    if kube is None:
+        raise UsageError(f"`cluster {verb}` drains hosts, so it needs the Kubernetes API: {unavailable}")
+    return kube
+
+
+def engine(config: ClusterConfig, connection: Connection, fleet: Fleet, kube: Kube, ui: UI) -> Roll:
+    parameters = connection.cloud.parameters
+    return Roll(
+        fleet,
+        kube,
+        Journal(parameters, config.parameter_path),
+        RunLock(parameters, config.parameter_path),
+        ui,
+        SystemClock(),
+        config.rolling,
+    )
+
+
+def owner() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def find_host(name: str, snapshot: Snapshot, kube: Kube) -> tuple[str, NodeState | None]:
+    """The instance id of HOST given as an instance id, node name, private DNS name or private IP, and its node."""
+    nodes = kube.match_hosts(kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
+    for host in snapshot.hosts:
+        node = nodes.get(host.instance_id)
+        known = {host.instance_id, *host.names, *((node.name, *node.addresses) if node else ())}
+        if name in known:
+            return host.instance_id, node
+    raise UsageError(f"no host {name!r} in {snapshot.group} (give an instance id, node name, private DNS name or IP)")
+
+
+def show_result(result: RollResult, ui: UI) -> None:
+    rows = [[item.old, item.new, item.old_image, item.new_image, f"{item.seconds:.0f}s"] for item in result.replaced]
+    ui.table(["replaced", "by", "old image", "new image", "took"], rows, title="Replaced hosts")
+    for old, why in result.skipped:
+        ui.warn(f"skipped {old}: {why}")
+    if result.lowest_ready is not None:
+        ui.say(f"lowest ready capacity seen: {result.lowest_ready}")
