@@ -24,7 +24,7 @@ from provision.kube.selectors import label_selector_object
 
 FIRST_BACKOFF = 1.0
 FINISHED = {"Succeeded", "Failed"}
-MAX_BACKOFF = 16.0
+MAX_BACKOFF = 5.0  # kubectl drain retries every 5 s; longer only delays the roll once the budget allows
 
 
 @dataclass(frozen=True)

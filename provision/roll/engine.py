@@ -30,7 +30,7 @@ from provision.roll.suspension import processes_suspended
 from provision.ui import UI
 
 PHASES = ("surged", "replacement-ready", "cordoned", "drained", "migrated", "terminated")
-POLL_SECONDS = 5.0
+POLL_SECONDS = 3.0  # AWS and the API server answer these reads cheaply; a roll should not lag behind them
 LOCK_TTL = timedelta(hours=2)
 SURGE_ANNOTATION = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 

@@ -20,7 +20,7 @@ from provision.clock import SystemClock
 from provision.sandbox.hosts import HostSimulator
 from provision.sandbox.state import STATE_FILE, SandboxState
 from provision.simulator.api import KubeApiServer, kubeconfig_for
-from provision.simulator.world import World
+from provision.simulator.world import Timings, World
 
 TICK_SECONDS = 0.2
 SAMPLE_REPLICAS = 6
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     clock = SystemClock()
     aws = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     aws.start()
-    world = World(clock)
+    # Pods start and turn Ready within a couple of seconds: quick enough to watch a roll, slow enough to see it wait.
+    world = World(clock, Timings(start_delay=0.5, ready_delay=1.0, termination_delay=0.5))
     kube = KubeApiServer(world).start()
     hosts = HostSimulator(world, clock, boot_seconds=args.boot_seconds)
     seed_workload(world)

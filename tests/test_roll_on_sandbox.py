@@ -1,0 +1,104 @@
+"""`cluster replace` and `cluster patch` through the installed command on the sandbox, in real time: two small hosts
+that boot in half a second, the sample workload under its budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from lightkube import Client, KubeConfig
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.types import PatchType
+
+from provision.sandbox.state import SandboxState, is_ours
+from tests.conftest import EXAMPLE
+
+CLUSTER = str(Path(sys.executable).parent / "cluster")
+
+
+def cluster(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return subprocess.run(
+        [CLUSTER, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Path]:
+    text = EXAMPLE.read_text()
+    for old, new in [
+        ("min_size = 3", "min_size = 1"),
+        ("desired_capacity = 3", "desired_capacity = 2"),
+        ("drain_timeout_seconds = 900", "drain_timeout_seconds = 60"),
+    ]:
+        text = text.replace(old, new)
+    (tmp_path / "cluster.toml").write_text(text)
+    # The same cluster with a short drain deadline, for the test whose budget never lets a pod go.
+    (tmp_path / "impatient.toml").write_text(text.replace("drain_timeout_seconds = 60", "drain_timeout_seconds = 6"))
+    assert cluster(tmp_path, "sandbox", "start", "--boot-seconds", "0.5").returncode == 0
+    up = cluster(tmp_path, "--sandbox", "up", "--yes")
+    assert up.returncode == 0, up.stderr
+    yield tmp_path
+    state = SandboxState.load(tmp_path / ".cluster")
+    cluster(tmp_path, "sandbox", "stop")
+    assert state is None or not is_ours(state.pid)
+
+
+def hosts(folder: Path) -> list[dict[str, object]]:
+    result = cluster(folder, "--sandbox", "status", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    listed: list[dict[str, object]] = json.loads(result.stdout)["hosts"]
+    return listed
+
+
+def test_replace_one_host_by_its_node_name(sandbox: Path) -> None:
+    [first, second] = hosts(sandbox)
+
+    result = cluster(sandbox, "--sandbox", "replace", str(first["node"]), "--yes")
+
+    assert result.returncode == 0, result.stderr
+    assert f"replaced {first['instance_id']} by i-" in result.stdout
+    after = {str(host["instance_id"]) for host in hosts(sandbox)}
+    assert first["instance_id"] not in after and second["instance_id"] in after and len(after) == 2
+
+
+def test_patch_replaces_every_host_and_a_second_patch_run_finds_nothing_left_behind(sandbox: Path) -> None:
+    before = {str(host["instance_id"]) for host in hosts(sandbox)}
+
+    result = cluster(sandbox, "--sandbox", "patch", "--yes")
+
+    assert result.returncode == 0, result.stderr
+    assert "lowest ready capacity seen: 2" in result.stdout
+    after = hosts(sandbox)
+    assert not before & {str(host["instance_id"]) for host in after}
+    assert all(host["current"] is True and host["ready"] == "yes" for host in after)
+    status = cluster(sandbox, "--sandbox", "status")
+    assert "suspended processes: none" in status.stdout and "desired 2 (min 1, max 6)" in status.stdout
+
+
+def test_a_blocked_budget_halts_the_patch_cleanly(sandbox: Path) -> None:
+    config = yaml.safe_load((sandbox / ".cluster" / "kubeconfig").read_text())
+    client = Client(KubeConfig.from_dict(config))
+    client.patch(PodDisruptionBudget, "web", {"spec": {"maxUnavailable": 0}}, namespace="default",
+                 patch_type=PatchType.MERGE)  # fmt: skip
+    before = {str(host["instance_id"]) for host in hosts(sandbox)}
+
+    result = cluster(sandbox, "--sandbox", "patch", "--yes", "-c", "impatient.toml")
+
+    assert result.returncode == 1
+    assert "PodDisruptionBudget default/web needs" in result.stderr.splitlines()[-1]
+    after = hosts(sandbox)
+    assert {str(host["instance_id"]) for host in after} == before, "the surge host was removed, the old ones stay"
+    assert all(host["schedulable"] == "yes" for host in after), "the old node was uncordoned"
+    status = cluster(sandbox, "--sandbox", "status")
+    assert "suspended processes: none" in status.stdout and "desired 2 (min 1, max 6)" in status.stdout
+    again = cluster(sandbox, "--sandbox", "patch", "--dry-run")
+    assert "another roll holds" not in again.stderr, "the lock was released"
