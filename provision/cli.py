@@ -32,7 +32,7 @@ VERBS: dict[str, tuple[str, int | None]] = {
     "diagnose": ("Save a host's logs and state to a local folder.", 7),
     "doctor": ("Find what needs attention and say what to do about it.", 7),
     "sandbox": ("Start, stop or show the local sandbox (AWS and Kubernetes simulators).", None),
-    "demo": ("Run the whole story on a fresh sandbox: up, replace, patch, down.", 5),
+    "demo": ("Run the whole story on a fresh sandbox: up, replace, patch, down.", None),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -91,3 +92,19 @@ def test_up_on_the_sandbox_brings_ready_nodes_with_the_sample_workload_spread_ov
     pods = [int(host["pods"]) for host in report["hosts"]]
     assert sum(pods) >= 6 and min(pods) >= 2, f"the sample workload spreads over the hosts: {pods}"
     assert cluster(folder, "sandbox", "stop").returncode == 0
+
+
+def test_demo_tells_the_whole_story_with_no_budget_violation(folder: Path) -> None:
+    result = cluster(folder, "demo", "--boot-seconds", "0.5")
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for chapter in ["== cluster up", "== cluster replace", "== cluster patch", "== cluster down", "== sandbox stopped"]:
+        assert chapter in out
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.split("Demo summary")[1].splitlines() if line.strip()]
+    summary = {row[0]: row[1] for row in rows if len(row) == 2}
+    assert summary["budget violations"] == "0"
+    assert summary["hosts replaced"] == "4"
+    assert summary["lowest ready capacity seen"].startswith("3 ")
+    assert int(summary["evictions"]) > 0
+    assert not list(folder.glob(".cluster/*")), "the demo's sandbox lived in its own folder"

@@ -3,6 +3,7 @@ subresource), on a threaded server bound to 127.0.0.1."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -107,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, verb: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         if path in {"/healthz", "/readyz", "/livez"}:
             return 200, "ok"
+        if path == "/simulator/counters":  # not Kubernetes: what the demo reports (evictions, refusals, violations)
+            return 200, dataclasses.asdict(self.server.world.counters)
         if path == "/version":
             return 200, {"major": "1", "minor": "34", "gitVersion": "v1.34.0-cluster-simulator", "platform": "linux"}
         kind, namespace, name, sub = _resolve(path)

@@ -1,0 +1,160 @@
+"""`cluster demo`: the whole story on a fresh sandbox, with progress all the way and a closing summary.
+
+up → status → replace one host → patch every host → status → down, against a sandbox started for the demo in a
+temporary folder (so it never touches a sandbox of yours) and stopped at the end whatever happens. The demo brings its
+own network, as many clusters do, so that `down` ends clean on moto too.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+import time
+import tomllib
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+
+from provision.aws.cloud import Cloud
+from provision.aws.session import AwsFactory, AwsSettings, aws_errors
+from provision.clock import SystemClock
+from provision.config.loader import parse_config
+from provision.config.schema import ClusterConfig
+from provision.deploy.down import down
+from provision.deploy.status import collect, show
+from provision.deploy.up import Up
+from provision.kube.facade import Kube, connect
+from provision.roll.engine import Roll, RollResult
+from provision.roll.fleet import Fleet
+from provision.roll.journal import Journal
+from provision.roll.lock import RunLock
+from provision.roll.plan import Plan, one_host, outdated
+from provision.sandbox import control
+from provision.sandbox.state import SandboxState
+from provision.ui import UI
+
+OWNER = "cluster-demo"
+
+
+@dataclass
+class Summary:
+    replaced: int = 0
+    lowest_ready: int | None = None
+    desired: int = 0
+
+    def add(self, result: RollResult) -> None:
+        self.replaced += len(result.replaced)
+        if result.lowest_ready is not None:
+            self.lowest_ready = min(self.lowest_ready or result.lowest_ready, result.lowest_ready)
+
+
+def run_demo(ui: UI, *, boot_seconds: float) -> Summary:
+    started = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix="cluster-demo-"))
+    ui.say("== starting a fresh sandbox: moto as AWS, a Kubernetes API simulator, hosts that boot and join")
+    state = control.start(folder, boot_seconds=boot_seconds)
+    try:
+        summary = _story(ui, state)
+        counters = _counters(state)
+    finally:
+        control.stop(folder)
+        ui.say("== sandbox stopped")
+    ui.table(
+        ["", ""],
+        [
+            ["hosts replaced", str(summary.replaced)],
+            ["time", f"{time.monotonic() - started:.0f}s"],
+            ["lowest ready capacity seen", f"{summary.lowest_ready} (desired {summary.desired})"],
+            ["evictions", str(counters.get("evictions", 0))],
+            ["evictions refused by budgets", str(counters.get("evictions_refused", 0))],
+            ["budget violations", str(counters.get("budget_violations", 0))],
+        ],
+        title="Demo summary",
+    )
+    return summary
+
+
+def _story(ui: UI, state: SandboxState) -> Summary:
+    settings = AwsSettings(region="eu-west-1", endpoint_url=state.aws_endpoint, static_credentials=("demo", "demo"))
+    with aws_errors(settings):
+        factory = AwsFactory(settings)
+        cloud = Cloud.connect(factory, SystemClock())
+        config = _demo_config(factory)
+        kube = Kube(connect(state.kubeconfig))
+        summary = Summary(desired=config.hosts.desired_capacity)
+
+        ui.say("== cluster up: the stack, its hosts, their nodes")
+        Up(config, cloud, ui, timeout=600, kube=lambda: (kube, "")).run(dry_run=False, join_token=_token())
+        _status(ui, config, cloud, kube)
+
+        fleet = Fleet(cloud, config.stack_name)
+        victim = fleet.snapshot().hosts[0].instance_id
+        ui.say(f"== cluster replace {victim}: a new host first, then cordon, drain under the budget, terminate")
+        summary.add(_roll(ui, config, cloud, kube, one_host(fleet.snapshot(), victim, operation="replace", dead=False)))
+
+        ui.say("== cluster patch: a new patch generation, then every host replaced one at a time")
+        Up(config, cloud, ui, timeout=600, kube=lambda: (kube, "")).run(
+            dry_run=False, join_token=None, next_patch_generation=True
+        )
+        summary.add(
+            _roll(ui, config, cloud, kube, outdated(fleet.snapshot(), operation="patch", include_protected=False))
+        )
+        _status(ui, config, cloud, kube)
+
+        ui.say("== cluster down")
+        down(config, cloud, ui, purge=True, timeout=600)
+    return summary
+
+
+def _roll(ui: UI, config: ClusterConfig, cloud: Cloud, kube: Kube, plan: Plan) -> RollResult:
+    for line in plan.describe(config.rolling.drain_timeout_seconds):
+        ui.say(line)
+    engine = Roll(
+        Fleet(cloud, config.stack_name),
+        kube,
+        Journal(cloud.parameters, config.parameter_path),
+        RunLock(cloud.parameters, config.parameter_path),
+        ui,
+        SystemClock(),
+        config.rolling,
+    )
+    result = engine.run(plan, owner=OWNER)
+    ui.say(f"lowest ready capacity during the roll: {result.lowest_ready}")
+    return result
+
+
+def _status(ui: UI, config: ClusterConfig, cloud: Cloud, kube: Kube) -> None:
+    ui.say("== cluster status")
+    show(collect(config, cloud, now=datetime.now(UTC), kube=kube), ui)
+
+
+def _demo_config(factory: AwsFactory) -> ClusterConfig:
+    """The packaged example, on a network of its own in the sandbox."""
+    ec2 = factory.session().client("ec2", endpoint_url=factory.settings.endpoint_url)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{index}.0/24", AvailabilityZone=f"eu-west-1{zone}")["Subnet"][
+            "SubnetId"
+        ]
+        for index, zone in enumerate("abc")
+    ]
+    data = tomllib.loads(files("provision.templates").joinpath("cluster.example.toml").read_text())
+    data["network"] = {"vpc_id": vpc, "subnet_ids": subnets}
+    data["rolling"]["drain_timeout_seconds"] = 120
+    return parse_config(data, source="cluster.example.toml (demo network)")
+
+
+def _token() -> str:
+    return f"{secrets.token_hex(3)}.{secrets.token_hex(8)}"
+
+
+def _counters(state: SandboxState) -> dict[str, int]:
+    try:
+        with urllib.request.urlopen(f"{state.kube_url}/simulator/counters", timeout=2) as answer:  # noqa: S310
+            counters: dict[str, int] = json.load(answer)
+            return counters
+    except OSError:
+        return {}

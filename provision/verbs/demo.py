@@ -1,0 +1,21 @@
+"""``cluster demo``: the whole story on a fresh sandbox."""
+
+from __future__ import annotations
+
+import click
+
+from provision.errors import ClusterError
+
+
+@click.command("demo")
+@click.option("--boot-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="How long a new host takes to boot and join.")  # fmt: skip
+def command(boot_seconds: float) -> None:
+    """Run the whole story on a fresh sandbox: up, status, replace one host, patch every host, status, down, and a
+    summary that ends with the number of budget violations (0)."""
+    from provision.demo import run_demo
+    from provision.ui import UI
+
+    summary = run_demo(UI.for_terminal(assume_yes=True), boot_seconds=boot_seconds)
+    if summary.lowest_ready is not None and summary.lowest_ready < summary.desired:
+        raise ClusterError(f"ready capacity fell to {summary.lowest_ready}, below the desired {summary.desired}")
