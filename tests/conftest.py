@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from provision.cli import main
 from tests.fakeclock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
+CLUSTER = str(Path(sys.executable).parent / "cluster")
 EXAMPLE = REPO / "cluster.example.toml"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -94,3 +96,15 @@ def moto() -> Iterator[None]:
 def cloud(moto: None) -> Cloud:
     """The AWS facades on moto, with a virtual clock."""
     return Cloud.connect(AwsFactory(AwsSettings(region="eu-west-1")), FakeClock())
+
+
+def run_installed(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed `cluster` command as a user runs it: a subprocess in ``folder``, no terminal. Without ``env``
+    it gets this environment minus any AWS setting (the sandbox supplies its own)."""
+    if env is None:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return subprocess.run(
+        [CLUSTER, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip

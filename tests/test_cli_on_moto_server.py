@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +15,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, run_installed
 from tests.deploykit import REGION, TOKEN
-
-CLUSTER = str(Path(sys.executable).parent / "cluster")
 
 
 @pytest.fixture(scope="session")
@@ -54,16 +51,7 @@ def cluster(
         "AWS_ENDPOINT_URL": endpoint,
         **({"CLUSTER_JOIN_TOKEN": token} if token else {}),
     }
-    return subprocess.run(
-        [CLUSTER, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_installed(cwd or Path.cwd(), *args, env=env)
 
 
 def test_up_shows_progress_then_a_second_run_has_nothing_to_do(endpoint: str) -> None:

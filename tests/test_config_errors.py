@@ -10,7 +10,6 @@ import json
 import re
 import tempfile
 import tomllib
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from provision.config.loader import load_config, parse_config
+from provision.config.loader import load_config, models_in, parse_config
 from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
 from provision.errors import ConfigError
 from tests.conftest import EXAMPLE, Outcome
@@ -746,18 +745,6 @@ def test_eks_mode_without_kubeadm_keys_loads_and_renders(run_main: Run, tmp_path
 # --- the schema and the example document the same options ---
 
 
-def _models_in(annotation: object) -> list[type[BaseModel]]:
-    """The section models an annotation holds: itself, an Optional's member, or each member of a union."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _models_in(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [model for argument in typing.get_args(annotation) for model in _models_in(argument)]
-    return []
-
-
 def schema_sections() -> dict[str, set[str]]:
     """Every table of the schema ("" for the top level, "hosts", ...) and the keys it admits."""
     sections: dict[str, set[str]] = {}
@@ -765,7 +752,7 @@ def schema_sections() -> dict[str, set[str]]:
     def walk(model: type[BaseModel], section: str) -> None:
         sections.setdefault(section, set()).update(model.model_fields)
         for name, field in model.model_fields.items():
-            for member in _models_in(field.annotation):
+            for member in models_in(field.annotation):
                 walk(member, f"{section}.{name}" if section else name)
 
     walk(ClusterConfig, "")

@@ -4,9 +4,7 @@ that boot in half a second, the sample workload under its budget."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,18 +15,11 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from provision.sandbox.state import SandboxState, is_ours
-from tests.conftest import EXAMPLE
-
-CLUSTER = str(Path(sys.executable).parent / "cluster")
+from tests.conftest import EXAMPLE, run_installed
 
 
 def cluster(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    return subprocess.run(
-        [CLUSTER, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    return run_installed(folder, *args)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ folder, real time (the sandbox's hosts boot in a second), and no process left be
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,17 +13,11 @@ from pathlib import Path
 import pytest
 
 from provision.sandbox.state import SandboxState, is_ours
-
-CLUSTER = str(Path(sys.executable).parent / "cluster")
+from tests.conftest import run_installed
 
 
 def cluster(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    return subprocess.run(
-        [CLUSTER, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=180, check=False,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    return run_installed(folder, *args)
 
 
 @pytest.fixture

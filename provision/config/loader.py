@@ -91,7 +91,7 @@ def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[list[str]
         current = None
         if field is None:
             continue
-        members = _models_in(field.annotation)
+        members = models_in(field.annotation)
         if len(members) == 1:
             current = members[0]
         elif members and index < len(loc):
@@ -103,14 +103,15 @@ def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[list[str]
     return path, parent if current is None else current
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
+def models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The section models an annotation holds: itself, an Optional's member, or each member of a union."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _models_in(typing.get_args(annotation)[0])
+        return models_in(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
-        return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
     return []
 
 
