@@ -133,7 +133,7 @@ def _status(ui: UI, config: ClusterConfig, cloud: Cloud, kube: Kube) -> None:
 
 def _demo_config(factory: AwsFactory) -> ClusterConfig:
     """The packaged example, on a network of its own in the sandbox."""
-    ec2 = factory.session().client("ec2", endpoint_url=factory.settings.endpoint_url)
+    ec2 = factory.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     subnets = [
         ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{index}.0/24", AvailabilityZone=f"eu-west-1{zone}")["Subnet"][

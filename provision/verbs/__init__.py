@@ -1,1 +1,2 @@
-"""One module per CLI verb. The CLI imports a verb's module only when that verb runs, so ``--help`` stays fast."""
+"""One module per CLI verb, plus what several verbs share (``options``, ``aws``, ``roll``). The CLI imports a verb's
+module only when that verb runs, so ``--help`` stays fast."""
