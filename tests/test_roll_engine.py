@@ -214,3 +214,14 @@ def test_replace_a_dead_host_deletes_its_pods_and_node_after_terminating_it(rig:
     rig.sim.settle(5)
     web = [pod for pod in rig.kube.pods(namespace="default") if pod.name.startswith("web") and not pod.terminating]
     assert len(web) == 6 and all(pod.ready for pod in web), "the workload runs again elsewhere"
+
+
+def test_a_roll_with_nothing_outdated_changes_nothing(rig: Rig) -> None:
+    rig.roll()
+    calls: list[str] = []
+    rig.cloud.groups.client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+
+    again = rig.roll()
+
+    assert again.replaced == [] and again.skipped == []
+    assert not [call for call in calls if not call.startswith("Describe")], "no change, no suspension, no lock dance"

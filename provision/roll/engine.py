@@ -77,6 +77,8 @@ class Roll:
         self.result = RollResult()
 
     def run(self, plan: Plan, *, owner: str, break_lock: bool = False) -> RollResult:
+        if not plan.replacements and self.journal.load() is None:
+            return self.result  # nothing to replace and no interrupted roll to tidy up
         held = self.lock.acquire(plan.operation, owner, ttl=LOCK_TTL, break_expired=break_lock)
         try:
             record = self._record(plan)
