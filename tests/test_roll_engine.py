@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
+from provision.clock import WaitTimeout
 from provision.config.schema import ClusterConfig
 from provision.deploy.up import Up
 from provision.errors import ClusterError
@@ -225,3 +226,63 @@ def test_a_roll_with_nothing_outdated_changes_nothing(rig: Rig) -> None:
 
     assert again.replaced == [] and again.skipped == []
     assert not [call for call in calls if not call.startswith("Describe")], "no change, no suspension, no lock dance"
+
+
+def test_a_replacement_that_never_becomes_ready_is_removed_and_the_roll_stops(rig: Rig) -> None:
+    before = {host.instance_id for host in rig.fleet().snapshot().hosts}
+    rig.hosts.faults.never_join_next = 1
+
+    with pytest.raises(WaitTimeout, match="the replacement host to be InService with a Ready node"):
+        rig.roll()
+
+    snapshot = rig.fleet().snapshot()
+    assert {host.instance_id for host in snapshot.hosts} == before, "the stuck surge host was terminated"
+    assert (snapshot.desired, snapshot.max_size, snapshot.suspended) == (3, 6, ())
+    assert [node.name for node in rig.kube.nodes() if node.unschedulable] == []
+    assert RunLock(rig.cloud.parameters, AFTER.parameter_path).holder() is None
+
+
+def test_a_node_that_dies_mid_drain_still_gets_replaced(rig: Rig) -> None:
+    victim = rig.fleet().snapshot().hosts[0].instance_id
+    node = node_of(rig, victim)
+    tick = rig.sim.clock.on_sleep
+    assert tick is not None
+
+    died: list[float] = []
+
+    def dies_while_draining(now: float) -> None:
+        tick(now)
+        state = rig.kube.node(node)
+        if state is not None and state.unschedulable and not died:
+            rig.sim.world.set_node_ready(node, False)
+            died.append(now)
+
+    rig.sim.clock.on_sleep = dies_while_draining
+
+    result = rig.roll()
+
+    assert died, "the node died after it was cordoned"
+    assert victim in {replaced.old for replaced in result.replaced}
+    assert rig.sim.world.counters.budget_violations == 0
+
+
+def test_a_termination_that_fails_undoes_the_step(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {host.instance_id for host in rig.fleet().snapshot().hosts}
+    real_terminate = Fleet.terminate
+    victim = sorted(rig.fleet().snapshot().hosts, key=lambda h: (h.launched, h.instance_id))[0].instance_id
+
+    def refuse_the_old_host(fleet: Fleet, instance_id: str) -> None:
+        if instance_id == victim:
+            raise ClusterError(f"TerminateInstanceInAutoScalingGroup refused {instance_id}")
+        real_terminate(fleet, instance_id)
+
+    monkeypatch.setattr(Fleet, "terminate", refuse_the_old_host)
+
+    with pytest.raises(ClusterError, match=f"refused {victim}"):
+        rig.roll()
+
+    monkeypatch.setattr(Fleet, "terminate", real_terminate)
+    snapshot = rig.fleet().snapshot()
+    assert {host.instance_id for host in snapshot.hosts} == before, "the surge host went, the old host stays"
+    assert (snapshot.desired, snapshot.suspended) == (3, ())
+    assert [node.name for node in rig.kube.nodes() if node.unschedulable] == [], "the old node is back in service"
