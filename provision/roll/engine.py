@@ -85,7 +85,7 @@ class Roll:
             version = self.fleet.launch_current_configuration()
             if version:
                 self.ui.say(f"the group now launches launch template version {version}, the current configuration")
-            with processes_suspended(self.fleet.cloud.groups, self.journal, record) as suspended:
+            with processes_suspended(self.fleet.groups, self.journal, record) as suspended:
                 self.ui.say(f"suspended {', '.join(suspended) or 'nothing'} for the roll")
                 for step in plan.replacements:
                     if step.old not in record.done:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from provision.aws.cloud import Cloud
+from provision.aws.groups import Groups
 from provision.aws.session import error_code
 from provision.errors import ClusterError
 from provision.render import names
@@ -48,6 +49,10 @@ class Fleet:
         self.launch_template = resources.get(names.LAUNCH_TEMPLATE, "")
         if not self.group:
             raise ClusterError(f"stack {stack_name} has no host group; create it with `cluster up`")
+
+    @property
+    def groups(self) -> Groups:
+        return self.cloud.groups
 
     def snapshot(self) -> Snapshot:
         group = self.cloud.groups.find(self.group)
