@@ -15,7 +15,7 @@ import io
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
@@ -214,7 +214,7 @@ class FakeParameters(Parameters):
     def create(self, name: str, value: str) -> bool:
         return self.values.setdefault(name, value) == value
 
-    def put(self, name: str, value: str) -> None:
+    def put(self, name: str, value: str, *, tier: Literal["Standard", "Intelligent-Tiering"] = "Standard") -> None:
         self.values[name] = value
 
     def value(self, name: str) -> str | None:

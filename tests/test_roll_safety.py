@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -184,7 +186,9 @@ def test_a_crashed_rolls_suspensions_are_undone_by_the_next_run(cloud: Cloud, gr
 
 def test_the_journal_round_trips_and_clears(cloud: Cloud) -> None:
     journal = Journal(cloud.parameters, PATH)
-    record = RollRecord("patch", "hosts", 3, 6, ["AZRebalance"], {"old": "i-1", "phase": "drained"}, ["i-0"])
+    owners = ";".join(f"ReplicaSet/team-{index}/service-{index}-7d9f8c6b5={index % 7}" for index in range(120))
+    record = RollRecord("patch", "hosts", 3, 6, ["AZRebalance"], {"old": "i-1", "phase": "drained", "owners": owners})
+    assert len(json.dumps(asdict(record))) > 4096, "past the standard tier's limit"
 
     journal.save(record)
     loaded = journal.load()

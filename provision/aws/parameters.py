@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import ClientError
 
@@ -63,8 +63,8 @@ class Parameters:
             raise
         return True
 
-    def put(self, name: str, value: str) -> None:
-        self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+    def put(self, name: str, value: str, *, tier: Literal["Standard", "Intelligent-Tiering"] = "Standard") -> None:
+        self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True, Tier=tier)
 
     def value(self, name: str) -> str | None:
         try:

@@ -88,9 +88,8 @@ class Roll:
             with processes_suspended(self.fleet.groups, self.journal, record) as suspended:
                 self.ui.say(f"suspended {', '.join(suspended) or 'nothing'} for the roll")
                 for step in plan.replacements:
-                    if step.old not in record.done:
-                        self._replace(step, record, gated=plan.gated)
-                        held = self.lock.refresh(held, ttl=LOCK_TTL)
+                    self._replace(step, record, gated=plan.gated)
+                    held = self.lock.refresh(held, ttl=LOCK_TTL)
             self._restore_size(record)
             self.journal.clear()
             return self.result
@@ -141,7 +140,6 @@ class Roll:
                 self.clock.now() - started,
             )
         )
-        record.done.append(step.old)
         record.in_flight = {}
         self.journal.save(record)
         self.ui.say(f"replaced {step.old} by {new or '?'}")

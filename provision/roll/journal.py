@@ -1,6 +1,7 @@
 """The roll's progress, written to SSM before each step that changes something, so that the same command run again
-after a crash or Ctrl-C knows what it had done: the group's original size, the processes it suspended, the host in
-flight and its phase, and the hosts already replaced."""
+after a crash or Ctrl-C knows what it had done: the group's original size, the processes it suspended, and the host
+in flight with its phase. Hosts already replaced need no record: they are gone, and their replacements are current,
+so a new plan does not list them."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ class RollRecord:
     original_desired: int
     original_max: int
     suspended: list[str] = field(default_factory=list)  # processes this roll suspended and must resume
-    in_flight: dict[str, str] = field(default_factory=dict)  # {"old": id, "new": id, "phase": …}
-    done: list[str] = field(default_factory=list)  # old hosts already replaced
+    in_flight: dict[str, str] = field(default_factory=dict)  # {"old": id, "new": id, "phase": …, "owners": …}
 
 
 class Journal:
@@ -31,7 +31,8 @@ class Journal:
         return RollRecord(**json.loads(raw)) if raw else None
 
     def save(self, record: RollRecord) -> None:
-        self.parameters.put(self.name, json.dumps(asdict(record), sort_keys=True))
+        # Intelligent-Tiering: a record past 4 KB (a node with many workloads) becomes an advanced parameter.
+        self.parameters.put(self.name, json.dumps(asdict(record), sort_keys=True), tier="Intelligent-Tiering")
 
     def clear(self) -> None:
         self.parameters.remove(self.name)
