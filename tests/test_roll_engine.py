@@ -286,3 +286,15 @@ def test_a_termination_that_fails_undoes_the_step(rig: Rig, monkeypatch: pytest.
     assert {host.instance_id for host in snapshot.hosts} == before, "the surge host went, the old host stays"
     assert (snapshot.desired, snapshot.suspended) == (3, ())
     assert [node.name for node in rig.kube.nodes() if node.unschedulable] == [], "the old node is back in service"
+
+
+def test_a_host_left_in_flight_by_an_interrupted_replace_is_finished_by_the_next_roll(rig: Rig) -> None:
+    rig.roll()  # every host current
+    target = rig.fleet().snapshot().hosts[0].instance_id
+    with pytest.raises(Interrupted):
+        rig.roll(replace=target, interrupt_at="cordoned")
+
+    result = rig.roll()  # a patch: nothing is outdated, but the replace left target cordoned and a surge host up
+
+    assert [replaced.old for replaced in result.replaced] == [target]
+    assert_clean_and_current(rig)

@@ -87,7 +87,7 @@ class Roll:
                 self.ui.say(f"the group now launches launch template version {version}, the current configuration")
             with processes_suspended(self.fleet.groups, self.journal, record) as suspended:
                 self.ui.say(f"suspended {', '.join(suspended) or 'nothing'} for the roll")
-                for step in plan.replacements:
+                for step in self._steps(plan, record):
                     self._replace(step, record, gated=plan.gated)
                     held = self.lock.refresh(held, ttl=LOCK_TTL)
             self._restore_size(record)
@@ -108,6 +108,17 @@ class Roll:
         record = RollRecord(plan.operation, plan.group, plan.desired, plan.max_size)
         self.journal.save(record)
         return record
+
+    def _steps(self, plan: Plan, record: RollRecord) -> list[Replacement]:
+        """The plan, led by the host an interrupted roll left in flight when this plan would not list it (say, a
+        `replace` of a current host interrupted, then a `patch`): it is finished first, never left half-done."""
+        steps = list(plan.replacements)
+        flying = record.in_flight.get("old", "")
+        if flying and all(step.old != flying for step in steps):
+            host = self.fleet.snapshot().host(flying)
+            if host is not None:
+                steps.insert(0, Replacement(flying, host.zone, f"left in flight by an interrupted {record.operation}"))
+        return steps
 
     # --- one host ---
 
