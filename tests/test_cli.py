@@ -123,3 +123,11 @@ def test_conflicting_flags_are_a_usage_error(run_main: Run) -> None:
 def test_version(run_main: Run) -> None:
     outcome = run_main("--version")
     assert outcome.code == 0 and outcome.out.startswith("cluster, version ")
+
+
+def test_render_a_given_patch_generation(run_main: Run) -> None:
+    outcome = run_main("render", "-c", str(EXAMPLE), "--patch-generation", "7")
+
+    assert outcome.code == 0
+    assert "!Sub '${ImageId}/7/" in outcome.out
+    assert outcome.out.replace("/7/", "/0/") == (GOLDEN / "kubeadm.template.yaml").read_text()

@@ -78,6 +78,7 @@ def test_status_lists_the_hosts(endpoint: str) -> None:
     assert table.returncode == 0, table.stderr
     assert "stack cluster-demo: CREATE_COMPLETE" in table.stdout
     assert "3 host(s), 0 outdated" in table.stdout
+    assert f"configuration {data['fingerprint']}" in table.stdout and "/0/" in data["fingerprint"]
     assert len(data["hosts"]) == 3
     for host in data["hosts"]:
         assert host["instance_id"] in table.stdout

@@ -113,7 +113,7 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
     ui.console.print(
         f"stack {report.stack}: {report.stack_status}   group {report.group or UNKNOWN}: "
         f"desired {report.desired_capacity} (min {report.min_size}, max {report.max_size})   "
-        f"suspended processes: {suspended}",
+        f"suspended processes: {suspended}   configuration {report.fingerprint or UNKNOWN}",
         markup=False,
     )
     outdated = [row for row in report.hosts if row.current is False]

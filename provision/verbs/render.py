@@ -21,7 +21,16 @@ from provision.verbs.options import config_option, load_config
     help="Write template.<format> and userdata.sh into this folder instead of printing the template.",
 )
 @click.option("--userdata", "userdata_only", is_flag=True, help="Print the host user-data instead of the template.")
-def command(config_path: Path | None, fmt: str, output_dir: Path | None, userdata_only: bool) -> None:
+@click.option(
+    "--patch-generation",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The patch generation to render (`cluster patch` raises the deployed one; `cluster status` shows it).",
+)
+def command(
+    config_path: Path | None, fmt: str, output_dir: Path | None, userdata_only: bool, patch_generation: int
+) -> None:
     """Print the CloudFormation template, or write it and the host user-data to a folder.
 
     Rendering is pure: it makes no AWS call. The image of an `ssm:` AMI is resolved by CloudFormation at deploy time.
@@ -30,7 +39,7 @@ def command(config_path: Path | None, fmt: str, output_dir: Path | None, userdat
 
     if userdata_only and output_dir is not None:
         raise click.UsageError("--userdata prints the user-data; --output writes both files. Choose one.")
-    rendered = render(load_config(config_path, example_ok=True))
+    rendered = render(load_config(config_path, example_ok=True), patch_generation=patch_generation)
     text = rendered.text("json" if fmt == "json" else "yaml")
     if userdata_only:
         click.echo(rendered.userdata, nl=False)
