@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from awacs import autoscaling, cloudformation, ec2messages, eks, kms, ssm, ssmmessages, sts
 from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
-from troposphere import GetAtt, Ref, Sub, Tags, Template, iam
+from troposphere import Ref, Sub, Tags, Template, iam
 
 from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
 from provision.render import names
@@ -134,7 +134,3 @@ def add_eks_cluster_role(template: Template, tags: Tags) -> iam.Role:
             Tags=tags,
         )
     )
-
-
-def role_arn(role: iam.Role) -> GetAtt:
-    return GetAtt(role, "Arn")

@@ -273,10 +273,6 @@ class World:
         with self._lock:
             self._reconcile()
 
-    def budget_of(self, namespace: str, name: str) -> BudgetStatus:
-        with self._lock:
-            return self._budget_status(self._get("PodDisruptionBudget", namespace, name))
-
     # --- internals -------------------------------------------------------------------------------------------
 
     def _get(self, kind: str, namespace: str, name: str) -> Obj:
