@@ -15,6 +15,7 @@ import io
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from rich.console import Console
@@ -32,6 +33,7 @@ from provision.roll.plan import outdated
 from provision.ui import UI
 
 CURRENT, OLD = "ami-new/1/digest", "ami-old/0/digest"
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -128,10 +130,11 @@ class FakeFleet(Fleet):
                 m.instance_id,
                 "zone-a",
                 "InService" if self.world.ready(m.instance_id) else "Pending",
+                "Healthy",
                 False,
                 m.fingerprint,
                 "ami",
-                f"{m.launched:012.1f}",
+                EPOCH + timedelta(seconds=m.launched),
                 (m.instance_id,),
             )
             for m in self.world.machines.values()

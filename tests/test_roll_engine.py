@@ -269,7 +269,7 @@ def test_a_node_that_dies_mid_drain_still_gets_replaced(rig: Rig) -> None:
 def test_a_termination_that_fails_undoes_the_step(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     before = {host.instance_id for host in rig.fleet().snapshot().hosts}
     real_terminate = Fleet.terminate
-    victim = sorted(rig.fleet().snapshot().hosts, key=lambda h: (h.launched, h.instance_id))[0].instance_id
+    victim = sorted(rig.fleet().snapshot().hosts, key=lambda host: host.order)[0].instance_id
 
     def refuse_the_old_host(fleet: Fleet, instance_id: str) -> None:
         if instance_id == victim:

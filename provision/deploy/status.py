@@ -14,6 +14,7 @@ from provision.config.schema import ClusterConfig
 from provision.errors import ClusterError
 from provision.kube.model import NodeState
 from provision.render import names
+from provision.roll.fleet import Fleet
 from provision.ui import UI
 
 if TYPE_CHECKING:
@@ -57,52 +58,43 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     stack = cloud.stacks.find(config.stack_name)
     if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
-    resources = cloud.stacks.resources(config.stack_name)
-    group_name = resources.get(names.HOST_GROUP, "")
-    group = cloud.groups.find(group_name) if group_name else None
-    if group is None:
-        return StatusReport(config.stack_name, stack.status, group_name, 0, 0, 0, [], "", [])
-    template_id = resources.get(names.LAUNCH_TEMPLATE, "")
+    try:
+        snapshot = Fleet(cloud, config.stack_name).snapshot()
+    except ClusterError:  # no group (yet, or any more): the stack's status is still worth showing
+        return StatusReport(config.stack_name, stack.status, "", 0, 0, 0, [], "", [])
     # The latest launch template version says what a host launched now carries; the stack output can lag behind.
-    fingerprint = (cloud.instances.launch_template_tags(template_id) if template_id else {}).get(
-        names.FINGERPRINT_TAG, stack.outputs.get(names.OUTPUT_FINGERPRINT, "")
-    )
-    instances = cloud.instances.of_group(group.name)
+    fingerprint = snapshot.fingerprint or stack.outputs.get(names.OUTPUT_FINGERPRINT, "")
     nodes: dict[str, NodeState] = {}
     pods: dict[str, int] = {}
     if kube is not None:  # two more calls, whatever the number of hosts: all nodes, all pods
-        hosts = {i.instance_id: [i.private_dns_name, i.private_ip] for i in instances.values()}
-        nodes = kube.match_hosts(kube.nodes(), hosts)
+        nodes = kube.match_hosts(kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
         pods = Counter(pod.node for pod in kube.pods() if pod.node and not pod.terminating)
     rows = []
-    for member in sorted(group.members, key=lambda m: (m.availability_zone, m.instance_id)):
-        instance = instances.get(member.instance_id)
-        tag = instance.tags.get(names.FINGERPRINT_TAG) if instance else None
-        launched = instance.launch_time if instance else None
-        node = nodes.get(member.instance_id)
+    for host in sorted(snapshot.hosts, key=lambda host: (host.zone, host.instance_id)):
+        node = nodes.get(host.instance_id)
         rows.append(
             HostRow(
-                instance_id=member.instance_id,
-                availability_zone=member.availability_zone,
-                lifecycle_state=member.lifecycle_state,
-                health=member.health_status,
-                current=None if tag is None else tag == fingerprint,
+                instance_id=host.instance_id,
+                availability_zone=host.zone,
+                lifecycle_state=host.lifecycle_state,
+                health=host.health,
+                current=host.fingerprint == fingerprint if host.fingerprint else None,
                 node=node.name if node else UNKNOWN,
                 ready=UNKNOWN if node is None else "yes" if node.ready else "NO",
                 schedulable=UNKNOWN if node is None else "no" if node.unschedulable else "yes",
                 pods=str(pods.get(node.name, 0)) if node else UNKNOWN,
-                launched=launched.isoformat() if launched else "",
-                age=_age(now - launched) if launched else UNKNOWN,
+                launched=host.launched.isoformat() if host.launched else "",
+                age=_age(now - host.launched) if host.launched else UNKNOWN,
             )
         )
     return StatusReport(
         stack=config.stack_name,
         stack_status=stack.status,
-        group=group.name,
-        desired_capacity=group.desired_capacity,
-        min_size=group.min_size,
-        max_size=group.max_size,
-        suspended_processes=group.suspended_processes,
+        group=snapshot.group,
+        desired_capacity=snapshot.desired,
+        min_size=snapshot.min_size,
+        max_size=snapshot.max_size,
+        suspended_processes=list(snapshot.suspended),
         fingerprint=fingerprint,
         hosts=rows,
     )

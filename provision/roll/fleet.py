@@ -4,6 +4,7 @@ changes a roll makes (size, processes, terminating a host and completing its ter
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from botocore.exceptions import ClientError
 
@@ -19,11 +20,17 @@ class Host:
     instance_id: str
     zone: str
     lifecycle_state: str
+    health: str
     protected: bool
-    fingerprint: str
+    fingerprint: str  # "" when the host carries none
     image: str
-    launched: str
+    launched: datetime | None
     names: tuple[str, ...]  # private DNS name and IP, to find its node
+
+    @property
+    def order(self) -> tuple[str, str]:
+        """Oldest first, then by id: the order hosts are replaced in."""
+        return (self.launched.isoformat() if self.launched else "", self.instance_id)
 
 
 @dataclass(frozen=True)
@@ -68,10 +75,11 @@ class Fleet:
                     instance_id=member.instance_id,
                     zone=member.availability_zone,
                     lifecycle_state=member.lifecycle_state,
+                    health=member.health_status,
                     protected=member.protected_from_scale_in,
                     fingerprint=instance.tags.get(names.FINGERPRINT_TAG, "") if instance else "",
                     image=instance.image_id if instance else "",
-                    launched=instance.launch_time.isoformat() if instance else "",
+                    launched=instance.launch_time if instance else None,
                     names=(instance.private_dns_name, instance.private_ip) if instance else (),
                 )
             )
@@ -81,7 +89,7 @@ class Fleet:
             min_size=group.min_size,
             max_size=group.max_size,
             fingerprint=fingerprint,
-            hosts=tuple(sorted(hosts, key=lambda host: (host.launched, host.instance_id))),
+            hosts=tuple(sorted(hosts, key=lambda host: host.order)),
             suspended=tuple(group.suspended_processes),
         )
 
