@@ -49,4 +49,4 @@ def wait_until(
             return result
         if clock.now() >= deadline:
             raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}; {next_step}")
-        clock.sleep(min(interval, max(deadline - clock.now(), 0.0)) or interval)
+        clock.sleep(min(interval, deadline - clock.now()))  # never past the deadline; it is still ahead here

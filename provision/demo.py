@@ -48,7 +48,8 @@ class Summary:
     def add(self, result: RollResult) -> None:
         self.replaced += len(result.replaced)
         if result.lowest_ready is not None:
-            self.lowest_ready = min(self.lowest_ready or result.lowest_ready, result.lowest_ready)
+            lowest = self.lowest_ready
+            self.lowest_ready = result.lowest_ready if lowest is None else min(lowest, result.lowest_ready)
 
 
 def run_demo(ui: UI, *, boot_seconds: float) -> Summary:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from moto import mock_aws
@@ -128,7 +128,7 @@ def test_a_patch_replaces_every_outdated_host_one_at_a_time(rig: Rig) -> None:
 
 def test_a_second_roll_is_refused_while_one_holds_the_lock(rig: Rig) -> None:
     RunLock(rig.cloud.parameters, AFTER.parameter_path, now=lambda: datetime(2026, 11, 27, tzinfo=UTC)).acquire(
-        "replace i-0", "alice@ops", ttl=__import__("datetime").timedelta(hours=1)
+        "replace i-0", "alice@ops", ttl=timedelta(hours=1)
     )
     with pytest.raises(Locked, match="replace i-0 by alice@ops"):
         rig.roll()

@@ -205,6 +205,7 @@ class Stacks:
         Returns the settled stack, or None when it is gone (a finished delete)."""
         seen = after_event
 
+        # wait_until stops on anything but None, and "the stack is gone" is a result: hence the one-element tuple.
         def settled() -> tuple[Stack | None] | None:
             nonlocal seen
             stack = self.find(name)
