@@ -182,6 +182,8 @@ class Ssh(Section):
     bastion: SshTarget | None = None
     known_hosts: FilePath = "~/.ssh/known_hosts"
     identity_file: FilePath | None = None
+    config_file: FilePath = "~/.ssh/config"
+    connect_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 10
     allow_from: list[IngressCidr] = Field(default_factory=list)
 
 

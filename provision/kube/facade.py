@@ -10,7 +10,7 @@ from typing import Any
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import ReplicaSet, StatefulSet
-from lightkube.resources.core_v1 import Node, Pod
+from lightkube.resources.core_v1 import Event, Node, Pod
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
@@ -99,6 +99,12 @@ class Kube:
         except ApiError as error:
             if error.status.code != 404:
                 raise
+
+    def events(self, node: str) -> list[Event]:
+        """The events recorded about a node (kubelet, node controller), oldest first."""
+        fields = {"involvedObject.kind": "Node", "involvedObject.name": node}
+        listed = list(self.client.list(Event, namespace="*", fields=fields))
+        return sorted(listed, key=lambda event: str(event.lastTimestamp or event.eventTime or ""))
 
     # --- pods ---
 

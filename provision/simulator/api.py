@@ -22,8 +22,15 @@ PLURALS = {
     "daemonsets": "DaemonSet",
     "statefulsets": "StatefulSet",
     "poddisruptionbudgets": "PodDisruptionBudget",
+    "events": "Event",
 }
-GROUPS = {"Node": "api/v1", "Namespace": "api/v1", "Pod": "api/v1", "PodDisruptionBudget": "apis/policy/v1"}
+GROUPS = {
+    "Node": "api/v1",
+    "Namespace": "api/v1",
+    "Pod": "api/v1",
+    "Event": "api/v1",
+    "PodDisruptionBudget": "apis/policy/v1",
+}
 ROUTE = re.compile(
     r"^/(?P<group>api/v1|apis/apps/v1|apis/policy/v1)"
     r"(?:/namespaces/(?P<namespace>[^/]+)(?=/))?"

@@ -46,6 +46,9 @@ SELECTABLE_FIELDS = {
     },
     "Node": BASE_FIELDS | {"spec.unschedulable"},
     "Namespace": BASE_FIELDS | {"status.phase"},
+    "Event": BASE_FIELDS
+    | {f"involvedObject.{name}" for name in ("kind", "name", "namespace", "uid")}
+    | {"reason", "type"},
 }
 
 # kind -> (apiVersion, namespaced)
@@ -58,6 +61,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "DaemonSet": ("apps/v1", True),
     "StatefulSet": ("apps/v1", True),
     "PodDisruptionBudget": ("policy/v1", True),
+    "Event": ("v1", True),  # core/v1 events, as kubelets and controllers record them (list and create only)
 }
 
 
@@ -266,8 +270,31 @@ class World:
     def set_node_ready(self, name: str, ready: bool) -> None:
         with self._lock:
             node = self._get("Node", "", name)
+            was_ready = _is_node_ready(node)
             node["status"]["conditions"] = [_ready_condition(ready, self._timestamp())]
+            if was_ready != ready:  # as the node lifecycle controller records it
+                reason = "NodeReady" if ready else "NodeNotReady"
+                self.record_event("Node", name, reason, f"Node {name} status is now: {reason}", normal=ready)
             self._reconcile()
+
+    def record_event(self, kind: str, name: str, reason: str, message: str, *, normal: bool = True) -> Obj:
+        """A core/v1 Event about an object, in the namespace where the API server keeps a node's events."""
+        when = self._timestamp()
+        return self.create(
+            "Event",
+            "default",
+            {
+                "metadata": {"generateName": f"{name}."},
+                "involvedObject": {"kind": kind, "name": name, "apiVersion": KINDS[kind][0]},
+                "reason": reason,
+                "message": message,
+                "type": "Normal" if normal else "Warning",
+                "source": {"component": "cluster-simulator"},
+                "count": 1,
+                "firstTimestamp": when,
+                "lastTimestamp": when,
+            },
+        )
 
     def tick(self) -> None:
         with self._lock:
