@@ -102,7 +102,7 @@ class Kube:
 
     def events(self, node: str) -> list[Event]:
         """The events recorded about a node (kubelet, node controller), oldest first."""
-        fields = {"involvedObject.kind": "Node", "involvedObject.name": node}
+        fields: dict[str, Any] = {"involvedObject.kind": "Node", "involvedObject.name": node}
         listed = list(self.client.list(Event, namespace="*", fields=fields))
         return sorted(listed, key=lambda event: str(event.lastTimestamp or event.eventTime or ""))
 

@@ -1,0 +1,328 @@
+"""SSH to a host with paramiko, as OpenSSH would: the user's ~/.ssh/config (HostName, Port, User, IdentityFile,
+ProxyJump) looked up by the host's private IP, the configured bastion as a jump host, keys from the agent, the
+configured identity file and the usual ~/.ssh/id_* files, and host keys checked against known_hosts.
+
+An unknown host key is refused unless the user asked to accept new keys; a changed key is always refused. Nothing here
+logs or prints key material: only key types and SHA256 fingerprints, which are public.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from paramiko.hostkeys import HostKeyEntry
+
+from provision.clock import Clock, SystemClock
+from provision.config.schema import Ssh
+from provision.errors import ClusterError, ConfigError
+
+# Output kept per command: enough for a journal tail, bounded so a runaway command cannot fill memory.
+OUTPUT_LIMIT = 8 * 1024 * 1024
+
+_known_hosts_lock = threading.Lock()  # threads of one `exec --accept-new-host-key` append to the same file
+
+
+class SshError(ClusterError):
+    """The host could not be reached, logged in to, or trusted. The message names the host and what to do."""
+
+
+class HostKeyRefused(SshError):
+    pass
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    user: str = "ec2-user"
+    bastion: str | None = None  # [user@]host[:port]
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    identity_file: Path | None = None
+    config_file: Path | None = Path("~/.ssh/config")
+    connect_timeout: float = 10.0
+    accept_new_host_key: bool = False
+
+    @classmethod
+    def of(cls, ssh: Ssh, *, accept_new_host_key: bool = False, source: str = "cluster.toml") -> SshSettings:
+        identity = Path(ssh.identity_file).expanduser() if ssh.identity_file else None
+        if identity is not None and not identity.is_file():
+            raise ConfigError(source, "ssh.identity_file", f"no such file: {identity}")
+        return cls(
+            user=ssh.user,
+            bastion=ssh.bastion,
+            known_hosts=Path(ssh.known_hosts).expanduser(),
+            identity_file=identity,
+            config_file=Path(ssh.config_file).expanduser(),
+            connect_timeout=float(ssh.connect_timeout_seconds),
+            accept_new_host_key=accept_new_host_key,
+        )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one hop goes, after ~/.ssh/config has had its say."""
+
+    host: str
+    port: int
+    user: str
+    identity_files: tuple[str, ...]
+    jumps: tuple[str, ...]  # hops to go through first, outermost first
+
+    @property
+    def known_hosts_name(self) -> str:
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    status: int | None  # the exit status; None when the command did not finish in time
+    output: bytes  # stdout and stderr as they interleaved
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+
+class Session:
+    """One logged-in connection to a host. ``run`` may be called from one thread at a time."""
+
+    def __init__(self, client: paramiko.SSHClient, label: str, clock: Clock) -> None:
+        self.client = client
+        self.label = label
+        self.clock = clock
+
+    def run(self, command: str, *, timeout: float) -> CommandResult:
+        """Run ``command`` in the login user's shell, stdout and stderr combined, for at most ``timeout`` seconds."""
+        deadline = self.clock.now() + timeout
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SshError(f"{self.label}: the connection was closed")
+        channel = transport.open_session(timeout=timeout)
+        try:
+            channel.set_combine_stderr(True)
+            channel.exec_command(command)
+            output = bytearray()
+            truncated = False
+            while True:
+                remaining = deadline - self.clock.now()
+                if remaining <= 0:
+                    return CommandResult(None, bytes(output), truncated)
+                channel.settimeout(remaining)
+                try:
+                    chunk = channel.recv(65536)
+                except TimeoutError:
+                    return CommandResult(None, bytes(output), truncated)
+                if not chunk:
+                    break
+                output += chunk
+                if len(output) > OUTPUT_LIMIT:  # keep the end: the latest lines say the most
+                    del output[: len(output) - OUTPUT_LIMIT]
+                    truncated = True
+            # The exit status arrives just before or after the end of the output.
+            if not channel.status_event.wait(max(deadline - self.clock.now(), 0.0)):
+                return CommandResult(None, bytes(output), truncated)
+            return CommandResult(channel.recv_exit_status(), bytes(output), truncated)
+        finally:
+            channel.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Connector:
+    """Opens sessions to hosts with one set of settings. Jump hosts are logged in to once and shared by every
+    session that goes through them (paramiko transports carry many channels, from any thread)."""
+
+    def __init__(self, settings: SshSettings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.config = _read_config(settings.config_file)
+        self._jumps: dict[tuple[str, ...], paramiko.SSHClient] = {}
+        self._jump_lock = threading.Lock()
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._jump_lock:
+            for client in self._jumps.values():
+                client.close()
+            self._jumps.clear()
+
+    def endpoint(self, address: str) -> Endpoint:
+        """The host's endpoint: ~/.ssh/config entries for ``address`` win over cluster.toml's user and bastion."""
+        found = self.config.lookup(address)
+        proxy_jump = str(found.get("proxyjump", "") or self.settings.bastion or "")
+        return Endpoint(
+            host=str(found.get("hostname", address)),
+            port=int(found.get("port") or 22),
+            user=str(found.get("user", self.settings.user)),
+            identity_files=self._identities(found),
+            jumps=() if proxy_jump.lower() == "none" else tuple(j.strip() for j in proxy_jump.split(",") if j.strip()),
+        )
+
+    def jump_endpoint(self, spec: str) -> Endpoint:
+        """A jump host given as [user@]host[:port]: what the spec says wins over its ~/.ssh/config entry (as on
+        OpenSSH's command line); the jump host's own ProxyJump is not followed."""
+        user, _, rest = spec.rpartition("@")
+        host, _, port = rest.partition(":")
+        found = self.config.lookup(host)
+        return Endpoint(
+            host=str(found.get("hostname", host)),
+            port=int(port or found.get("port") or 22),
+            user=user or str(found.get("user", self.settings.user)),
+            identity_files=self._identities(found),
+            jumps=(),
+        )
+
+    @contextmanager
+    def session(self, address: str, *, label: str = "") -> Iterator[Session]:
+        opened = self.open(address, label=label)
+        try:
+            yield opened
+        finally:
+            opened.close()
+
+    def open(self, address: str, *, label: str = "") -> Session:
+        label = label or address
+        if not address:
+            raise SshError(f"{label}: the host has no private IP address (yet)")
+        endpoint = self.endpoint(address)
+        sock = self._through(endpoint.jumps, endpoint, label) if endpoint.jumps else None
+        return Session(self._login(endpoint, label, sock), label, self.clock)
+
+    def _through(self, jumps: tuple[str, ...], target: Endpoint, label: str) -> paramiko.Channel:
+        """A channel to ``target`` opened by the last of ``jumps`` (the equivalent of ProxyJump)."""
+        with self._jump_lock:  # one login per jump host, however many threads ask at once
+            client = self._jumps.get(jumps)
+            if client is None or not _alive(client):
+                sock = self._through(jumps[:-1], self.jump_endpoint(jumps[-1]), label) if len(jumps) > 1 else None
+                hop = self.jump_endpoint(jumps[-1])
+                client = self._login(hop, f"jump host {jumps[-1]} (for {label})", sock)
+                self._jumps[jumps] = client
+        transport = client.get_transport()
+        assert transport is not None  # _alive checked it
+        try:
+            return transport.open_channel(
+                "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=self.settings.connect_timeout
+            )
+        except paramiko.ChannelException as error:
+            raise SshError(
+                f"{label}: the jump host {jumps[-1]} cannot reach {target.host}:{target.port} ({error.text})"
+            ) from None
+        except (paramiko.SSHException, OSError) as error:
+            raise SshError(
+                f"{label}: the jump host {jumps[-1]} did not open a channel: {error or 'timed out'}"
+            ) from None
+
+    def _login(self, endpoint: Endpoint, label: str, sock: paramiko.Channel | None) -> paramiko.SSHClient:
+        settings = self.settings
+        client = paramiko.SSHClient()
+        if settings.known_hosts.is_file():
+            client.load_host_keys(str(settings.known_hosts))
+        client.set_missing_host_key_policy(_Unknown(settings.known_hosts, settings.accept_new_host_key, label))
+        timeout = settings.connect_timeout
+        try:
+            client.connect(
+                endpoint.host,
+                port=endpoint.port,
+                username=endpoint.user,
+                key_filename=list(endpoint.identity_files) or None,  # type: ignore[arg-type]  # a list is documented
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                channel_timeout=timeout,
+                allow_agent=True,
+                look_for_keys=True,
+                sock=sock,
+            )
+        except paramiko.BadHostKeyException as error:
+            client.close()
+            raise HostKeyRefused(_changed(label, endpoint, error, settings.known_hosts)) from None
+        except paramiko.AuthenticationException:
+            client.close()
+            tried = ", ".join(endpoint.identity_files) or "no identity file"
+            raise SshError(
+                f"{label}: {endpoint.user}@{endpoint.known_hosts_name} refused every key (tried the agent, {tried} "
+                "and ~/.ssh/id_*); set ssh.identity_file or ssh.user, or IdentityFile/User in ~/.ssh/config"
+            ) from None
+        except HostKeyRefused:
+            client.close()
+            raise
+        except TimeoutError:
+            client.close()
+            raise SshError(f"{label}: no answer from {endpoint.known_hosts_name} within {timeout:g}s") from None
+        except paramiko.SSHException as error:
+            client.close()
+            text = str(error)
+            # The port accepted but nothing spoke SSH in time: paramiko says so in one of two ways, depending on
+            # whether its banner wait or its negotiation wait ran out first.
+            if "banner" in text.lower() or text == "No existing session":
+                text = f"the SSH handshake did not finish within {timeout:g}s"
+            raise SshError(f"{label}: {endpoint.known_hosts_name}: {text}") from None
+        except OSError as error:
+            client.close()
+            raise SshError(
+                f"{label}: cannot connect to {endpoint.known_hosts_name}: {error.strerror or error}"
+            ) from None
+        return client
+
+    def _identities(self, found: paramiko.SSHConfigDict) -> tuple[str, ...]:
+        listed = [str(Path(path).expanduser()) for path in found.get("identityfile", [])]
+        configured = [str(self.settings.identity_file)] if self.settings.identity_file else []
+        return tuple(dict.fromkeys([*listed, *configured]))
+
+
+class _Unknown(paramiko.MissingHostKeyPolicy):
+    """An unknown host key: refused, or with ``accept`` recorded in known_hosts (as StrictHostKeyChecking
+    accept-new). paramiko itself refuses a key that differs from a known one before asking this policy."""
+
+    def __init__(self, known_hosts: Path, accept: bool, label: str) -> None:
+        self.known_hosts = known_hosts
+        self.accept = accept
+        self.label = label
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        offered = f"{key.get_name()} {key.fingerprint}"
+        if not self.accept:
+            raise HostKeyRefused(
+                f"{self.label}: unknown host key for {hostname} ({offered}), not in {self.known_hosts}; check the "
+                "fingerprint (the EC2 console output lists it) and rerun with --accept-new-host-key to record it"
+            )
+        line = HostKeyEntry([hostname], key).to_line() or ""
+        with _known_hosts_lock:
+            self.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with self.known_hosts.open("a") as known:
+                known.write(line)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _changed(label: str, endpoint: Endpoint, error: paramiko.BadHostKeyException, known_hosts: Path) -> str:
+    name = endpoint.known_hosts_name
+    return (
+        f"{label}: HOST KEY CHANGED for {name}: {known_hosts} has {error.expected_key.get_name()} "
+        f"{error.expected_key.fingerprint}, the host offered {error.key.get_name()} {error.key.fingerprint}. Refusing: "
+        "someone may be intercepting the connection, or the address now belongs to a new host. If you know it is "
+        f"a new host, remove the old key with: ssh-keygen -R '{name}' -f {known_hosts}"
+    )
+
+
+def _read_config(path: Path | None) -> paramiko.SSHConfig:
+    if path is None or not path.is_file():
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except (OSError, UnicodeDecodeError, paramiko.ConfigParseError) as error:
+        raise ConfigError(str(path), "", f"cannot read the SSH client configuration: {error}") from None
+
+
+def _alive(client: paramiko.SSHClient) -> bool:
+    transport = client.get_transport()
+    return transport is not None and transport.is_active()

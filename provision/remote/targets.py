@@ -1,0 +1,66 @@
+"""Which hosts a command is for: HOST names as `replace` accepts them (instance id, node name, private DNS name or
+IP), or every host of the group, each with the address to connect to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from provision.errors import UsageError
+from provision.kube.facade import Kube
+from provision.kube.model import NodeState
+from provision.roll.fleet import Host, Snapshot
+from provision.verbs.roll import find_host
+
+
+@dataclass(frozen=True)
+class Target:
+    instance_id: str
+    address: str  # the private IP: what ~/.ssh/config is looked up by and what is connected to
+    node: str  # "" when the host has no node (or the Kubernetes API was not reachable)
+
+    @property
+    def label(self) -> str:
+        return f"{self.instance_id} ({self.node})" if self.node else self.instance_id
+
+
+def every_host(snapshot: Snapshot, kube: Kube | None) -> list[Target]:
+    nodes = _nodes_of(snapshot, kube)
+    return [_target(host, nodes.get(host.instance_id)) for host in snapshot.hosts]
+
+
+def named_hosts(names: Sequence[str], snapshot: Snapshot, kube: Kube | None) -> list[Target]:
+    """The hosts named, in the order given, each once. Without the Kubernetes API, node names cannot be matched
+    (a node's name is usually its private DNS name, which still works)."""
+    targets: dict[str, Target] = {}
+    for name in names:
+        if kube is not None:
+            instance_id, node = find_host(name, snapshot, kube)
+        else:
+            instance_id, node = _find_without_kube(name, snapshot), None
+        host = snapshot.host(instance_id)
+        assert host is not None  # find_host only answers with the snapshot's hosts
+        targets.setdefault(instance_id, _target(host, node))
+    return list(targets.values())
+
+
+def _find_without_kube(name: str, snapshot: Snapshot) -> str:
+    for host in snapshot.hosts:
+        if name in {host.instance_id, *host.names}:
+            return host.instance_id
+    raise UsageError(
+        f"no host {name!r} in {snapshot.group} (give an instance id, private DNS name or IP; node names need the "
+        "Kubernetes API, which is not reachable)"
+    )
+
+
+def _nodes_of(snapshot: Snapshot, kube: Kube | None) -> dict[str, NodeState]:
+    if kube is None:
+        return {}
+    return kube.match_hosts(kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
+
+
+def _target(host: Host, node: NodeState | None) -> Target:
+    # names are (private DNS name, private IP); a host without an instance record yet has none
+    address = host.names[1] if len(host.names) > 1 and host.names[1] else ""
+    return Target(host.instance_id, address, node.name if node else "")

@@ -1,0 +1,146 @@
+"""SSH over paramiko against real OpenSSH servers on 127.0.0.1: commands on one and several hosts, host keys
+refused when unknown or changed, a bastion hop, ~/.ssh/config honoured, and hosts that hang held to their timeouts."""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+from pathlib import Path
+
+import pytest
+
+from provision.remote.connect import Connector, HostKeyRefused, SshError
+from provision.remote.run import run_everywhere
+from provision.remote.targets import Target
+from tests.sshkit import Sshd, SshLab, hosts3, silent_port, ssh_home, ssh_lab, trust
+
+__all__ = ["hosts3", "silent_port", "ssh_home", "ssh_lab"]  # fixtures
+
+ADDRESS = "127.0.0.1"
+
+
+def connector(lab: SshLab, home: Path, server: Sshd | None = None, **changes: object) -> Connector:
+    """A connector whose ~/.ssh/config sends ADDRESS to ``server``'s port, as a user's config would."""
+    if server is not None:
+        (home / ".ssh" / "config").write_text(f"Host {ADDRESS}\n  Port {server.port}\n")
+    return Connector(lab.settings(home, **changes))
+
+
+def test_a_command_runs_and_its_output_and_status_come_back(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    server = hosts3[0]
+    trust(ssh_home, server)
+    with connector(ssh_lab, ssh_home, server) as ssh, ssh.session(ADDRESS) as session:
+        ok = session.run("echo hello; echo oops >&2", timeout=10)
+        failed = session.run("exit 3", timeout=10)
+    assert ok.status == 0 and ok.text.split() == ["hello", "oops"]
+    assert failed.status == 3
+
+
+def test_an_unknown_host_key_is_refused_and_accepted_only_when_asked(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    server = hosts3[1]
+    known_hosts = ssh_home / ".ssh" / "known_hosts"
+
+    with connector(ssh_lab, ssh_home, server) as ssh, pytest.raises(HostKeyRefused) as refused:
+        ssh.open(ADDRESS, label="i-0abc")
+    message = str(refused.value)
+    assert message.startswith(f"i-0abc: unknown host key for [127.0.0.1]:{server.port} (ssh-ed25519 SHA256:")
+    assert "--accept-new-host-key" in message
+    assert not known_hosts.exists(), "nothing recorded without the flag"
+
+    with connector(ssh_lab, ssh_home, server, accept_new_host_key=True) as ssh, ssh.session(ADDRESS) as session:
+        assert session.run("true", timeout=10).status == 0
+    assert known_hosts.read_text() == server.known_hosts_line(), "the new key is recorded"
+
+    with connector(ssh_lab, ssh_home, server) as ssh, ssh.session(ADDRESS) as session:
+        assert session.run("true", timeout=10).status == 0, "and trusted from then on without the flag"
+
+
+def test_a_changed_host_key_is_refused_even_with_accept_new(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    server, other = hosts3[0], hosts3[2]
+    # known_hosts holds another host's key for this address: what a man in the middle, or a rebuilt host, looks like
+    impostor = dataclasses.replace(other, port=server.port)
+    trust(ssh_home, impostor)
+
+    with (
+        connector(ssh_lab, ssh_home, server, accept_new_host_key=True) as ssh,
+        pytest.raises(HostKeyRefused) as refused,
+    ):
+        ssh.open(ADDRESS, label="i-0abc")
+
+    message = str(refused.value)
+    assert f"HOST KEY CHANGED for [127.0.0.1]:{server.port}" in message
+    assert other.host_key.fingerprint in message and server.host_key.fingerprint in message
+    assert f"ssh-keygen -R '[127.0.0.1]:{server.port}'" in message
+    assert (ssh_home / ".ssh" / "known_hosts").read_text() == impostor.known_hosts_line(), "known_hosts untouched"
+
+
+def test_a_bastion_carries_the_connection_to_the_host(ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path) -> None:
+    bastion = ssh_lab.start()
+    server = hosts3[2]
+    trust(ssh_home, bastion, server)
+    settings = {"bastion": f"{getpass.getuser()}@{ADDRESS}:{bastion.port}"}
+    with connector(ssh_lab, ssh_home, server, **settings) as ssh:
+        for _ in range(2):  # the second session reuses the bastion's login
+            with ssh.session(ADDRESS) as session:
+                assert session.run("echo through", timeout=10).text == "through\n"
+    log = bastion.log.read_text()
+    assert f"to 127.0.0.1 port {server.port}" in log, "the bastion opened the forwarding"
+    assert log.count("Accepted publickey") == 1, "one login to the bastion for both sessions"
+
+
+def test_proxyjump_in_ssh_config_wins_and_a_bastion_without_forwarding_says_so(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    closed = ssh_lab.start(forwarding=False)
+    server = hosts3[0]
+    trust(ssh_home, closed, server)
+    (ssh_home / ".ssh" / "config").write_text(
+        f"Host jump\n  HostName {ADDRESS}\n  Port {closed.port}\n\nHost {ADDRESS}\n  Port {server.port}\n"
+        "  ProxyJump jump\n"
+    )
+    with Connector(ssh_lab.settings(ssh_home)) as ssh, pytest.raises(SshError) as error:
+        ssh.open(ADDRESS, label="i-0abc")
+    assert str(error.value).startswith(f"i-0abc: the jump host jump cannot reach 127.0.0.1:{server.port}")
+
+
+def test_a_host_that_never_answers_is_given_up_after_the_connect_timeout(
+    ssh_lab: SshLab, ssh_home: Path, silent_port: int
+) -> None:
+    (ssh_home / ".ssh" / "config").write_text(f"Host {ADDRESS}\n  Port {silent_port}\n")
+    with Connector(ssh_lab.settings(ssh_home, connect_timeout=0.5)) as ssh, pytest.raises(SshError) as error:
+        ssh.open(ADDRESS, label="i-0hung")
+    assert str(error.value) == f"i-0hung: [127.0.0.1]:{silent_port}: the SSH handshake did not finish within 0.5s"
+
+
+def test_a_command_that_hangs_is_cut_at_its_timeout(ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path) -> None:
+    server = hosts3[1]
+    trust(ssh_home, server)
+    with connector(ssh_lab, ssh_home, server) as ssh, ssh.session(ADDRESS) as session:
+        result = session.run("echo started; sleep 30", timeout=0.5)
+    assert result.status is None and result.text == "started\n"
+
+
+def test_several_hosts_at_once_one_outcome_each(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path, silent_port: int
+) -> None:
+    trust(ssh_home, *hosts3)
+    lines = [f"Host 10.0.0.{index}\n  HostName {ADDRESS}\n  Port {s.port}\n" for index, s in enumerate(hosts3)]
+    lines.append(f"Host 10.0.0.9\n  HostName {ADDRESS}\n  Port {silent_port}\n")
+    (ssh_home / ".ssh" / "config").write_text("\n".join(lines))
+    targets = [Target(f"i-{index}", f"10.0.0.{index}", "") for index in (0, 1, 2, 9)]
+    ssh = Connector(ssh_lab.settings(ssh_home, connect_timeout=0.5))
+
+    outcomes = run_everywhere(
+        targets, 'echo "port $(echo $SSH_CONNECTION | cut -d" " -f4)"', ssh, parallel=2, timeout=10
+    )
+
+    assert [o.target.instance_id for o in outcomes] == ["i-0", "i-1", "i-2", "i-9"]
+    assert [o.output for o in outcomes[:3]] == [f"port {s.port}\n" for s in hosts3]
+    assert [o.state for o in outcomes] == ["exit 0", "exit 0", "exit 0", "unreachable"]
+    assert "the SSH handshake did not finish" in outcomes[3].error
