@@ -1,0 +1,266 @@
+"""One gathering pass for `cluster doctor`: everything the checks look at, read once from AWS (the stack, the roll's
+snapshot of the group, the hosts' records, the lock and the journal) and, when it can be reached, the Kubernetes API.
+The checks are pure functions of the ``Observations`` this returns."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from provision.aws.cloud import Cloud
+from provision.aws.stacks import Stack, StackEvent
+from provision.config.schema import ClusterConfig
+from provision.deploy.report import root_causes
+from provision.errors import ClusterError
+from provision.kube.model import NodeState
+from provision.render import names
+from provision.roll.fleet import Fleet, Snapshot
+from provision.roll.journal import Journal, RollRecord
+from provision.roll.lock import Lock, RunLock
+
+if TYPE_CHECKING:
+    from provision.kube.facade import Kube
+
+# The stack events that open an operation: the root causes of the latest one are the ones that matter now.
+OPERATION_STARTS = {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS"}
+WAIT_STATES = {"Pending:Wait", "Terminating:Wait"}
+ACTIVITY_INSTANCE = re.compile(r"\b(i-[0-9a-f]+)\b")
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    """What a host's boot script recorded when a step failed (`failed step=… exit=… at=…` and its log tail)."""
+
+    instance_id: str
+    parameter: str
+    step: str
+    exit_code: str
+    at: datetime | None
+    log: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """The health agent's last published verdict: `<time> healthy failures=0` or `<time> failing:kubelet disk …`."""
+
+    instance_id: str
+    verdict: str
+    failures: int
+    at: datetime | None
+
+    @property
+    def failing(self) -> bool:
+        return self.verdict.startswith("failing")
+
+    @property
+    def failed_checks(self) -> str:
+        return self.verdict.partition(":")[2].replace(" ", ", ")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How the user ran doctor, so that each next step is a command they can paste as it stands."""
+
+    global_flags: str = ""  # e.g. "--sandbox "
+    config_flag: str = ""  # e.g. " -c prod.toml"
+
+    def cluster(self, verb_and_arguments: str) -> str:
+        verb, _, rest = verb_and_arguments.partition(" ")
+        return f"cluster {self.global_flags}{verb}{self.config_flag}" + (f" {rest}" if rest else "")
+
+
+@dataclass(frozen=True)
+class Observations:
+    cluster: str
+    region: str
+    stack_name: str
+    parameter_path: str
+    now: datetime
+    stack: Stack | None
+    stack_causes: tuple[StackEvent, ...] = ()
+    snapshot: Snapshot | None = None
+    no_group: str = ""  # why there is no snapshot of the group
+    boot_records: tuple[BootRecord, ...] = ()
+    health: Mapping[str, HealthRecord] = field(default_factory=dict)
+    lock: Lock | None = None
+    journal: RollRecord | None = None
+    journal_error: str = ""  # the journal exists but cannot be read
+    flights: tuple[Mapping[str, str], ...] = ()  # the hosts the journal's roll was replacing: old, new, phase
+    waiting_since: Mapping[str, datetime] = field(default_factory=dict)  # instance -> start of its lifecycle action
+    nodes: tuple[NodeState, ...] | None = None  # None: the Kubernetes API could not be used
+    kube_note: str = ""  # why not
+    node_of: Mapping[str, NodeState] = field(default_factory=dict)  # instance -> its node
+    cluster_instances: frozenset[str] = frozenset()  # live instances tagged with this cluster, members or not
+    node_labels: Mapping[str, str] = field(default_factory=dict)  # the labels every host's node carries
+    launch_timeout: timedelta = timedelta(seconds=900)
+    terminate_timeout: timedelta = timedelta(seconds=1200)
+    invocation: Invocation = Invocation()
+
+    def lock_live(self) -> bool:
+        return self.lock is not None and not self.lock.expired(self.now)
+
+    def hosts_in_flight(self) -> set[str]:
+        """The old hosts and replacements the journal's roll was working on."""
+        return {flight[key] for flight in self.flights for key in ("old", "new") if flight.get(key)}
+
+
+def gather(
+    config: ClusterConfig,
+    cloud: Cloud,
+    *,
+    now: datetime,
+    kube: Kube | None,
+    kube_note: str = "",
+    invocation: Invocation | None = None,
+) -> Observations:
+    parameters = cloud.parameters
+    stack = cloud.stacks.find(config.stack_name)
+    records = parameters.values_under(names.host_records_path(config.parameter_path))
+    journal, journal_error = _journal(Journal(parameters, config.parameter_path))
+    snapshot, no_group = None, f"there is no stack {config.stack_name}"
+    if stack is not None:
+        try:
+            snapshot, no_group = Fleet(cloud, config.stack_name).snapshot(), ""
+        except ClusterError as error:
+            no_group = str(error)
+    nodes: tuple[NodeState, ...] | None = None
+    node_of: dict[str, NodeState] = {}
+    cluster_instances: frozenset[str] = frozenset()
+    if kube is not None:
+        nodes = tuple(kube.nodes())
+        if snapshot is not None:
+            node_of = kube.match_hosts(nodes, {host.instance_id: host.names for host in snapshot.hosts})
+        cluster_instances = frozenset(cloud.instances.of_cluster(names.CLUSTER_TAG, config.name))
+    waiting = [host for host in snapshot.hosts if host.lifecycle_state in WAIT_STATES] if snapshot else []
+    return Observations(
+        cluster=config.name,
+        region=config.region,
+        stack_name=config.stack_name,
+        parameter_path=config.parameter_path,
+        now=now,
+        stack=stack,
+        stack_causes=_latest_causes(cloud, stack) if stack and _failed(stack) else (),
+        snapshot=snapshot,
+        no_group=no_group,
+        boot_records=tuple(_boot_records(records, config.parameter_path)),
+        health=_health_records(records, config.parameter_path),
+        lock=RunLock(parameters, config.parameter_path).holder(),
+        journal=journal,
+        journal_error=journal_error,
+        flights=_flights(journal),
+        waiting_since=_waiting_since(cloud, snapshot.group) if snapshot and waiting else {},
+        nodes=nodes,
+        kube_note=kube_note if kube is None else "",
+        node_of=node_of,
+        cluster_instances=cluster_instances,
+        node_labels=dict(config.hosts.labels),
+        launch_timeout=timedelta(seconds=config.lifecycle.launch_timeout_seconds),
+        terminate_timeout=timedelta(seconds=config.lifecycle.terminate_timeout_seconds),
+        invocation=invocation or Invocation(),
+    )
+
+
+def _failed(stack: Stack) -> bool:
+    return "FAILED" in stack.status or "ROLLBACK" in stack.status
+
+
+def _latest_causes(cloud: Cloud, stack: Stack) -> tuple[StackEvent, ...]:
+    """The root causes of the stack's latest operation (all of its history's when that cannot be told apart)."""
+    events = cloud.stacks.events(stack.stack_id, after=None)
+    starts = [
+        index
+        for index, event in enumerate(events)
+        if event.resource_type == "AWS::CloudFormation::Stack" and event.status in OPERATION_STARTS
+    ]
+    latest = root_causes(events[starts[-1] :]) if starts else []
+    return tuple(latest or root_causes(events))
+
+
+def _journal(journal: Journal) -> tuple[RollRecord | None, str]:
+    try:
+        return journal.load(), ""
+    except (ValueError, TypeError) as error:  # written by another version, or damaged
+        return None, f"{journal.name} cannot be read ({error})"
+
+
+def _flights(record: RollRecord | None) -> tuple[Mapping[str, str], ...]:
+    """The journal's hosts in flight, whether it records one (``in_flight``) or several (``flights``): the roll
+    engine is moving from the first to the second, and doctor reads journals written by either."""
+    if record is None:
+        return ()
+    raw = asdict(record)
+    several = raw.get("flights")
+    if isinstance(several, list):
+        return tuple(flight for flight in several if isinstance(flight, dict))
+    one = raw.get("in_flight")
+    return (one,) if isinstance(one, dict) and one else ()
+
+
+def _host_of(name: str, prefix: str, leaf: str) -> str | None:
+    """The instance id in `<prefix>/<instance-id>/<leaf>`, or None for another parameter."""
+    instance, _, rest = name.removeprefix(prefix).partition("/")
+    return instance if name.startswith(prefix) and rest == leaf else None
+
+
+def _boot_records(records: Mapping[str, str], parameter_path: str) -> list[BootRecord]:
+    prefix = names.host_records_path(parameter_path) + "/"
+    found = []
+    for name, value in sorted(records.items()):
+        instance = _host_of(name, prefix, "boot")
+        if instance is None or not value.startswith("failed "):
+            continue
+        head, _, log = value.partition("\n")
+        fields = dict(part.split("=", 1) for part in head.split()[1:] if "=" in part)
+        found.append(
+            BootRecord(
+                instance_id=instance,
+                parameter=name,
+                step=fields.get("step", "?"),
+                exit_code=fields.get("exit", "?"),
+                at=_when(fields.get("at", "")),
+                log=tuple(line for line in log.splitlines() if line.strip()),
+            )
+        )
+    return found
+
+
+def _health_records(records: Mapping[str, str], parameter_path: str) -> dict[str, HealthRecord]:
+    prefix = names.host_records_path(parameter_path) + "/"
+    found = {}
+    for name, value in records.items():
+        instance = _host_of(name, prefix, "health")
+        parts = value.split()
+        if instance is None or len(parts) < 2:
+            continue
+        failures = next((part.removeprefix("failures=") for part in parts if part.startswith("failures=")), "0")
+        found[instance] = HealthRecord(
+            instance_id=instance,
+            verdict=" ".join(part for part in parts[1:] if not part.startswith("failures=")),
+            failures=int(failures) if failures.isdigit() else 0,
+            at=_when(parts[0]),
+        )
+    return found
+
+
+def _when(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _waiting_since(cloud: Cloud, group: str) -> dict[str, datetime]:
+    """When each host's current scaling activity began (AWS reports the launch or termination that a lifecycle
+    action holds up); one call, and only when some host waits."""
+    activities = cloud.groups.client.describe_scaling_activities(AutoScalingGroupName=group, MaxRecords=100)
+    since: dict[str, datetime] = {}
+    for activity in activities.get("Activities", []):
+        if activity.get("StatusCode") in {"Successful", "Failed", "Cancelled"}:
+            continue
+        match = ACTIVITY_INSTANCE.search(activity.get("Description", ""))
+        if match and "StartTime" in activity:
+            since.setdefault(match[1], activity["StartTime"])
+    return since
