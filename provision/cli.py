@@ -30,7 +30,7 @@ VERBS: dict[str, tuple[str, int | None]] = {
     "ssh": ("Open a shell on a host (host keys verified).", 7),
     "exec": ("Run a command on several hosts at once.", 7),
     "diagnose": ("Save a host's logs and state to a local folder.", 7),
-    "doctor": ("Find what needs attention and say what to do about it.", 7),
+    "doctor": ("Find what needs attention and say what to do about it.", None),
     "sandbox": ("Start, stop or show the local sandbox (AWS and Kubernetes simulators).", None),
     "demo": ("Run the whole story on a fresh sandbox: up, replace, patch, down.", None),
 }
