@@ -25,7 +25,7 @@ VERBS: dict[str, tuple[str, int | None]] = {
     "status": ("Show the stack and one row per host: lifecycle, health, fingerprint, node.", None),
     "patch": ("Roll every outdated host: patched replacement first, then cordon, drain, terminate.", None),
     "replace": ("Replace one host, even when the rest of the cluster is unhealthy.", None),
-    "heal": ("Drain hosts that the auto-scaling group terminates (lifecycle hook handler).", 6),
+    "heal": ("Drain hosts that the auto-scaling group terminates (lifecycle hook handler).", None),
     "down": ("Delete the cluster's stack and report anything left behind.", None),
     "ssh": ("Open a shell on a host (host keys verified).", 7),
     "exec": ("Run a command on several hosts at once.", 7),

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from botocore.exceptions import ClientError
+
+from provision.aws.session import error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -82,3 +86,36 @@ class Groups:
     def resume(self, name: str, processes: list[str]) -> None:
         if processes:
             self.client.resume_processes(AutoScalingGroupName=name, ScalingProcesses=processes)
+
+    # --- lifecycle actions (what `cluster heal` does for a host waiting in Pending:Wait or Terminating:Wait) ---
+
+    def complete_action(
+        self, name: str, hook: str, instance_id: str, token: str, result: Literal["CONTINUE", "ABANDON"]
+    ) -> bool:
+        """Complete the host's lifecycle action. False when no action waits any more (completed already, timed
+        out, the host gone): AWS answers ValidationError "No active Lifecycle Action found"."""
+        try:
+            self.client.complete_lifecycle_action(
+                **_action(name, hook, instance_id, token), LifecycleActionResult=result
+            )
+        except ClientError as error:
+            if error_code(error) != "ValidationError":
+                raise
+            return False
+        return True
+
+    def heartbeat(self, name: str, hook: str, instance_id: str, token: str) -> bool:
+        """Push the action's timeout out by the hook's heartbeat timeout. False when no action waits any more."""
+        try:
+            self.client.record_lifecycle_action_heartbeat(**_action(name, hook, instance_id, token))
+        except ClientError as error:
+            if error_code(error) != "ValidationError":
+                raise
+            return False
+        return True
+
+
+def _action(name: str, hook: str, instance_id: str, token: str) -> dict[str, str]:
+    """The action by its token when the event gave one (it can only ever name that action), else by the host."""
+    ids = {"AutoScalingGroupName": name, "LifecycleHookName": hook, "InstanceId": instance_id}
+    return ids | ({"LifecycleActionToken": token} if token else {})

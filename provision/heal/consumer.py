@@ -1,0 +1,175 @@
+"""The loop around the handler: long-poll the cluster's lifecycle queue, hand each message to the handler, and settle
+it. A message is deleted only once its action is completed or deliberately dropped, so each is handled at least once;
+while the handler works on one (a drain can take many minutes) its visibility is extended, so no other consumer takes
+it meanwhile. A message whose handling fails comes back after a short delay, and after the queue's redrive limit goes
+to the dead-letter queue instead of looping forever.
+
+Stopping (SIGTERM, Ctrl-C): no new message is received; the one in flight gets a short grace to finish, else it is
+made visible again at once for the next heal to take over. Launches still being watched are released too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from provision.aws.queues import Message
+from provision.clock import Clock
+from provision.heal.actionlog import ActionLog
+from provision.heal.events import LifecycleEvent, Unreadable, parse
+from provision.heal.handler import Handler, Outcome
+
+WAIT_SECONDS = 20  # SQS's longest long poll: the fewest empty receives
+ONCE_WAIT_SECONDS = 2  # --once: long enough to ask every SQS server, short enough to end soon when the queue is empty
+WATCH_WAIT_SECONDS = 5  # while launches are watched, they are looked at again at least this often
+VISIBILITY_SECONDS = 120  # how long a received message stays hidden; extended while it is worked on
+EXTEND_EVERY = VISIBILITY_SECONDS / 3
+RETRY_SECONDS = 30  # a message whose handling failed is seen again after this long
+GRACE_SECONDS = 20  # after a stop, how long the message in flight may take to finish (a pod gets 30 s by default)
+
+
+class LifecycleQueue(Protocol):
+    """``provision.aws.queues.Queue``."""
+
+    def receive(self, *, wait_seconds: int, visibility_seconds: int, max_messages: int = 10) -> list[Message]: ...
+
+    def delete(self, message: Message) -> None: ...
+
+    def hide(self, message: Message, seconds: float) -> None: ...
+
+
+class Stop:
+    """Set by a signal handler (or a test): the consumer stops receiving, and gives the message in flight a grace."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def request(self, now: float) -> None:
+        if self.at is None:
+            self.at = now
+
+    @property
+    def requested(self) -> bool:
+        return self.at is not None
+
+
+class Released(Exception):
+    """The stop's grace ran out while a message was being handled: it goes back to the queue."""
+
+
+@dataclass
+class _InFlight:
+    message: Message
+    event: LifecycleEvent
+    hidden_at: float
+
+
+class Consumer:
+    def __init__(self, queue: LifecycleQueue, handler: Handler, clock: Clock, log: ActionLog, stop: Stop) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.clock = clock
+        self.log = log
+        self.stop = stop
+        self.watching: dict[str, _InFlight] = {}  # message id -> a launch not settled yet
+        self.current: _InFlight | None = None
+
+    def run(self, *, once: bool) -> None:
+        """``once``: handle what the queue holds now, then return. Otherwise run until stopped."""
+        while not self.stop.requested:
+            wait = WATCH_WAIT_SECONDS if self.watching else ONCE_WAIT_SECONDS if once else WAIT_SECONDS
+            try:
+                messages = self.queue.receive(wait_seconds=wait, visibility_seconds=VISIBILITY_SECONDS)
+            except Exception as error:
+                if once:
+                    raise
+                # --watch outlives a blip of the endpoint or the network; a lasting fault shows in every line.
+                self.log("error", error=f"{type(error).__name__}: {error}", result=f"receive again in {RETRY_SECONDS}s")
+                self.clock.sleep(RETRY_SECONDS)
+                continue
+            if not self._work(messages):
+                break
+            self._recheck()
+            if once and not messages:
+                break
+        for flight in self.watching.values():
+            self.queue.hide(flight.message, 0)
+            self.log("released", instance=flight.event.instance_id, kind=flight.event.kind, result="back in the queue")
+        self.watching.clear()
+
+    def _work(self, messages: list[Message]) -> bool:
+        """Handle each message; False when a stop ended the work (the rest are visible again)."""
+        for index, message in enumerate(messages):
+            try:
+                if self.stop.requested:
+                    raise Released
+                self._one(message)
+            except Released:
+                for left in messages[index:]:
+                    self.queue.hide(left, 0)
+                if self.current is not None:
+                    event = self.current.event
+                    self.log("released", instance=event.instance_id, kind=event.kind, result="back in the queue")
+                return False
+            finally:
+                self.current = None
+        return True
+
+    def _one(self, message: Message) -> None:
+        try:
+            event = parse(message.body)
+        except Unreadable as error:
+            self.log("unreadable", message=message.message_id, reason=str(error), result="dropped")
+            self.queue.delete(message)
+            return
+        self.current = _InFlight(message, event, self.clock.now())
+        self._settle(self.current, self._handle(self.current))
+
+    def _handle(self, flight: _InFlight) -> Outcome:
+        try:
+            return self.handler.handle(flight.event, self._between_waits)
+        except Released:
+            raise
+        except Exception as error:  # one bad message must not stop the handler: it comes back, then dead-letters
+            first = (str(error).splitlines() or [""])[0]
+            self.log(
+                "error",
+                instance=flight.event.instance_id or None,
+                kind=flight.event.kind,
+                error=f"{type(error).__name__}: {first}",
+                attempt=flight.message.receive_count,
+                result=f"retry in {RETRY_SECONDS}s",
+            )
+            return Outcome("later", RETRY_SECONDS)
+
+    def _settle(self, flight: _InFlight, outcome: Outcome) -> None:
+        message_id = flight.message.message_id
+        if outcome.verdict == "watch":
+            self.watching[message_id] = flight
+            return
+        self.watching.pop(message_id, None)
+        if outcome.verdict == "done":
+            self.queue.delete(flight.message)
+        else:
+            self.queue.hide(flight.message, outcome.seconds)
+
+    def _recheck(self) -> None:
+        for flight in list(self.watching.values()):
+            if self.stop.requested:
+                return
+            self._settle(flight, self._handle(flight))
+        self._keep_hidden()
+
+    def _between_waits(self) -> None:
+        """Runs between the handler's waits: messages stay hidden, and a stop's grace is enforced."""
+        self._keep_hidden()
+        if self.stop.at is not None and self.clock.now() - self.stop.at >= GRACE_SECONDS:
+            raise Released
+
+    def _keep_hidden(self) -> None:
+        now = self.clock.now()
+        flights = [*self.watching.values(), *([self.current] if self.current else [])]
+        for flight in flights:
+            if now - flight.hidden_at >= EXTEND_EVERY:
+                self.queue.hide(flight.message, VISIBILITY_SECONDS)
+                flight.hidden_at = now

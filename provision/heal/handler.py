@@ -1,0 +1,284 @@
+"""What `cluster heal` does with one lifecycle event, and nothing about queues.
+
+A terminating host of this cluster's group: cordon, drain under the budgets with the roll's drain policy (a dead or
+NotReady node takes the fast path: its pods and Node object are deleted), heartbeats to the hook while the drain runs,
+then CONTINUE. A launching host: report it joined, or why it did not (the step and log tail its boot record holds).
+
+Every decision is safe to repeat, because a message may come twice, late or out of order: a host already gone, an
+action already completed ("No active Lifecycle Action found"), another group's host and the test notification are
+logged and dropped. A drain that cannot finish stops heartbeating and is left to the hook's timeout, whose default
+result lets the termination go on: capacity recovery is never blocked for good. While a roll holds the cluster's
+lock, the hosts its journal names are the roll's: it drains and completes them itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from provision.clock import Clock
+from provision.config.schema import Rolling
+from provision.errors import ClusterError
+from provision.heal.actionlog import ActionLog
+from provision.heal.events import LifecycleEvent
+from provision.heal.policy import clear_dead_node, drain_policy
+from provision.kube.drain import DrainBlocked, Drainer
+from provision.kube.facade import Kube
+from provision.render import names
+from provision.roll.fleet import Host, Snapshot
+from provision.roll.journal import Journal
+from provision.roll.lock import RunLock
+
+HEARTBEATS_PER_TIMEOUT = 3  # a heartbeat every third of the hook's timeout: two may be lost before it runs out
+LATE_MARGIN = 60.0  # a message left for the hook's timeout comes back this long after it, to find the host gone
+LOG_TAIL_LINES = 5
+
+
+class Fleet(Protocol):
+    """The group as heal sees it (``provision.roll.fleet.Fleet``)."""
+
+    group: str
+
+    def snapshot(self) -> Snapshot: ...
+
+
+class LifecycleActions(Protocol):
+    """``provision.aws.groups.Groups``: False when no action waits any more."""
+
+    def complete_action(
+        self, name: str, hook: str, instance_id: str, token: str, result: Literal["CONTINUE", "ABANDON"]
+    ) -> bool: ...
+
+    def heartbeat(self, name: str, hook: str, instance_id: str, token: str) -> bool: ...
+
+
+class Records(Protocol):
+    """``provision.aws.parameters.Parameters``: where hosts keep their boot and health records."""
+
+    def value(self, name: str) -> str | None: ...
+
+
+RollHosts = Callable[[], set[str]]  # the hosts a roll in progress owns (empty when no roll holds the lock)
+Tick = Callable[[], None]  # called between the drain's waits: extends the message's visibility, may raise to stop
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What becomes of the message: ``done`` (delete it), ``later`` (hide it for ``seconds``, then see again),
+    ``watch`` (keep it and look again soon: a launch not settled yet)."""
+
+    verdict: Literal["done", "later", "watch"]
+    seconds: float = 0.0
+
+
+DONE = Outcome("done")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    heartbeat: float  # the terminate hook's heartbeat timeout (lifecycle.terminate_timeout_seconds)
+    launch: float  # the launch hook's (lifecycle.launch_timeout_seconds)
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.heartbeat / HEARTBEATS_PER_TIMEOUT
+
+
+@dataclass
+class Handler:
+    fleet: Fleet
+    actions: LifecycleActions
+    kube: Kube
+    records: Records
+    roll_hosts: RollHosts
+    clock: Clock
+    log: ActionLog
+    rolling: Rolling
+    timeouts: Timeouts
+    parameter_path: str
+    completed: set[tuple[str, str, str]] = field(default_factory=set)  # event keys this process has finished
+    first_seen: dict[tuple[str, str, str], float] = field(default_factory=dict)  # launches being watched
+
+    def handle(self, event: LifecycleEvent, tick: Tick) -> Outcome:
+        if event.kind == "test":
+            self.log("test-notification", group=event.group or None, result="dropped")
+            return DONE
+        if event.group != self.fleet.group:
+            self.log("other-group", instance=event.instance_id, group=event.group, result="dropped")
+            return DONE
+        if event.key in self.completed:
+            self.log("duplicate", instance=event.instance_id, kind=event.kind, result="dropped")
+            return DONE
+        if event.instance_id in self.roll_hosts():
+            self.log("left-to-roll", instance=event.instance_id, kind=event.kind, result="dropped")
+            return DONE
+        if event.kind == "launch":
+            return self._launch(event)
+        return self._terminate(event, tick)
+
+    # --- terminating hosts ---
+
+    def _terminate(self, event: LifecycleEvent, tick: Tick) -> Outcome:
+        host = self.fleet.snapshot().host(event.instance_id)
+        if host is None:
+            self.log("gone", instance=event.instance_id, result="dropped")
+            return self._finished(event)
+        if host.lifecycle_state != "Terminating:Wait":
+            # Terminating:Proceed: completed already; anything else: not (or no longer) waiting to terminate.
+            self.log("not-waiting", instance=host.instance_id, state=host.lifecycle_state, result="dropped")
+            return self._finished(event)
+        node = self.kube.match_hosts(self.kube.nodes(), {host.instance_id: host.names}).get(host.instance_id)
+        if node is None:
+            self.log("no-node", instance=host.instance_id, result="nothing to drain")
+        elif not node.ready:
+            deleted = clear_dead_node(self.kube, node.name)
+            self.log("dead-node-cleared", instance=host.instance_id, node=node.name, pods_deleted=deleted)
+        else:
+            self.log("cordon", instance=host.instance_id, node=node.name)
+            blocked = self._drain(event, host, node.name, tick)
+            if blocked is not None:
+                return blocked
+        return self._complete(event)
+
+    def _drain(self, event: LifecycleEvent, host: Host, node: str, tick: Tick) -> Outcome | None:
+        """Drain while heartbeating; None when drained, else the outcome that leaves the host to the hook."""
+        beats = Heartbeats(self, event)
+        beats.beat()
+        started = self.clock.now()
+
+        def between_waits() -> None:
+            beats.due()
+            tick()
+
+        drainer = Drainer(self.kube, _Paced(self.clock, between_waits), drain_policy(self.rolling))
+        try:
+            report = drainer.drain(node)
+        except DrainBlocked as blocked:
+            blockers = " | ".join(blocker.explain() for blocker in blocked.report.blocked)
+            return self._leave_to_timeout(event, host, node, beats, blockers)
+        except ClusterError as error:  # pods the policy refuses to evict, pods that never go away
+            return self._leave_to_timeout(event, host, node, beats, str(error))
+        if report.blocked:  # on_blocked_budget = "skip"
+            blockers = " | ".join(blocker.explain() for blocker in report.blocked)
+            return self._leave_to_timeout(event, host, node, beats, blockers)
+        self.log(
+            "drained",
+            instance=host.instance_id,
+            node=node,
+            evicted=len(report.evicted),
+            forced=len(report.forced) or None,
+            seconds=round(self.clock.now() - started),
+            heartbeats=beats.sent,
+        )
+        return None
+
+    def _leave_to_timeout(
+        self, event: LifecycleEvent, host: Host, node: str, beats: Heartbeats, blockers: str
+    ) -> Outcome:
+        remaining = max(beats.last + self.timeouts.heartbeat - self.clock.now(), 0.0)
+        self.log(
+            "drain-blocked",
+            instance=host.instance_id,
+            node=node,
+            blockers=blockers,
+            result=f"no more heartbeats: the hook times out in {remaining:.0f}s and the termination goes on",
+        )
+        return Outcome("later", remaining + LATE_MARGIN)
+
+    def _complete(self, event: LifecycleEvent) -> Outcome:
+        hook = event.hook or names.TERMINATE_HOOK
+        if self.actions.complete_action(self.fleet.group, hook, event.instance_id, event.token, "CONTINUE"):
+            self.log("completed", instance=event.instance_id, hook=hook, result="CONTINUE")
+        else:
+            self.log("completed-already", instance=event.instance_id, hook=hook, result="no action waiting")
+        return self._finished(event)
+
+    def _finished(self, event: LifecycleEvent) -> Outcome:
+        self.completed.add(event.key)
+        return DONE
+
+    # --- launching hosts ---
+
+    def _launch(self, event: LifecycleEvent) -> Outcome:
+        """The host completes its own launch action; heal reports how it went, once it is known."""
+        first = self.first_seen.setdefault(event.key, self.clock.now())
+        failure = self._boot_failure(event.instance_id)
+        host = self.fleet.snapshot().host(event.instance_id)
+        if failure is not None:
+            step, code, tail = failure
+            self.log("launch-failed", instance=event.instance_id, step=step, exit=code, log=tail)
+        elif host is not None and host.lifecycle_state == "InService":
+            self.log("joined", instance=event.instance_id)
+        elif host is None or not host.lifecycle_state.startswith("Pending"):
+            state = host.lifecycle_state if host else "gone"
+            self.log("launch-unconfirmed", instance=event.instance_id, state=state,
+                     reason="the host left without confirming its join or recording a failure")  # fmt: skip
+        elif self.clock.now() - first < self.timeouts.launch + LATE_MARGIN:
+            return Outcome("watch")
+        else:
+            self.log("launch-unconfirmed", instance=event.instance_id, state=host.lifecycle_state,
+                     reason=f"no confirmation and no failure record within {self.timeouts.launch:.0f}s")  # fmt: skip
+        self.first_seen.pop(event.key, None)
+        return self._finished(event)
+
+    def _boot_failure(self, instance_id: str) -> tuple[str, str, str] | None:
+        """(step, exit code, last log lines) from the boot record `failed step=… exit=… at=…` + log tail."""
+        record = self.records.value(f"{names.host_records_path(self.parameter_path)}/{instance_id}/boot")
+        if not record or not record.startswith("failed "):
+            return None
+        head, _, log = record.partition("\n")
+        fields = dict(part.split("=", 1) for part in head.split()[1:] if "=" in part)
+        tail = " | ".join(log.strip().splitlines()[-LOG_TAIL_LINES:])
+        return fields.get("step", "?"), fields.get("exit", "?"), tail
+
+
+class Heartbeats:
+    """Heartbeats to the terminate hook while a drain runs, every third of the hook's timeout."""
+
+    def __init__(self, handler: Handler, event: LifecycleEvent) -> None:
+        self.handler = handler
+        self.event = event
+        self.last = handler.clock.now()
+        self.sent = 0
+
+    def beat(self) -> None:
+        handler, event = self.handler, self.event
+        hook = event.hook or names.TERMINATE_HOOK
+        if handler.actions.heartbeat(handler.fleet.group, hook, event.instance_id, event.token):
+            self.sent += 1
+        self.last = handler.clock.now()
+
+    def due(self) -> None:
+        if self.handler.clock.now() - self.last >= self.handler.timeouts.heartbeat_every:
+            self.beat()
+
+
+class _Paced:
+    """The drain's clock: after each of its waits, ``on_wait`` runs (heartbeats, message visibility, stop)."""
+
+    def __init__(self, clock: Clock, on_wait: Tick) -> None:
+        self.clock = clock
+        self.on_wait = on_wait
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
+        self.on_wait()
+
+
+def roll_in_progress(lock: RunLock, journal: Journal) -> RollHosts:
+    """The hosts a live roll owns: the old and new host its journal has in flight while it holds the lock. An expired
+    lock is a roll that died; its hosts are no one's, so heal handles them."""
+
+    def hosts() -> set[str]:
+        held = lock.holder()
+        if held is None or held.expired(lock.now()):
+            return set()
+        record = journal.load()
+        flight = record.in_flight if record else {}
+        return {flight[role] for role in ("old", "new") if flight.get(role)}
+
+    return hosts

@@ -1,0 +1,104 @@
+"""``cluster heal``: the handler of the group's lifecycle hooks, from a terminal or inside the cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from provision.verbs.options import Globals, config_option, load_config
+
+if TYPE_CHECKING:
+    from provision.kube.facade import Kube
+    from provision.verbs.aws import Connection
+
+IN_CLUSTER = "KUBERNETES_SERVICE_HOST"  # set in every pod: the API is reached with the pod's service account
+
+
+@click.command("heal")
+@config_option
+@click.option("--watch", "mode", flag_value="watch", help="Run until stopped (SIGTERM or Ctrl-C), as a service does.")
+@click.option("--once", "mode", flag_value="once", default=True, help="Handle what the queue holds now, then exit.")
+@click.pass_obj
+def command(options: Globals, config_path: Path | None, mode: str) -> None:
+    """Drain the hosts the auto-scaling group terminates, before they go.
+
+    Reads the lifecycle events of the cluster's group from its queue. A terminating host is cordoned and drained under
+    the PodDisruptionBudgets (a NotReady host: its pods and node are deleted), with heartbeats to the hook while the
+    drain runs, then its termination goes on. A host that never confirms its join is reported with the step its boot
+    failed at. Hosts of a roll in progress are left to the roll. One line per action on stderr.
+    """
+    import signal
+    import sys
+
+    from provision.aws.queues import Queue
+    from provision.clock import SystemClock
+    from provision.errors import ClusterError
+    from provision.heal.actionlog import ActionLog
+    from provision.heal.consumer import GRACE_SECONDS, Consumer, Stop
+    from provision.heal.handler import Handler, Timeouts, roll_in_progress
+    from provision.render import names
+    from provision.roll.fleet import Fleet
+    from provision.roll.journal import Journal
+    from provision.roll.lock import RunLock
+    from provision.verbs.aws import connected
+
+    config = load_config(config_path, example_ok=options.sandbox)
+    clock = SystemClock()
+    log = ActionLog(lambda line: print(line, file=sys.stderr, flush=True))
+    with connected(config, options) as connection:
+        kube = _kube(connection, options)
+        cloud = connection.cloud
+        url = cloud.stacks.resources(config.stack_name).get(names.LIFECYCLE_QUEUE, "")
+        if not url:
+            raise ClusterError(
+                f"stack {config.stack_name} has no lifecycle queue ({names.LIFECYCLE_QUEUE}); "
+                "`cluster up` with this version adds it"
+            )
+        fleet = Fleet(cloud, config.stack_name)
+        handler = Handler(
+            fleet=fleet,
+            actions=cloud.groups,
+            kube=kube,
+            records=cloud.parameters,
+            roll_hosts=roll_in_progress(
+                RunLock(cloud.parameters, config.parameter_path), Journal(cloud.parameters, config.parameter_path)
+            ),
+            clock=clock,
+            log=log,
+            rolling=config.rolling,
+            timeouts=Timeouts(
+                heartbeat=config.lifecycle.terminate_timeout_seconds, launch=config.lifecycle.launch_timeout_seconds
+            ),
+            parameter_path=config.parameter_path,
+        )
+        stop = Stop()
+
+        def stopping(signum: int, _frame: object) -> None:
+            stop.request(clock.now())
+            log("stopping", signal=signal.Signals(signum).name, grace=f"{GRACE_SECONDS}s for the message in flight")
+
+        previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
+        log("started", group=fleet.group, mode=mode, queue=url.rsplit("/", 1)[-1])
+        try:
+            Consumer(Queue.connect(connection.factory, url), handler, clock, log, stop).run(once=mode == "once")
+        finally:
+            for sig, handler_before in previous.items():
+                signal.signal(sig, handler_before)
+        log("stopped")
+
+
+def _kube(connection: Connection, options: Globals) -> Kube:
+    """Inside the cluster (the Deployment `cluster render --heal-manifest` prints) with no kubeconfig configured, the
+    pod's service account; otherwise the kubeconfig, as every verb does."""
+    from lightkube import Client, KubeConfig
+
+    from provision.kube.facade import FIELD_MANAGER, Kube
+    from provision.verbs.roll import kube_or_refuse
+
+    configured = options.kubeconfig or options.sandbox or connection.config.kubernetes.kubeconfig
+    if os.environ.get(IN_CLUSTER) and not configured:
+        return Kube(Client(config=KubeConfig.from_service_account(), field_manager=FIELD_MANAGER, trust_env=False))
+    return kube_or_refuse(connection, "heal")
