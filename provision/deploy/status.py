@@ -1,5 +1,6 @@
 """`cluster status`: the stack and one row per host, from a fixed number of AWS calls whatever the number of hosts
-(stack, its resources, the group with all its members, the group's instances page by page, the launch template)."""
+(stack, its resources, the group with all its members, the group's instances page by page, the launch template),
+plus the hosts' own records (the health agent's last verdict), ten to a call."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from provision.config.schema import ClusterConfig
 from provision.errors import ClusterError
 from provision.kube.model import NodeState
 from provision.render import names
+from provision.render.names import host_records_path
 from provision.roll.fleet import Fleet
 from provision.ui import UI
 
@@ -36,6 +38,7 @@ class HostRow:
     pods: str
     launched: str  # ISO 8601
     age: str
+    agent: str = UNKNOWN  # the health agent's last verdict ("healthy", "failing:kubelet disk"); "-": none recorded
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     if kube is not None:  # two more calls, whatever the number of hosts: all nodes, all pods
         nodes = kube.match_hosts(kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
         pods = Counter(pod.node for pod in kube.pods() if pod.node and not pod.terminating)
+    verdicts = _agent_verdicts(cloud, config.parameter_path)
     rows = []
     for host in sorted(snapshot.hosts, key=lambda host: (host.zone, host.instance_id)):
         node = nodes.get(host.instance_id)
@@ -85,6 +89,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
                 pods=str(pods.get(node.name, 0)) if node else UNKNOWN,
                 launched=host.launched.isoformat() if host.launched else "",
                 age=_age(now - host.launched) if host.launched else UNKNOWN,
+                agent=verdicts.get(host.instance_id, UNKNOWN),
             )
         )
     return StatusReport(
@@ -109,13 +114,15 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
         markup=False,
     )
     outdated = [row for row in report.hosts if row.current is False]
-    columns = ["instance", "zone", "lifecycle", "health", "config", "node", "ready", "schedulable", "pods", "age"]
+    columns = ["instance", "zone", "lifecycle", "health", "agent", "config"]
+    columns += ["node", "ready", "schedulable", "pods", "age"]
     rows = [
         [
             row.instance_id,
             row.availability_zone,
             row.lifecycle_state,
             row.health,
+            row.agent,
             {True: "current", False: "OUTDATED", None: "unknown"}[row.current],
             row.node,
             row.ready,
@@ -133,6 +140,18 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
     )
     if kubernetes_note:
         ui.console.print(f"node columns unknown: {kubernetes_note}", markup=False)
+
+
+def _agent_verdicts(cloud: Cloud, parameter_path: str) -> dict[str, str]:
+    """Instance id -> the health agent's last verdict, from the record `<time> <verdict> failures=<n>` it keeps at
+    `<hosts path>/<instance-id>/health` (one call per ten host records)."""
+    prefix = host_records_path(parameter_path) + "/"
+    verdicts: dict[str, str] = {}
+    for name, value in cloud.parameters.values_under(prefix.rstrip("/")).items():
+        instance, _, record = name.removeprefix(prefix).partition("/")
+        if record == "health":
+            verdicts[instance] = " ".join(part for part in value.split()[1:] if not part.startswith("failures="))
+    return verdicts
 
 
 def _age(delta: timedelta) -> str:
