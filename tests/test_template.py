@@ -315,6 +315,8 @@ def test_outputs_name_what_other_verbs_read() -> None:
         names.OUTPUT_FINGERPRINT,
         names.OUTPUT_PARAMETER_PATH,
         names.OUTPUT_EKS_CLUSTER,
+        names.OUTPUT_LIFECYCLE_QUEUE_URL,
+        names.OUTPUT_HEAL_HANDLER_POLICY,
     }
 
 

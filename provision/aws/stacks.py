@@ -99,7 +99,8 @@ class Stacks:
     def resources(self, name: str) -> dict[str, str]:
         """Logical id to physical id. (Read after every change: moto's outputs lag behind an executed change set.)"""
         listed = self.client.describe_stack_resources(StackName=name)["StackResources"]
-        return {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed}
+        # moto lists a resource type it does not model (AWS::SQS::QueuePolicy) as an entry without ids.
+        return {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in listed if "LogicalResourceId" in r}
 
     def create_change_set(
         self,

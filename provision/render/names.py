@@ -8,6 +8,12 @@ LAUNCH_TEMPLATE = "HostLaunchTemplate"
 HOST_ROLE = "HostRole"
 HOST_SECURITY_GROUP = "HostSecurityGroup"
 EKS_CLUSTER = "EksCluster"
+# The group's lifecycle actions, as EventBridge events in a queue that `cluster heal` consumes.
+LIFECYCLE_QUEUE = "LifecycleQueue"
+LIFECYCLE_DEAD_LETTER_QUEUE = "LifecycleDeadLetterQueue"
+LIFECYCLE_QUEUE_POLICY = "LifecycleQueuePolicy"
+LIFECYCLE_EVENT_RULE = "LifecycleEventRule"
+HEAL_HANDLER_POLICY = "HealHandlerPolicy"
 
 # The template parameter that names the hosts' image (an SSM path is resolved again at every deploy).
 IMAGE_PARAMETER = "ImageId"
@@ -28,6 +34,8 @@ OUTPUT_ROLE = "HostRoleArn"
 OUTPUT_FINGERPRINT = "HostFingerprint"
 OUTPUT_PARAMETER_PATH = "ParameterPath"
 OUTPUT_EKS_CLUSTER = "EksClusterName"
+OUTPUT_LIFECYCLE_QUEUE_URL = "LifecycleQueueUrl"
+OUTPUT_HEAL_HANDLER_POLICY = "HealHandlerPolicyArn"
 
 
 def patch_generation(fingerprint: str) -> int:

@@ -12,6 +12,7 @@ from provision.render import names
 from provision.render.eks import add_eks
 from provision.render.hosts import add_hosts, fingerprint
 from provision.render.iam import add_host_role
+from provision.render.lifecycle import add_lifecycle_events
 from provision.render.network import add_network, add_security_group
 from provision.render.scaling import add_queue_scaling
 from provision.render.userdata import render_userdata
@@ -73,6 +74,7 @@ def render(config: ClusterConfig, *, patch_generation: int = 0) -> Rendered:
     )
     if config.queue_scaling is not None:
         add_queue_scaling(template, config.queue_scaling, group)
+    add_lifecycle_events(template, config, group, tags)
     outputs = [
         Output(names.OUTPUT_GROUP, Description="The hosts' auto-scaling group", Value=Ref(group)),
         Output(names.OUTPUT_LAUNCH_TEMPLATE, Description="The hosts' launch template", Value=Ref(launch_template)),

@@ -1,0 +1,160 @@
+"""How the group's lifecycle actions reach `cluster heal`: an EventBridge rule sends this group's launch and terminate
+lifecycle-action events to an encrypted queue of the cluster's own (with a dead-letter queue for messages that keep
+failing), and a least-privilege managed policy lets the handler consume that queue and complete those actions.
+
+The terminate hook itself (its heartbeat timeout and default result, ``lifecycle.*``) is declared on the group in
+``hosts.py``; this module only carries its events.
+"""
+
+from __future__ import annotations
+
+from awacs import autoscaling, cloudformation, ec2, sqs, ssm
+from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals
+from troposphere import AWSObject, GetAtt, Output, Ref, Sub, Tags, Template, events, iam
+from troposphere import sqs as sqs_resources
+
+from provision.config.schema import ClusterConfig
+from provision.render import names
+
+LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"
+TERMINATE_EVENT = "EC2 Instance-terminate Lifecycle Action"
+
+# A message the handler could not finish five times is poison; it waits in the dead-letter queue for a person.
+MAX_RECEIVE_COUNT = 5
+# The handler extends a message's visibility while it drains; this only bounds how soon a crashed handler's
+# message is offered again.
+VISIBILITY_TIMEOUT_SECONDS = 120
+# A lifecycle action cannot outlive its hook's timeout (at most two hours here): older events are history.
+RETENTION_SECONDS = 86_400
+DEAD_LETTER_RETENTION_SECONDS = 1_209_600  # the maximum, 14 days, to find out what went wrong
+
+
+def add_lifecycle_events(template: Template, config: ClusterConfig, group: AWSObject, tags: Tags) -> None:
+    dead_letters = template.add_resource(
+        sqs_resources.Queue(
+            names.LIFECYCLE_DEAD_LETTER_QUEUE,
+            SqsManagedSseEnabled=True,
+            MessageRetentionPeriod=DEAD_LETTER_RETENTION_SECONDS,
+            Tags=tags,
+        )
+    )
+    queue = template.add_resource(
+        sqs_resources.Queue(
+            names.LIFECYCLE_QUEUE,
+            SqsManagedSseEnabled=True,
+            MessageRetentionPeriod=RETENTION_SECONDS,
+            VisibilityTimeout=VISIBILITY_TIMEOUT_SECONDS,
+            ReceiveMessageWaitTimeSeconds=20,  # long polling by default
+            RedrivePolicy=sqs_resources.RedrivePolicy(
+                deadLetterTargetArn=GetAtt(dead_letters, "Arn"), maxReceiveCount=MAX_RECEIVE_COUNT
+            ),
+            Tags=tags,
+        )
+    )
+    rule = template.add_resource(
+        events.Rule(
+            names.LIFECYCLE_EVENT_RULE,
+            Description=f"Lifecycle actions of cluster {config.name}'s hosts, for `cluster heal`",
+            State="ENABLED",
+            EventPattern={
+                "source": ["aws.autoscaling"],
+                "detail-type": [LAUNCH_EVENT, TERMINATE_EVENT],
+                "detail": {"AutoScalingGroupName": [Ref(group)]},
+            },
+            Targets=[events.Target(Id="lifecycle-queue", Arn=GetAtt(queue, "Arn"))],
+        )
+    )
+    template.add_resource(
+        sqs_resources.QueuePolicy(
+            names.LIFECYCLE_QUEUE_POLICY,
+            Queues=[Ref(queue)],
+            PolicyDocument=PolicyDocument(
+                Version="2012-10-17",
+                Statement=[
+                    # EventBridge delivers as its service principal; only this rule's deliveries are admitted.
+                    Statement(
+                        Sid="OnlyTheLifecycleRule",
+                        Effect=Allow,
+                        Principal=Principal("Service", ["events.amazonaws.com"]),
+                        Action=[sqs.SendMessage],
+                        Resource=[GetAtt(queue, "Arn")],
+                        Condition=Condition(ArnEquals({"aws:SourceArn": GetAtt(rule, "Arn")})),
+                    )
+                ],
+            ),
+        )
+    )
+    policy = template.add_resource(
+        iam.ManagedPolicy(
+            names.HEAL_HANDLER_POLICY,
+            Description=f"`cluster heal` for cluster {config.name}: drain terminating hosts, then let them go",
+            PolicyDocument=_handler_policy(config, group, queue),
+        )
+    )
+    template.add_output(
+        [
+            Output(names.OUTPUT_LIFECYCLE_QUEUE_URL, Description="The hosts' lifecycle actions", Value=Ref(queue)),
+            Output(
+                names.OUTPUT_HEAL_HANDLER_POLICY,
+                Description="Attach to the role that `cluster heal` runs as",
+                Value=Ref(policy),
+            ),
+        ]
+    )
+
+
+def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resources.Queue) -> PolicyDocument:
+    arn = "arn:${AWS::Partition}"
+    where = "${AWS::Region}:${AWS::AccountId}"
+    return PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Sid="CompleteLifecycleActionsOfOwnGroup",
+                Effect=Allow,
+                Action=[autoscaling.CompleteLifecycleAction, autoscaling.RecordLifecycleActionHeartbeat],
+                Resource=[
+                    Sub(
+                        f"{arn}:autoscaling:{where}:autoScalingGroup:*:autoScalingGroupName/${{{group.title}}}",
+                    )
+                ],
+                Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
+            ),
+            Statement(
+                Sid="ConsumeLifecycleQueue",
+                Effect=Allow,
+                Action=[sqs.ReceiveMessage, sqs.DeleteMessage, sqs.ChangeMessageVisibility, sqs.GetQueueAttributes],
+                Resource=[GetAtt(queue, "Arn")],
+            ),
+            # The queue's URL and the group's name are found through the stack, as every verb finds them.
+            Statement(
+                Sid="FindOwnResources",
+                Effect=Allow,
+                Action=[cloudformation.DescribeStackResources, cloudformation.DescribeStacks],
+                Resource=[Sub(f"{arn}:cloudformation:{where}:stack/${{AWS::StackName}}/*")],
+            ),
+            # The roll's lock and journal (heal leaves a roll's hosts to the roll) and the hosts' boot and health
+            # records, read only.
+            Statement(
+                Sid="ReadClusterParameters",
+                Effect=Allow,
+                Action=[ssm.GetParameter, ssm.GetParameters, ssm.GetParametersByPath],
+                Resource=[
+                    Sub(f"{arn}:ssm:{where}:parameter{config.parameter_path}"),
+                    Sub(f"{arn}:ssm:{where}:parameter{config.parameter_path}/*"),
+                ],
+            ),
+            # Describe calls have no resource-level permissions.
+            Statement(
+                Sid="DescribeHosts",
+                Effect=Allow,
+                Action=[
+                    autoscaling.DescribeAutoScalingGroups,
+                    autoscaling.DescribeAutoScalingInstances,
+                    autoscaling.DescribeLifecycleHooks,
+                    ec2.DescribeInstances,
+                ],
+                Resource=["*"],
+            ),
+        ],
+    )

@@ -1,0 +1,123 @@
+"""The template's path from the group's lifecycle actions to `cluster heal`: the rule, the queue and its policy, the
+dead-letter queue, the handler's policy, and the terminate hook's configurable timeout and default result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from provision.render import names
+from provision.render.template import render
+from tests.test_template import CASES, as_dict, cfn_lint, rendered, with_changes
+
+
+def resource(template: dict[str, Any], logical_id: str, kind: str) -> dict[str, Any]:
+    body: dict[str, Any] = template["Resources"][logical_id]
+    assert body["Type"] == kind
+    properties: dict[str, Any] = body["Properties"]
+    return properties
+
+
+@pytest.fixture(params=list(CASES))
+def template(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return as_dict(rendered(request.param))
+
+
+def test_the_rule_sends_only_this_groups_lifecycle_actions_to_the_queue(template: dict[str, Any]) -> None:
+    rule = resource(template, names.LIFECYCLE_EVENT_RULE, "AWS::Events::Rule")
+
+    assert rule["EventPattern"] == {
+        "source": ["aws.autoscaling"],
+        "detail-type": ["EC2 Instance-launch Lifecycle Action", "EC2 Instance-terminate Lifecycle Action"],
+        "detail": {"AutoScalingGroupName": [{"Ref": names.HOST_GROUP}]},
+    }
+    assert rule["State"] == "ENABLED"
+    assert [target["Arn"] for target in rule["Targets"]] == [{"Fn::GetAtt": [names.LIFECYCLE_QUEUE, "Arn"]}]
+
+
+def test_the_queue_admits_only_the_rule(template: dict[str, Any]) -> None:
+    policy = resource(template, names.LIFECYCLE_QUEUE_POLICY, "AWS::SQS::QueuePolicy")
+
+    assert policy["Queues"] == [{"Ref": names.LIFECYCLE_QUEUE}]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": ["events.amazonaws.com"]}
+    assert statement["Action"] == ["sqs:SendMessage"]
+    assert statement["Resource"] == [{"Fn::GetAtt": [names.LIFECYCLE_QUEUE, "Arn"]}]
+    assert statement["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [names.LIFECYCLE_EVENT_RULE, "Arn"]}}
+    }
+
+
+def test_both_queues_are_encrypted_and_failing_messages_go_to_the_dead_letter_queue(template: dict[str, Any]) -> None:
+    queue = resource(template, names.LIFECYCLE_QUEUE, "AWS::SQS::Queue")
+    dead_letters = resource(template, names.LIFECYCLE_DEAD_LETTER_QUEUE, "AWS::SQS::Queue")
+
+    assert queue["SqsManagedSseEnabled"] is True and dead_letters["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [names.LIFECYCLE_DEAD_LETTER_QUEUE, "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert queue["ReceiveMessageWaitTimeSeconds"] == 20, "long polling"
+    assert dead_letters["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+
+
+def test_the_handler_policy_is_scoped_to_this_group_queue_stack_and_path(template: dict[str, Any]) -> None:
+    policy = resource(template, names.HEAL_HANDLER_POLICY, "AWS::IAM::ManagedPolicy")
+    statements = {statement["Sid"]: statement for statement in policy["PolicyDocument"]["Statement"]}
+    actions = {action: sid for sid, statement in statements.items() for action in statement["Action"]}
+
+    lifecycle = statements[actions["autoscaling:CompleteLifecycleAction"]]
+    assert lifecycle["Action"] == ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
+    assert lifecycle["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:"
+            f"autoScalingGroupName/${{{names.HOST_GROUP}}}"
+        }
+    ]
+    assert list(lifecycle["Condition"]["StringEquals"]) == ["autoscaling:ResourceTag/cluster:name"]
+    queue = statements[actions["sqs:ReceiveMessage"]]
+    assert sorted(queue["Action"]) == [
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    ]
+    assert queue["Resource"] == [{"Fn::GetAtt": [names.LIFECYCLE_QUEUE, "Arn"]}]
+    # Only describes, which AWS cannot scope to a resource, get "*"; nothing may write anywhere else.
+    unscoped = [
+        action for statement in statements.values() if statement["Resource"] == ["*"] for action in statement["Action"]
+    ]
+    assert unscoped and all(":Describe" in action for action in unscoped)
+    assert not [action for action in actions if action.startswith(("ssm:Put", "ssm:Delete", "sqs:Send", "iam:"))]
+    [path] = {
+        resource["Fn::Sub"].split(":parameter", 1)[1].removesuffix("/*")
+        for resource in statements[actions["ssm:GetParameter"]]["Resource"]
+    }
+    assert path in {"/cluster/demo", "/cluster/batch"}, "only this cluster's parameters"
+
+
+def test_outputs_name_the_queue_and_the_handler_policy(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs[names.OUTPUT_LIFECYCLE_QUEUE_URL]["Value"] == {"Ref": names.LIFECYCLE_QUEUE}
+    assert outputs[names.OUTPUT_HEAL_HANDLER_POLICY]["Value"] == {"Ref": names.HEAL_HANDLER_POLICY}
+
+
+def test_the_terminate_hook_takes_its_timeout_and_default_result_from_the_config() -> None:
+    config = with_changes(
+        lifecycle={"terminate_timeout_seconds": 3000, "terminate_default_result": "ABANDON"},
+    )
+    template = as_dict(render(config))
+    hooks = {
+        hook["LifecycleHookName"]: hook
+        for hook in template["Resources"][names.HOST_GROUP]["Properties"]["LifecycleHookSpecificationList"]
+    }
+
+    assert hooks[names.TERMINATE_HOOK] == {
+        "LifecycleHookName": names.TERMINATE_HOOK,
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "DefaultResult": "ABANDON",
+        "HeartbeatTimeout": 3000,
+    }
+    assert cfn_lint(template, config.region) == []
