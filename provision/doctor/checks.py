@@ -59,7 +59,7 @@ def stack_status(obs: Observations) -> list[Finding]:
             Finding(
                 WARNING,
                 "stack",
-                f"stack {stack.name} is UPDATE_ROLLBACK_COMPLETE: its last update failed, the previous configuration runs",
+                f"stack {stack.name} is UPDATE_ROLLBACK_COMPLETE: its last update failed; the old configuration runs",
                 resource,
                 cause,
                 f"fix the cause, then {obs.invocation.cluster('up')}",
@@ -75,7 +75,7 @@ def stack_status(obs: Observations) -> list[Finding]:
                 next_step=f"aws cloudformation describe-stack-events --stack-name {stack.name}",
             )
         ]
-    return [Finding(OK, "stack", f"stack {stack.name} is {stack.status}", resource)]
+    return [Finding(OK, "stack", f"stack {stack.name} is {stack.status}")]
 
 
 def abandoned_launches(obs: Observations) -> list[Finding]:
