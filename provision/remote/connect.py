@@ -1,6 +1,6 @@
 """SSH to a host with paramiko, as OpenSSH would: the user's ~/.ssh/config (HostName, Port, User, IdentityFile,
-ProxyJump) looked up by the host's private IP, the configured bastion as a jump host, keys from the agent, the
-configured identity file and the usual ~/.ssh/id_* files, and host keys checked against known_hosts.
+ProxyJump, ConnectTimeout) looked up by the host's private IP, the configured bastion as a jump host, keys from the
+agent, the configured identity file and the usual ~/.ssh/id_* files, and host keys checked against known_hosts.
 
 An unknown host key is refused unless the user asked to accept new keys; a changed key is always refused. Nothing here
 logs or prints key material: only key types and SHA256 fingerprints, which are public.
@@ -70,6 +70,7 @@ class Endpoint:
     user: str
     identity_files: tuple[str, ...]
     jumps: tuple[str, ...]  # hops to go through first, outermost first
+    timeout: float  # to connect and log in
 
     @property
     def known_hosts_name(self) -> str:
@@ -166,6 +167,7 @@ class Connector:
             user=str(found.get("user", self.settings.user)),
             identity_files=self._identities(found),
             jumps=() if proxy_jump.lower() == "none" else tuple(j.strip() for j in proxy_jump.split(",") if j.strip()),
+            timeout=self._timeout(found),
         )
 
     def jump_endpoint(self, spec: str) -> Endpoint:
@@ -180,6 +182,7 @@ class Connector:
             user=user or str(found.get("user", self.settings.user)),
             identity_files=self._identities(found),
             jumps=(),
+            timeout=self._timeout(found),
         )
 
     @contextmanager
@@ -211,7 +214,7 @@ class Connector:
         assert transport is not None  # _alive checked it
         try:
             return transport.open_channel(
-                "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=self.settings.connect_timeout
+                "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=target.timeout
             )
         except paramiko.ChannelException as error:
             raise SshError(
@@ -228,7 +231,7 @@ class Connector:
         if settings.known_hosts.is_file():
             client.load_host_keys(str(settings.known_hosts))
         client.set_missing_host_key_policy(_Unknown(settings.known_hosts, settings.accept_new_host_key, label))
-        timeout = settings.connect_timeout
+        timeout = endpoint.timeout
         try:
             client.connect(
                 endpoint.host,
@@ -273,6 +276,10 @@ class Connector:
                 f"{label}: cannot connect to {endpoint.known_hosts_name}: {error.strerror or error}"
             ) from None
         return client
+
+    def _timeout(self, found: paramiko.SSHConfigDict) -> float:
+        """ConnectTimeout from ~/.ssh/config, else ssh.connect_timeout_seconds."""
+        return float(found.get("connecttimeout") or self.settings.connect_timeout)
 
     def _identities(self, found: paramiko.SSHConfigDict) -> tuple[str, ...]:
         listed = [str(Path(path).expanduser()) for path in found.get("identityfile", [])]

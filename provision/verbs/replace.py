@@ -16,13 +16,21 @@ from provision.verbs.options import Globals, config_option, load_config, yes_opt
 @click.option("--dead", is_flag=True, help="The host is dead: do not wait for evictions; delete its pods and node.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
 @click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")
+@click.option("--no-diagnostics", is_flag=True, help="Do not save the host's logs and state (./diagnostics/) first.")
 @click.pass_obj
 def command(
-    options: Globals, host: str, config_path: Path | None, assume_yes: bool, dead: bool, dry_run: bool, break_lock: bool
+    options: Globals,
+    host: str,
+    config_path: Path | None,
+    assume_yes: bool,
+    dead: bool,
+    dry_run: bool,
+    break_lock: bool,
+    no_diagnostics: bool,
 ) -> None:
     """Replace HOST (an instance id, node name, private DNS name or private IP): a new host first, then cordon,
     drain under the PodDisruptionBudgets, terminate. Only what the replacement needs is waited for. A host whose node
-    is NotReady is treated as dead."""
+    is NotReady is treated as dead. First its diagnostics are saved (see `cluster diagnose`), within a short bound."""
     from provision.errors import ClusterError
     from provision.roll.fleet import Fleet
     from provision.roll.plan import one_host
@@ -50,6 +58,10 @@ def command(
             f"Replace {instance_id}{f' (node {node.name})' if node else ''}?",
             unasked=f"did not replace {instance_id}: rerun with --yes",
         )
+        if not no_diagnostics:
+            from provision.remote.access import diagnose_before_replace
+
+            diagnose_before_replace(config, connection, snapshot, kube, instance_id, ui)
         result = engine(config, connection, fleet, kube, ui).run(plan, owner=owner(), break_lock=break_lock)
         show_result(result, ui)
         if result.skipped:
