@@ -6,6 +6,7 @@ This module is also the one edge where a ``ClusterError`` becomes one line on st
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -101,9 +102,21 @@ def cli(
     ctx.obj = Globals(debug, profile, endpoint_url, kubeconfig, context, sandbox)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a SIGTERM unwinds like Ctrl-C: locks released, processes resumed, progress journaled
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        return _run(args, debug)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str], debug: bool) -> int:
     try:
         result = cli.main(args=args, prog_name="cluster", standalone_mode=False)
     except click.exceptions.Abort:

@@ -96,12 +96,24 @@ def _story(ui: UI, state: SandboxState) -> Summary:
         ui.say(f"== cluster replace {victim}: a new host first, then cordon, drain under the budget, terminate")
         summary.add(_roll(ui, config, cloud, kube, one_host(fleet.snapshot(), victim, operation="replace", dead=False)))
 
-        ui.say("== cluster patch: a new patch generation, then every host replaced one at a time")
+        ui.say("== cluster patch: a new patch generation, then every host replaced, replacement first")
         Up(config, cloud, ui, timeout=600, kube=lambda: (kube, "")).run(
             dry_run=False, join_token=None, next_patch_generation=True
         )
         summary.add(
-            _roll(ui, config, cloud, kube, outdated(fleet.snapshot(), operation="patch", include_protected=False))
+            _roll(
+                ui,
+                config,
+                cloud,
+                kube,
+                outdated(
+                    fleet.snapshot(),
+                    operation="patch",
+                    include_protected=False,
+                    surge=config.rolling.max_surge,
+                    overlap=config.rolling.overlap,
+                ),
+            )
         )
         _status(ui, config, cloud, kube)
 

@@ -4,7 +4,7 @@ simulator booting replacements, and a sample workload under a budget. Interrupte
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +24,7 @@ from provision.roll.journal import Journal
 from provision.roll.lock import Locked, RunLock
 from provision.roll.plan import one_host, outdated
 from provision.sandbox.hosts import HostSimulator
+from provision.ui import UI
 from tests.deploykit import REGION, TOKEN, config, recording_ui
 from tests.simkit import Simulator, simulator
 
@@ -43,6 +44,7 @@ class Rig:
     sim: Simulator
     kube: Kube
     hosts: HostSimulator
+    ui: UI = field(default_factory=lambda: recording_ui()[0])
 
     def fleet(self) -> Fleet:
         return Fleet(self.cloud, AFTER.stack_name)
@@ -68,7 +70,7 @@ class Rig:
             self.kube,
             Journal(self.cloud.parameters, cfg.parameter_path),
             RunLock(self.cloud.parameters, cfg.parameter_path, now=lambda: datetime(2026, 11, 27, tzinfo=UTC)),
-            recording_ui()[0],
+            self.ui,
             self.sim.clock,
             cfg.rolling,
             checkpoint=checkpoint,

@@ -187,7 +187,7 @@ def test_a_crashed_rolls_suspensions_are_undone_by_the_next_run(cloud: Cloud, gr
 def test_the_journal_round_trips_and_clears(cloud: Cloud) -> None:
     journal = Journal(cloud.parameters, PATH)
     owners = ";".join(f"ReplicaSet/team-{index}/service-{index}-7d9f8c6b5={index % 7}" for index in range(120))
-    record = RollRecord("patch", "hosts", 3, 6, ["AZRebalance"], {"old": "i-1", "phase": "drained", "owners": owners})
+    record = RollRecord("patch", "hosts", 3, 6, ["AZRebalance"], [{"old": "i-1", "phase": "drained", "owners": owners}])
     assert len(json.dumps(asdict(record))) > 4096, "past the standard tier's limit"
 
     journal.save(record)

@@ -139,12 +139,22 @@ class Patching(Section):
 
 class Rolling(Section):
     max_surge: Annotated[int, Field(ge=1, le=100)] = 1
+    overlap: bool = True
     max_unavailable: Annotated[int, Field(ge=0, le=100)] = 0
     drain_timeout_seconds: Seconds = 900
     ready_timeout_seconds: Seconds = 900
     on_blocked_budget: Literal["wait", "skip", "force"] = "wait"
     delete_emptydir_data: bool = True
     evict_unmanaged_pods: bool = False
+
+    @model_validator(mode="after")
+    def _capacity_kept(self) -> Rolling:
+        if self.max_unavailable:
+            raise FieldProblem(
+                "max_unavailable",
+                "must be 0: a roll never takes ready capacity below the desired size (raise max_surge to go faster)",
+            )
+        return self
 
 
 class Lifecycle(Section):

@@ -1,21 +1,23 @@
 """The executor: the only code that changes hosts during a roll.
 
 For each host of the plan, in phases written to the journal before moving on (so the same command continues after a
-crash or Ctrl-C): raise the desired capacity by one so the replacement launches first; wait until the new host is
-InService and its node Ready; cordon the old node (ready capacity never drops below the desired capacity); drain it
-through the Eviction API; wait until its pods run elsewhere; terminate it with a decrement, completing its
-termination hook at once. The lock is held and the fighting processes suspended for the whole roll. When a host's
-step fails, what that step started is undone (the surge host terminated, the old node uncordoned) before the error
-goes up.
+crash or Ctrl-C): raise the desired capacity so its replacement launches first; wait until the new host is InService
+and its node Ready; cordon the old node (ready capacity never drops below the desired capacity); drain it through the
+Eviction API; wait until its pods run elsewhere; terminate it with a decrement, completing its termination hook at
+once. Hosts go through this as a pipeline: up to ``surge`` replacements boot at once and, with overlap, the next ones
+boot while the current old host drains, so a roll takes about as long as its boots rather than boots plus drains.
+The lock is held and the fighting processes suspended for the whole roll. When a host's step fails, what the roll
+started is undone (surge hosts terminated, old nodes uncordoned) before the error goes up.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from provision.clock import Clock, wait_until
+from provision.clock import Clock, WaitTimeout, wait_until
 from provision.config.schema import Rolling
 from provision.errors import ClusterError
 from provision.kube.drain import Drainer, DrainPolicy
@@ -30,6 +32,7 @@ from provision.roll.suspension import processes_suspended
 from provision.ui import UI
 
 PHASES = ("surged", "replacement-ready", "cordoned", "drained", "migrated", "terminated")
+GATE_CONFIRMATIONS = 2  # as kops validates twice: one Ready answer from a flapping node is not enough
 POLL_SECONDS = 3.0  # AWS and the API server answer these reads cheaply; a roll should not lag behind them
 LOCK_TTL = timedelta(hours=2)
 SURGE_ANNOTATION = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
@@ -75,21 +78,26 @@ class Roll:
         self.rolling = rolling
         self.checkpoint = checkpoint or (lambda _phase: None)
         self.result = RollResult()
+        self._started: dict[str, float] = {}  # old host -> when its replacement launched, for the closing table
 
     def run(self, plan: Plan, *, owner: str, break_lock: bool = False) -> RollResult:
         if not plan.replacements and self.journal.load() is None:
             return self.result  # nothing to replace and no interrupted roll to tidy up
         held = self.lock.acquire(plan.operation, owner, ttl=LOCK_TTL, break_expired=break_lock)
         try:
+            self.checkpoint("locked")
             record = self._record(plan)
             version = self.fleet.launch_current_configuration()
             if version:
                 self.ui.say(f"the group now launches launch template version {version}, the current configuration")
             with processes_suspended(self.fleet.groups, self.journal, record) as suspended:
                 self.ui.say(f"suspended {', '.join(suspended) or 'nothing'} for the roll")
-                for step in self._steps(plan, record):
-                    self._replace(step, record, gated=plan.gated)
+                pending = deque(step for step in plan.replacements if step.old not in _olds(record))
+                while pending or record.flights:
+                    self._launch(pending, record, plan)
+                    self._finish(record.flights[0], record, plan, pending)
                     held = self.lock.refresh(held, ttl=LOCK_TTL)
+                self.checkpoint("restoring")  # every host done; the processes and the size are restored next
             self._restore_size(record)
             self.journal.clear()
             return self.result
@@ -97,141 +105,177 @@ class Roll:
             self.lock.release(held)
 
     def _record(self, plan: Plan) -> RollRecord:
+        """The interrupted roll's record, when there is one for this group; hosts it left in flight are finished
+        first, even when this plan would not list them (say, a `replace` of a current host interrupted, then a
+        `patch`), so nothing is left half-done."""
         record = self.journal.load()
         if record is not None and record.group == plan.group:
-            doing = record.in_flight
-            self.ui.say(
-                f"continuing the {record.operation} that stopped"
-                + (f" with {doing['old']} at phase {doing.get('phase') or 'start'}" if doing else "")
-            )
+            doing = ", ".join(f"{flight['old']} at phase {flight.get('phase') or 'start'}" for flight in record.flights)
+            self.ui.say(f"continuing the {record.operation} that stopped" + (f" with {doing}" if doing else ""))
             return record
         record = RollRecord(plan.operation, plan.group, plan.desired, plan.max_size)
         self.journal.save(record)
         return record
 
-    def _steps(self, plan: Plan, record: RollRecord) -> list[Replacement]:
-        """The plan, led by the host an interrupted roll left in flight when this plan would not list it (say, a
-        `replace` of a current host interrupted, then a `patch`): it is finished first, never left half-done."""
-        steps = list(plan.replacements)
-        flying = record.in_flight.get("old", "")
-        if flying and all(step.old != flying for step in steps):
-            host = self.fleet.snapshot().host(flying)
-            if host is not None:
-                steps.insert(0, Replacement(flying, host.zone, f"left in flight by an interrupted {record.operation}"))
-        return steps
+    # --- the pipeline ---
 
-    # --- one host ---
+    def _launch(self, pending: deque[Replacement], record: RollRecord, plan: Plan) -> None:
+        """Start replacements while the plan's surge allows: at most ``surge`` booting, and (with overlap) as many
+        again whose old hosts drain. A failed gate stops the roll only when nothing is in flight; otherwise the
+        hosts in flight finish first and the gate is tried again."""
+        booting = sum(1 for flight in record.flights if self._before(flight, "replacement-ready"))
+        room = min(plan.surge - booting, plan.surge * (2 if plan.overlap else 1) - len(record.flights), len(pending))
+        if room <= 0:
+            return
+        if plan.gated:
+            if not record.flights:
+                self._await_steady_group(record)
+            elif self._sick_group_nodes(record):
+                return  # the hosts in flight go on; the gate is tried again when the next one is Ready
+        before = ",".join(host.instance_id for host in self.fleet.snapshot().hosts)
+        for step in (pending.popleft() for _ in range(room)):
+            flight = {"old": step.old, "phase": "surged", "before": before, "zone": step.zone, "reason": step.reason}
+            record.flights.append(flight | ({"dead": "yes"} if step.dead else {}))
+            self._started[step.old] = self.clock.now()
+        desired = record.original_desired + len(record.flights)
+        self.journal.save(record)  # the flights are known before the group grows, so an undo finds their hosts
+        self.fleet.set_size(desired=desired, max_size=max(record.original_max, desired))
+        self.ui.say(f"desired capacity {desired - room} → {desired}: {room} replacement(s) launch first")
+        self._measure()
+        self.checkpoint("surged")
 
-    def _replace(self, step: Replacement, record: RollRecord, *, gated: bool) -> None:
-        if record.in_flight.get("old") != step.old:
-            record.in_flight = {"old": step.old, "phase": ""}
-        self.ui.say(f"replacing {step.old} ({step.zone}, {step.reason})")
-        started = self.clock.now()
-        old = self.fleet.snapshot().host(step.old)
+    def _finish(self, flight: dict[str, str], record: RollRecord, plan: Plan, pending: deque[Replacement]) -> None:
+        """Take the oldest host in flight through its remaining phases. A blocked drain under the skip policy undoes
+        this host only; any other failure undoes every host in flight and stops the roll."""
+        old = flight["old"]
+        self.ui.say(f"replacing {old} ({flight.get('zone', '?')}, {flight.get('reason', 'in flight')})")
+        started = self._started.setdefault(old, self.clock.now())
+        old_host = self.fleet.snapshot().host(old)
         try:
-            self._phases(step, record, gated=gated)
+            self._phases(flight, record, after_ready=lambda: self._launch(pending, record, plan))
         except SkipHost as skip:
-            self._undo(record, old_node=self._node_of(step.old))
-            self.result.skipped.append((step.old, str(skip)))
-            self.ui.warn(f"skipped {step.old}: {skip}")
+            self._undo([flight], record)
+            self.result.skipped.append((old, str(skip)))
+            self.ui.warn(f"skipped {old}: {skip}")
             return
         except (KeyboardInterrupt, SystemExit):
             raise  # an interrupt leaves the journal as it is: the next run continues from here
         except BaseException:
-            self._undo(record, old_node=self._node_of(step.old))
+            self._undo(list(record.flights), record)
             raise
-        new = record.in_flight.get("new", "")
+        new = flight.get("new", "")
+        record.replacements.append(new)  # taken: no later host in flight may claim it
         replacement = self.fleet.snapshot().host(new)
         self.result.replaced.append(
             Replaced(
-                step.old,
+                old,
                 new,
-                old.image if old else "",
+                old_host.image if old_host else "",
                 replacement.image if replacement else "",
                 self.clock.now() - started,
             )
         )
-        record.in_flight = {}
+        record.flights.remove(flight)
         self.journal.save(record)
-        self.ui.say(f"replaced {step.old} by {new or '?'}")
+        self.ui.say(f"replaced {old} by {new or '?'}")
 
-    def _phases(self, step: Replacement, record: RollRecord, *, gated: bool) -> None:
+    def _phases(self, flight: dict[str, str], record: RollRecord, *, after_ready: Callable[[], None]) -> None:
         """Each phase runs unless the journal says it is done; each is safe to repeat after a crash."""
-        flight = record.in_flight
-        if self._before(flight, "surged"):
-            self._surge(record, gated=gated)
+        old, dead = flight["old"], bool(flight.get("dead"))
         if self._before(flight, "replacement-ready"):
-            flight["new"] = self._await_replacement(flight)
-            self._advance(record, "replacement-ready")
-        old_node = self._node_of(step.old)
+            flight["new"] = self._await_replacement(flight, record)
+            self._advance(record, flight, "replacement-ready")
+        if self._before(flight, "cordoned"):
+            after_ready()  # the next replacements boot while this host drains
+        old_node = self._node_of(old)
         if self._before(flight, "cordoned"):
             if old_node is not None:
                 self.kube.cordon(old_node.name)
                 flight["node"] = old_node.name
-            self._advance(record, "cordoned")
+            self._advance(record, flight, "cordoned")
         if self._before(flight, "drained"):
-            if not step.dead:
-                owners = self._drain(step, old_node)
+            if not dead:
+                owners = self._drain(old, old_node)
                 flight["owners"] = ";".join(f"{o.kind}/{o.namespace}/{o.name}={n}" for o, n in owners.items())
-            self._advance(record, "drained")
+            self._advance(record, flight, "drained")
         if self._before(flight, "migrated"):
             self._await_migration(flight, old_node)
-            self._advance(record, "migrated")
+            self._advance(record, flight, "migrated")
         if self._before(flight, "terminated"):
-            self._terminate(step.old)
-            if step.dead and flight.get("node"):
+            self._terminate(old)
+            if dead and flight.get("node"):
                 self._clear_dead_node(flight["node"])
-            self._advance(record, "terminated")
+            self._advance(record, flight, "terminated")
 
     def _before(self, flight: dict[str, str], phase: str) -> bool:
         done = flight.get("phase", "")
         return PHASES.index(phase) > (PHASES.index(done) if done else -1)
 
-    def _advance(self, record: RollRecord, phase: str) -> None:
-        record.in_flight["phase"] = phase
+    def _advance(self, record: RollRecord, flight: dict[str, str], phase: str) -> None:
+        flight["phase"] = phase
         self.journal.save(record)
         self._measure()
         self.checkpoint(phase)
 
-    def _surge(self, record: RollRecord, *, gated: bool) -> None:
-        if gated:
-            self._gate()
-        snapshot = self.fleet.snapshot()
-        record.in_flight["before"] = ",".join(host.instance_id for host in snapshot.hosts)
-        desired = record.original_desired + 1
-        self.fleet.set_size(desired=desired, max_size=max(record.original_max, desired))
-        self.ui.say(f"desired capacity {record.original_desired} → {desired}: the replacement launches first")
-        self._advance(record, "surged")
+    def _await_steady_group(self, record: RollRecord) -> None:
+        """The gate with nothing in flight: the group's nodes Ready in ``GATE_CONFIRMATIONS`` checks in a row, so a
+        node that flaps does not let the roll take the next host at the wrong moment. A node that stays NotReady
+        until the deadline stops the roll, naming it."""
+        streak = 0
+        sick: list[str] = []
 
-    def _gate(self) -> None:
-        """Before each host: the group's own nodes are Ready. Unrelated nodes elsewhere do not matter."""
+        def steady() -> bool | None:
+            nonlocal streak, sick
+            now_sick = self._sick_group_nodes(record)
+            if now_sick and now_sick != sick:
+                self.ui.say(f"waiting for the node of {', '.join(now_sick)} to be Ready before the next host")
+            sick, streak = now_sick, (0 if now_sick else streak + 1)
+            return True if streak >= GATE_CONFIRMATIONS else None
+
+        try:
+            wait_until(
+                steady,
+                clock=self.clock,
+                timeout=self.rolling.ready_timeout_seconds,
+                interval=POLL_SECONDS,
+                what="the group's nodes to be Ready",
+                next_step="",
+            )
+        except WaitTimeout as timeout:
+            raise ClusterError(
+                f"not starting the next host: the node of {', '.join(sick) or '?'} is not Ready (waited "
+                f"{self.rolling.ready_timeout_seconds}s); `cluster replace` it first, or find why with `cluster doctor`"
+            ) from timeout
+
+    def _sick_group_nodes(self, record: RollRecord) -> list[str]:
+        """The gate before each host: the group's own InService hosts whose node is not Ready (hosts this roll is
+        already replacing excepted: their replacement is under way). Unrelated nodes elsewhere do not matter."""
         snapshot = self.fleet.snapshot()
         nodes = self._nodes(snapshot)
-        sick = [h.instance_id for h in snapshot.hosts if h.lifecycle_state == "InService" and not _ready(nodes, h)]
-        if sick:
-            raise ClusterError(f"not starting the next host: the node of {', '.join(sick)} is not Ready")
+        return [
+            host.instance_id
+            for host in snapshot.hosts
+            if host.lifecycle_state == "InService" and not _ready(nodes, host) and host.instance_id not in _olds(record)
+        ]
 
-    def _await_replacement(self, flight: dict[str, str]) -> str:
-        before = set(flight.get("before", "").split(","))
+    def _await_replacement(self, flight: dict[str, str], record: RollRecord) -> str:
+        """The flight's replacement (see ``_claim``), once it is InService with a Ready node."""
 
         def ready_new_host() -> str | None:
             snapshot = self.fleet.snapshot()
+            host = self._claim(flight, record, snapshot)
+            if host is None:
+                return None
+            if host.fingerprint != snapshot.fingerprint:
+                raise ClusterError(
+                    f"the replacement {host.instance_id} launched with configuration {host.fingerprint}, not the "
+                    f"current {snapshot.fingerprint}: the group does not launch the current launch template"
+                )
             nodes = self._nodes(snapshot)
-            for host in snapshot.hosts:
-                if host.instance_id not in before and host.fingerprint != snapshot.fingerprint:
-                    flight["new"] = host.instance_id
-                    raise ClusterError(
-                        f"the replacement {host.instance_id} launched with configuration {host.fingerprint}, not the "
-                        f"current {snapshot.fingerprint}: the group does not launch the current launch template"
-                    )
-                if host.instance_id not in before and host.lifecycle_state == "InService" and _ready(nodes, host):
-                    node = nodes[host.instance_id]
-                    self.kube.annotate(node.name, {SURGE_ANNOTATION: "true"})  # no scale-down mid-roll
-                    return host.instance_id
-            new = [h.instance_id for h in snapshot.hosts if h.instance_id not in before]
-            if new:
-                flight["new"] = new[0]  # known before it is ready, so an undo can remove it
-            return None
+            if host.lifecycle_state != "InService" or not _ready(nodes, host):
+                return None
+            self.kube.annotate(nodes[host.instance_id].name, {SURGE_ANNOTATION: "true"})  # no scale-down mid-roll
+            return host.instance_id
 
         return wait_until(
             ready_new_host,
@@ -242,10 +286,28 @@ class Roll:
             next_step="`cluster status` shows the new host; its boot record (cluster doctor) says why it did not join",
         )
 
-    def _drain(self, step: Replacement, node: NodeState | None) -> dict[Owner, int]:
+    def _claim(self, flight: dict[str, str], record: RollRecord, snapshot: Snapshot) -> Host | None:
+        """The flight's replacement: a host that was not in the group when the flight launched and that no other
+        flight has taken (replacements are interchangeable). Claimed as soon as it is seen, before it is ready, so
+        an undo can remove it."""
+        if flight.get("new"):
+            host = snapshot.host(flight["new"])
+            if host is not None:
+                return host
+            del flight["new"]  # its launch was abandoned and it is gone: the group launches another
+        before = set(flight.get("before", "").split(","))
+        taken = {other.get("new") for other in record.flights} | set(record.replacements)
+        for host in snapshot.hosts:
+            if host.instance_id not in before and host.instance_id not in taken:
+                flight["new"] = host.instance_id
+                self.journal.save(record)
+                return host
+        return None
+
+    def _drain(self, old: str, node: NodeState | None) -> dict[Owner, int]:
         """Drain the node; returns each moved pod's owner and the Ready count it had before, to get back to."""
         if node is None:
-            self.ui.say(f"{step.old} has no node: nothing to drain")
+            self.ui.say(f"{old} has no node: nothing to drain")
             return {}
         pods = self.kube.pods(node=node.name)
         before = ready_counts(self.kube, owners_of(pods))
@@ -314,16 +376,23 @@ class Roll:
 
     # --- undo and restore ---
 
-    def _undo(self, record: RollRecord, *, old_node: NodeState | None) -> None:
-        """Undo what this host's step started: the old node back in service, the surge host gone."""
-        flight = record.in_flight
-        if old_node is not None and old_node.unschedulable:
-            self.kube.uncordon(old_node.name)
-        if flight.get("new"):
-            self.fleet.terminate(flight["new"])  # with a decrement: the group returns to its size
-        elif flight.get("phase"):
-            self.fleet.set_size(desired=record.original_desired, max_size=record.original_max)
-        record.in_flight = {}
+    def _undo(self, flights: list[dict[str, str]], record: RollRecord) -> None:
+        """Undo what these hosts' steps started: their old nodes back in service, their surge hosts gone."""
+        unseen = 0
+        for flight in reversed(flights):
+            if flight["phase"] != "terminated":  # else its old host is gone and its replacement is in service
+                old_node = self._node_of(flight["old"])
+                if old_node is not None and old_node.unschedulable:
+                    self.kube.uncordon(old_node.name)
+                surge_host = self._claim(flight, record, self.fleet.snapshot())
+                if surge_host is not None:
+                    self.fleet.terminate(surge_host.instance_id)  # with a decrement: the group shrinks by one
+                else:
+                    unseen += 1
+            record.flights.remove(flight)
+        if unseen:  # launched but not visible yet: lower the size, the group removes what it has not launched
+            desired = self.fleet.snapshot().desired - unseen
+            self.fleet.set_size(desired=desired, max_size=max(record.original_max, desired))
         self.journal.save(record)
 
     def _restore_size(self, record: RollRecord) -> None:
@@ -358,6 +427,10 @@ class Roll:
 
 class SkipHost(ClusterError):
     """The policy says to skip a host whose drain is blocked; the roll goes on with the next one."""
+
+
+def _olds(record: RollRecord) -> set[str]:
+    return {flight["old"] for flight in record.flights}
 
 
 def _ready(nodes: dict[str, NodeState], host: Host) -> bool:

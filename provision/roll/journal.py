@@ -1,7 +1,7 @@
 """The roll's progress, written to SSM before each step that changes something, so that the same command run again
-after a crash or Ctrl-C knows what it had done: the group's original size, the processes it suspended, and the host
-in flight with its phase. Hosts already replaced need no record: they are gone, and their replacements are current,
-so a new plan does not list them."""
+after a crash or Ctrl-C knows what it had done: the group's original size, the processes it suspended, and the hosts
+in flight, each with its phase. Hosts already replaced need no record: they are gone, and their replacements are
+current, so a new plan does not list them."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ class RollRecord:
     original_desired: int
     original_max: int
     suspended: list[str] = field(default_factory=list)  # processes this roll suspended and must resume
-    in_flight: dict[str, str] = field(default_factory=dict)  # {"old": id, "new": id, "phase": …, "owners": …}
+    # One entry per host being replaced, oldest first: {"old": id, "new": id, "phase": …, "before": …, "owners": …}
+    flights: list[dict[str, str]] = field(default_factory=list)
+    replacements: list[str] = field(default_factory=list)  # hosts this roll launched and put in service
+
+    def hosts_in_flight(self) -> set[str]:
+        """The instances this roll is working on (old hosts and their replacements): other tools leave them be."""
+        return {flight[key] for flight in self.flights for key in ("old", "new") if flight.get(key)}
 
 
 class Journal:

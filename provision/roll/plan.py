@@ -26,11 +26,25 @@ class Plan:
     replacements: tuple[Replacement, ...]
     left_alone: tuple[tuple[str, str], ...] = ()  # (instance, why)
     gated: bool = True  # wait for the group's own nodes to be Ready before each host (not for `replace`)
+    surge: int = 1  # replacements booting at once
+    overlap: bool = False  # the next replacements boot while the current old host drains
+
+    @property
+    def peak_size(self) -> int:
+        """The most hosts the group runs during the roll: the surge booting, plus as many again while they drain."""
+        in_flight = min(len(self.replacements), self.surge * (2 if self.overlap else 1))
+        return self.desired + in_flight
 
     def describe(self, drain_timeout: float) -> list[str]:
         if not self.replacements:
             return [f"{self.operation}: nothing to replace in {self.group}"]
-        lines = [f"{self.operation}: {len(self.replacements)} host(s) of {self.group}, one at a time:"]
+        pace = "one at a time" if self.surge == 1 else f"{self.surge} replacements booting at a time"
+        if self.overlap and len(self.replacements) > 1:
+            pace += ", the next booting while the current host drains"
+        lines = [
+            f"{self.operation}: {len(self.replacements)} host(s) of {self.group}, {pace}; ready capacity never below "
+            f"{self.desired}, at most {self.peak_size} hosts at once:"
+        ]
         for number, step in enumerate(self.replacements, start=1):
             middle = (
                 "terminate it, then delete its pods and its node so they are rescheduled at once"
@@ -39,15 +53,17 @@ class Plan:
                 "its pods run elsewhere, terminate"
             )
             lines.append(
-                f"  {number}. {step.old} ({step.zone}, {step.reason}): desired {self.desired}→{self.desired + 1}, "
-                f"wait for the new host InService and its node Ready, {middle} (desired back to {self.desired})"
+                f"  {number}. {step.old} ({step.zone}, {step.reason}): a replacement launches (desired +1), wait "
+                f"for it InService and its node Ready, {middle} with a decrement (desired -1)"
             )
         lines += [f"  left alone: {instance} ({why})" for instance, why in self.left_alone]
         return lines
 
 
-def outdated(snapshot: Snapshot, *, operation: str, include_protected: bool) -> Plan:
-    """Every host whose configuration fingerprint is not the current one, oldest first."""
+def outdated(
+    snapshot: Snapshot, *, operation: str, include_protected: bool, surge: int = 1, overlap: bool = True
+) -> Plan:
+    """Every host whose configuration fingerprint is not the current one, oldest first, ``surge`` at a time."""
     replacements: list[Replacement] = []
     left_alone: list[tuple[str, str]] = []
     for host in snapshot.hosts:
@@ -61,7 +77,16 @@ def outdated(snapshot: Snapshot, *, operation: str, include_protected: bool) -> 
             replacements.append(
                 Replacement(host.instance_id, host.zone, f"outdated: {host.fingerprint or 'no fingerprint'}")
             )
-    return Plan(operation, snapshot.group, snapshot.desired, snapshot.max_size, tuple(replacements), tuple(left_alone))
+    return Plan(
+        operation,
+        snapshot.group,
+        snapshot.desired,
+        snapshot.max_size,
+        tuple(replacements),
+        tuple(left_alone),
+        surge=surge,
+        overlap=overlap,
+    )
 
 
 def one_host(snapshot: Snapshot, instance_id: str, *, operation: str, dead: bool) -> Plan:

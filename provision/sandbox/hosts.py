@@ -44,6 +44,7 @@ class HostSimulator:
         self.gone_seconds = gone_seconds
         self.faults = Faults()
         self._hosts: dict[str, _Host] = {}
+        _count_booting_hosts_as_capacity()
 
     def tick(self) -> None:
         with self.world.batch():
@@ -109,3 +110,14 @@ def _group_members() -> list[tuple[str, Any]]:
             for group in list(backend.autoscaling_groups.values()):
                 members += [(state.instance.id, state) for state in group.instance_states]
     return members
+
+
+def _count_booting_hosts_as_capacity() -> None:
+    """moto sizes a group by its InService members only, so raising the desired capacity while hosts are held Pending
+    here would launch extra hosts. AWS counts every member that is not leaving the group; so does the sandbox."""
+    from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
+
+    def active_instances(self: FakeAutoScalingGroup) -> list[InstanceState]:
+        return [state for state in self.instance_states if not state.lifecycle_state.startswith("Terminat")]
+
+    FakeAutoScalingGroup.active_instances = active_instances  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""``cluster patch``: every host replaced by a freshly patched one, one at a time, without losing capacity."""
+"""``cluster patch``: every host replaced by a freshly patched one, replacement first, without losing capacity."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ from provision.verbs.options import Globals, config_option, load_config, yes_opt
 @click.option("--dry-run", is_flag=True, help="Show the stack change and the roll plan, and stop.")
 @click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")
 @click.option("--include-protected", is_flag=True, help="Also replace hosts protected from scale-in.")
+@click.option(
+    "--max-surge",
+    type=click.IntRange(1, 100),
+    metavar="N",
+    help="Replacements booting at once (default: rolling.max_surge).",
+)
 @click.option("--timeout", type=click.IntRange(min=60), default=3600, show_default=True, help="Seconds for the stack.")
 @click.pass_obj
 def command(
@@ -24,6 +30,7 @@ def command(
     dry_run: bool,
     break_lock: bool,
     include_protected: bool,
+    max_surge: int | None,
     timeout: int,
 ) -> None:
     """Patch every host: resolve the newest image (an `ssm:` AMI is resolved again), raise the patch generation so
@@ -42,17 +49,25 @@ def command(
     with connected(config, options) as connection:
         kube = kube_or_refuse(connection, "patch")
         fleet = Fleet(connection.cloud, config.stack_name)
+        surge = max_surge or config.rolling.max_surge
+        pace = "one at a time" if surge == 1 else f"{surge} at a time"
         hosts = len(fleet.snapshot().hosts)
         Up(config, connection.cloud, ui, timeout=timeout).run(
             dry_run=dry_run,
             join_token=None,
             next_patch_generation=True,
-            then=f", then replace its {hosts} host(s) one at a time",
+            then=f", then replace its {hosts} host(s) {pace}",
         )
         if dry_run:
-            ui.say(f"dry run: after the stack update all {hosts} host(s) would be outdated and replaced one at a time")
+            ui.say(f"dry run: after the stack update all {hosts} host(s) would be outdated and replaced {pace}")
             return
-        plan = outdated(fleet.snapshot(), operation="patch", include_protected=include_protected)
+        plan = outdated(
+            fleet.snapshot(),
+            operation="patch",
+            include_protected=include_protected,
+            surge=surge,
+            overlap=config.rolling.overlap,
+        )
         for line in plan.describe(config.rolling.drain_timeout_seconds):
             ui.say(line)
         result = engine(config, connection, fleet, kube, ui).run(plan, owner=owner(), break_lock=break_lock)
