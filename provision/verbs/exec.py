@@ -80,8 +80,11 @@ def command(
     else:
         ui = UI.for_terminal(assume_yes=False)
         ui.table(
-            ["host", "node", "status", "output"],
-            [[o.target.instance_id, o.target.node or "-", o.state, _shown(o.output, o.error)] for o in outcomes],
+            ["host", "node", "address", "status", "output"],
+            [
+                [o.target.instance_id, o.target.node or "-", o.target.address, o.state, _shown(o.output, o.error)]
+                for o in outcomes
+            ],
             title=f"{line}  ({len(outcomes)} host(s), {len(failed)} failed)",
         )
     if failed:

@@ -1,0 +1,144 @@
+"""`cluster exec` and `cluster ssh` as a user runs them: hosts of a cluster deployed on moto (in-process), reached
+over real sshd instances through the user's ~/.ssh/config, which maps each host's private IP to one of them."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from provision.aws.cloud import Cloud
+from provision.deploy.up import Up
+from provision.roll.fleet import Fleet
+from tests.conftest import EXAMPLE, Outcome
+from tests.deploykit import TOKEN, config, recording_ui
+from tests.sshkit import Sshd, SshLab, hosts3, silent_port, ssh_home, ssh_lab, trust
+
+__all__ = ["hosts3", "silent_port", "ssh_home", "ssh_lab"]  # fixtures
+
+Run = Callable[..., Outcome]
+
+
+def deployed(cloud: Cloud) -> list[tuple[str, str]]:
+    """The example cluster on moto: (instance id, private IP) of its three hosts."""
+    cfg = config()
+    Up(cfg, cloud, recording_ui()[0], timeout=600).run(dry_run=False, join_token=TOKEN)
+    return [(host.instance_id, host.names[1]) for host in Fleet(cloud, cfg.stack_name).snapshot().hosts]
+
+
+def map_hosts(home: Path, lab: SshLab, ips: list[str], ports: list[int]) -> None:
+    """~/.ssh/config as a user would write it for a lab: each private IP to a local port, user and key given."""
+    entries = [
+        f"Host {ip}\n  HostName 127.0.0.1\n  Port {port}\n  User {lab.user}\n  IdentityFile {lab.user_key_file}\n"
+        "  ConnectTimeout 1\n"
+        for ip, port in zip(ips, ports, strict=True)
+    ]
+    (home / ".ssh" / "config").write_text("\n".join(entries))
+
+
+@pytest.fixture
+def cluster(cloud: Cloud, ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path) -> list[tuple[str, str]]:
+    hosts = deployed(cloud)
+    map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [server.port for server in hosts3])
+    trust(ssh_home, *hosts3)
+    return hosts
+
+
+def test_exec_all_prints_a_row_per_host(run_main: Run, cluster: list[tuple[str, str]]) -> None:
+    outcome = run_main("exec", "-c", str(EXAMPLE), "--all", "--", "echo", "up", "since", "boot")
+
+    assert outcome.code == 0, outcome.err
+    assert "echo up since boot  (3 host(s), 0 failed)" in outcome.out
+    for instance_id, ip in cluster:
+        assert [instance_id, "-", ip, "exit", "0", "up", "since", "boot"] in [
+            line.split() for line in outcome.out.splitlines()
+        ]
+    assert outcome.out.count("up since boot") == 4  # the title and one row per host
+
+
+def test_exec_on_named_hosts_that_fail_exits_1_and_says_which(run_main: Run, cluster: list[tuple[str, str]]) -> None:
+    (first, first_ip), (second, _), _ = cluster
+
+    outcome = run_main("exec", "-c", str(EXAMPLE), first_ip, second, "--output", "json", "--", "echo no; exit 4")
+
+    assert outcome.code == 1
+    report = json.loads(outcome.out)
+    assert [(row["instance_id"], row["status"], row["output"]) for row in report["hosts"]] == [
+        (first, 4, "no\n"),
+        (second, 4, "no\n"),
+    ]
+    assert outcome.err == f"error: 2 of 2 host(s) failed: {first} (exit 4), {second} (exit 4)\n"
+
+
+def test_a_host_that_hangs_or_cannot_be_reached_is_a_row_too(
+    run_main: Run, cluster: list[tuple[str, str]], ssh_home: Path, ssh_lab: SshLab, hosts3: list[Sshd], silent_port: int
+) -> None:
+    map_hosts(ssh_home, ssh_lab, [ip for _, ip in cluster], [hosts3[0].port, hosts3[1].port, silent_port])
+
+    outcome = run_main(
+        "exec", "-c", str(EXAMPLE), "--all", "--timeout", "0.5", "--output", "json", "--", "echo hi; sleep 20"
+    )
+
+    assert outcome.code == 1
+    rows = json.loads(outcome.out)["hosts"]
+    assert [row["state"] for row in rows] == ["timed out", "timed out", "unreachable"]
+    assert rows[0]["output"] == "hi\n" and rows[0]["error"] == "timed out after 0.5s"
+    assert "the SSH handshake did not finish within 1s" in rows[2]["error"]
+
+
+def test_an_unknown_host_key_is_refused_per_host_and_accepted_with_the_flag(
+    run_main: Run, cluster: list[tuple[str, str]], ssh_home: Path
+) -> None:
+    (ssh_home / ".ssh" / "known_hosts").unlink()
+
+    refused = run_main("exec", "-c", str(EXAMPLE), "--all", "--", "true")
+    accepted = run_main("exec", "-c", str(EXAMPLE), "--all", "--accept-new-host-key", "--", "true")
+    again = run_main("exec", "-c", str(EXAMPLE), "--all", "--", "true")
+
+    assert refused.code == 1 and refused.out.count("unknown host key for [127.0.0.1]:") == 3
+    assert accepted.code == 0, accepted.err
+    assert again.code == 0, again.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--all"], "error: give the command after --, e.g. cluster exec --all -- uptime\n"),
+        (["--", "uptime"], "error: name the hosts, or give --all (not both)\n"),
+    ],
+)
+def test_exec_without_a_command_or_hosts_is_refused(run_main: Run, args: list[str], message: str) -> None:
+    outcome = run_main("exec", "-c", str(EXAMPLE), *args)
+    assert (outcome.code, outcome.err) == (2, message)
+
+
+def test_an_unknown_host_name_is_refused(run_main: Run, cluster: list[tuple[str, str]]) -> None:
+    outcome = run_main("exec", "-c", str(EXAMPLE), "i-nothere", "--", "true")
+    assert outcome.code == 2
+    assert outcome.err.startswith("error: no host 'i-nothere' in ")
+
+
+def test_ssh_without_a_terminal_runs_stdin_and_exits_with_the_remote_status(
+    run_main: Run, cluster: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (instance_id, _), _, _ = cluster
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"echo from stdin\necho to stderr >&2\nexit 7\n")))
+
+    outcome = run_main("ssh", "-c", str(EXAMPLE), instance_id)
+
+    assert (outcome.code, outcome.out, outcome.err) == (7, "from stdin\n", "to stderr\n")
+
+
+def test_ssh_with_a_command_passes_stdin_to_it(
+    run_main: Run, cluster: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, (_, second_ip), _ = cluster
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"one\ntwo\n")))
+
+    outcome = run_main("ssh", "-c", str(EXAMPLE), second_ip, "--", "wc", "-l")
+
+    assert (outcome.code, outcome.out.strip()) == (0, "2")
