@@ -379,12 +379,20 @@ def test_a_host_whose_node_never_joined_is_a_problem_after_the_launch_timeout() 
     assert finding.next_step == f"cluster replace {IDS[2]} --dead"
 
 
-def test_next_steps_repeat_the_users_sandbox_flag_and_config_file() -> None:
-    invocation = Invocation(global_flags="--sandbox ", config_flag=" -c prod.toml")
+def test_next_steps_repeat_the_users_flags_config_file_endpoint_and_kubeconfig() -> None:
+    invocation = Invocation(
+        "--sandbox ", " -c prod.toml", " --region eu-west-1 --endpoint-url http://x", " --kubeconfig k"
+    )
+    stray = node("i-00000000000000099", name="ip-stray", ready=False)
 
-    finding = only(observe(lock=lock(f"replace {IDS[0]}", expires=NOW - timedelta(seconds=1)), invocation=invocation))
+    expired = only(observe(lock=lock(f"replace {IDS[0]}", expires=NOW - timedelta(seconds=1)), invocation=invocation))
+    suspended = only(observe(suspended=("AZRebalance",), invocation=invocation))
+    leftover = only(observe(nodes=(*(node(i) for i in IDS), stray), invocation=invocation))
 
-    assert finding.next_step.startswith(f"cluster --sandbox replace -c prod.toml {IDS[0]} --break-lock")
+    assert expired.next_step.startswith(f"cluster --sandbox replace -c prod.toml {IDS[0]} --break-lock")
+    assert suspended.next_step.startswith("aws autoscaling resume-processes")
+    assert suspended.next_step.endswith("AZRebalance --region eu-west-1 --endpoint-url http://x")
+    assert leftover.next_step == "kubectl --kubeconfig k delete node ip-stray"
 
 
 def test_the_report_orders_problems_first_and_its_json_carries_every_field() -> None:

@@ -51,7 +51,8 @@ def stack_status(obs: Observations) -> list[Finding]:
                 f"stack {stack.name} is UPDATE_ROLLBACK_FAILED: it can be neither updated nor rolled back",
                 resource,
                 cause,
-                f"aws cloudformation continue-update-rollback --stack-name {stack.name} (after fixing the cause)",
+                obs.invocation.aws(f"cloudformation continue-update-rollback --stack-name {stack.name}")
+                + " (after fixing the cause)",
             )
         ]
     if stack.status == "UPDATE_ROLLBACK_COMPLETE":
@@ -72,7 +73,7 @@ def stack_status(obs: Observations) -> list[Finding]:
                 "stack",
                 f"stack {stack.name} is {stack.status}: an operation is still running",
                 resource,
-                next_step=f"aws cloudformation describe-stack-events --stack-name {stack.name}",
+                next_step=obs.invocation.aws(f"cloudformation describe-stack-events --stack-name {stack.name}"),
             )
         ]
     return [Finding(OK, "stack", f"stack {stack.name} is {stack.status}")]
@@ -97,7 +98,9 @@ def abandoned_launches(obs: Observations) -> list[Finding]:
                 what,
                 (record.instance_id,),
                 cause=record.log[-1] if record.log else "the host recorded no log lines",
-                next_step=f"aws ssm get-parameter --name {record.parameter} --query Parameter.Value --output text",
+                next_step=obs.invocation.aws(
+                    f"ssm get-parameter --name {record.parameter} --query Parameter.Value --output text"
+                ),
             )
         )
     return findings or [Finding(OK, "boot", "no launch abandoned recently")]
@@ -167,7 +170,7 @@ def not_ready_nodes(obs: Observations) -> list[Finding]:
                     f"node {node.name} is cordoned and no roll is working on it",
                     resources,
                     "left cordoned by hand or by a roll that stopped",
-                    f"kubectl uncordon {node.name}",
+                    obs.invocation.kubectl(f"uncordon {node.name}"),
                 )
             )
     ready = sum(1 for node in obs.node_of.values() if node.ready)
@@ -196,7 +199,7 @@ def lifecycle_waits(obs: Observations) -> list[Finding]:
                     f"({_duration(obs.launch_timeout)})",
                     (host.instance_id,),
                     f"{node}; the boot script completes the hook when the host has joined",
-                    _complete(snapshot.group, names.LAUNCH_HOOK, host.instance_id, "ABANDON"),
+                    _complete(obs, snapshot.group, names.LAUNCH_HOOK, host.instance_id, "ABANDON"),
                 )
             )
         elif host.lifecycle_state == "Terminating:Wait":
@@ -215,7 +218,7 @@ def lifecycle_waits(obs: Observations) -> list[Finding]:
                     "nobody has completed its termination hook, so it goes only when the hook times out "
                     f"({_duration(obs.terminate_timeout)})",
                     "once its node is drained: "
-                    + _complete(snapshot.group, names.TERMINATE_HOOK, host.instance_id, "CONTINUE"),
+                    + _complete(obs, snapshot.group, names.TERMINATE_HOOK, host.instance_id, "CONTINUE"),
                 )
             )
     return findings or [Finding(OK, "lifecycle", "no lifecycle action waiting")]
@@ -234,8 +237,8 @@ def suspended_processes(obs: Observations) -> list[Finding]:
         step = _resume_roll(obs, obs.journal.operation) + " (resumes them when it finishes)"
     else:
         cause = "suspended outside a roll (by hand, or by another tool)"
-        step = (
-            f"aws autoscaling resume-processes --auto-scaling-group-name {snapshot.group} "
+        step = obs.invocation.aws(
+            f"autoscaling resume-processes --auto-scaling-group-name {snapshot.group} "
             f"--scaling-processes {' '.join(suspended)}"
         )
     healing = sorted(HEALING_PROCESSES & set(suspended))
@@ -284,7 +287,7 @@ def interrupted_roll(obs: Observations) -> list[Finding]:
                 "the roll journal cannot be read",
                 (journal_name,),
                 obs.journal_error,
-                f"aws ssm get-parameter --name {journal_name} --query Parameter.Value --output text",
+                obs.invocation.aws(f"ssm get-parameter --name {journal_name} --query Parameter.Value --output text"),
             )
         ]
     record = obs.journal
@@ -352,9 +355,11 @@ def nodes_without_host(obs: Observations) -> list[Finding]:
                 f"node {node.name} has no host in the group ({'Ready' if node.ready else 'NotReady'})",
                 (node.name,),
                 cause,
-                f"kubectl drain {node.name} --ignore-daemonsets && kubectl delete node {node.name}"
+                obs.invocation.kubectl(f"drain {node.name} --ignore-daemonsets")
+                + " && "
+                + obs.invocation.kubectl(f"delete node {node.name}")
                 if node.ready
-                else f"kubectl delete node {node.name}",
+                else obs.invocation.kubectl(f"delete node {node.name}"),
             )
         )
     note = f"; {others} other node(s) are not this group's" if others else ""
@@ -464,9 +469,9 @@ def _resume_roll(obs: Observations, operation: str) -> str:
     return obs.invocation.cluster(_operation(operation) + (" --break-lock" if expired else ""))
 
 
-def _complete(group: str, hook: str, instance: str, result: str) -> str:
-    return (
-        f"aws autoscaling complete-lifecycle-action --auto-scaling-group-name {group} --lifecycle-hook-name {hook} "
+def _complete(obs: Observations, group: str, hook: str, instance: str, result: str) -> str:
+    return obs.invocation.aws(
+        f"autoscaling complete-lifecycle-action --auto-scaling-group-name {group} --lifecycle-hook-name {hook} "
         f"--instance-id {instance} --lifecycle-action-result {result}"
     )
 

@@ -66,10 +66,18 @@ class Invocation:
 
     global_flags: str = ""  # e.g. "--sandbox "
     config_flag: str = ""  # e.g. " -c prod.toml"
+    aws_flags: str = ""  # e.g. " --region eu-west-1 --endpoint-url http://127.0.0.1:5055"
+    kubectl_flags: str = ""  # e.g. " --kubeconfig .cluster/kubeconfig"
 
     def cluster(self, verb_and_arguments: str) -> str:
         verb, _, rest = verb_and_arguments.partition(" ")
         return f"cluster {self.global_flags}{verb}{self.config_flag}" + (f" {rest}" if rest else "")
+
+    def aws(self, arguments: str) -> str:
+        return f"aws {arguments}{self.aws_flags}"
+
+    def kubectl(self, arguments: str) -> str:
+        return f"kubectl{self.kubectl_flags} {arguments}"
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,25 @@ def command(ctx: click.Context, config_path: Path | None, output: str) -> None:
     from provision.doctor.observe import Invocation, gather
     from provision.doctor.show import show
     from provision.ui import UI
-    from provision.verbs.aws import connected
+    from provision.verbs.aws import connected, sandboxed
 
     options: Globals = ctx.obj
     config = load_config(config_path, example_ok=options.sandbox)
+    # Next steps name the same cluster, region, endpoint and kubeconfig as this run, so they can be pasted as they are.
+    reached = sandboxed(options)
     invocation = Invocation(
         global_flags="--sandbox " if options.sandbox else "",
         config_flag=f" -c {shlex.quote(str(config_path))}" if config_path else "",
+        aws_flags=f" --region {config.region}"
+        + (f" --endpoint-url {shlex.quote(reached.endpoint_url)}" if reached.endpoint_url else ""),
+        kubectl_flags="".join(
+            f" {flag} {shlex.quote(value)}"
+            for flag, value in (
+                ("--kubeconfig", reached.kubeconfig or config.kubernetes.kubeconfig),
+                ("--context", reached.context or config.kubernetes.context),
+            )
+            if value
+        ),
     )
     with connected(config, options) as connection:
         kube, unavailable = connection.kube()
