@@ -91,14 +91,13 @@ def command(options: Globals, config_path: Path | None, mode: str) -> None:
 
 
 def _kube(connection: Connection, options: Globals) -> Kube:
-    """Inside the cluster (the Deployment `cluster render --heal-manifest` prints) with no kubeconfig configured, the
-    pod's service account; otherwise the kubeconfig, as every verb does."""
+    """Inside a pod (the Deployment `cluster render --heal-manifest` prints), the pod's service account, whatever
+    `kubernetes.kubeconfig` says (that file is on the operator's machine); otherwise the kubeconfig, as every verb."""
     from lightkube import Client, KubeConfig
 
     from provision.kube.facade import FIELD_MANAGER, Kube
     from provision.verbs.roll import kube_or_refuse
 
-    configured = options.kubeconfig or options.sandbox or connection.config.kubernetes.kubeconfig
-    if os.environ.get(IN_CLUSTER) and not configured:
+    if os.environ.get(IN_CLUSTER) and not (options.kubeconfig or options.sandbox):
         return Kube(Client(config=KubeConfig.from_service_account(), field_manager=FIELD_MANAGER, trust_env=False))
     return kube_or_refuse(connection, "heal")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib.resources import files
 from pathlib import Path
 
 import click
 
-from provision.verbs.options import config_option, load_config
+from provision.verbs.options import DEFAULT_CONFIG, EXAMPLE_CONFIG, config_option, load_config
 
 
 @click.command("render")
@@ -28,8 +29,20 @@ from provision.verbs.options import config_option, load_config
     show_default=True,
     help="The patch generation to render (`cluster patch` raises the deployed one; `cluster status` shows it).",
 )
+@click.option(
+    "--heal-manifest",
+    is_flag=True,
+    help="Print the Kubernetes objects that run `cluster heal --watch` in the cluster (Deployment, RBAC, config).",
+)
+@click.option("--image", metavar="IMAGE", help="The heal image for --heal-manifest (default: cluster-heal:<version>).")
 def command(
-    config_path: Path | None, fmt: str, output_dir: Path | None, userdata_only: bool, patch_generation: int
+    config_path: Path | None,
+    fmt: str,
+    output_dir: Path | None,
+    userdata_only: bool,
+    patch_generation: int,
+    heal_manifest: bool,
+    image: str | None,
 ) -> None:
     """Print the CloudFormation template, or write it and the host user-data to a folder.
 
@@ -39,6 +52,13 @@ def command(
 
     if userdata_only and output_dir is not None:
         raise click.UsageError("--userdata prints the user-data; --output writes both files. Choose one.")
+    if heal_manifest:
+        if userdata_only or output_dir is not None:
+            raise click.UsageError("--heal-manifest prints the Deployment; use it without --userdata and --output.")
+        _print_heal_manifest(config_path, image)
+        return
+    if image is not None:
+        raise click.UsageError("--image names the heal image; it goes with --heal-manifest.")
     rendered = render(load_config(config_path, example_ok=True), patch_generation=patch_generation)
     text = rendered.text("json" if fmt == "json" else "yaml")
     if userdata_only:
@@ -50,6 +70,19 @@ def command(
         _write_atomically(output_dir / f"template.{fmt}", text)
         _write_atomically(output_dir / "userdata.sh", rendered.userdata)
         click.echo(f"wrote {output_dir / f'template.{fmt}'} and {output_dir / 'userdata.sh'}", err=True)
+
+
+def _print_heal_manifest(config_path: Path | None, image: str | None) -> None:
+    """The heal Deployment carries the configuration file itself (in a ConfigMap), so the text is read as it is."""
+    from provision.heal.manifest import DEFAULT_IMAGE, heal_manifest
+
+    config = load_config(config_path, example_ok=True)
+    source = config_path or Path(DEFAULT_CONFIG)
+    if source.exists():
+        text = source.read_text(encoding="utf-8")
+    else:  # load_config fell back to the packaged example, and said so
+        text = files("provision.templates").joinpath(EXAMPLE_CONFIG).read_text(encoding="utf-8")
+    click.echo(heal_manifest(config, text, image=image or DEFAULT_IMAGE), nl=False)
 
 
 def _write_atomically(path: Path, text: str) -> None:
