@@ -238,6 +238,18 @@ def test_a_stack_failure_is_reported_with_its_root_cause_not_the_cascade(sandbox
     )
 
 
+def test_without_a_stack_doctor_says_so_and_runs_the_checks_that_need_no_group(cloud: Cloud) -> None:
+    RunLock(cloud.parameters, CONFIG.parameter_path).acquire("patch", "bob@ci", ttl=timedelta(hours=1))
+
+    report = diagnose(gather(CONFIG, cloud, now=datetime.now(UTC), kube=None, kube_note="no kubeconfig"))
+
+    [stack, lock] = problems(report)
+    assert stack.what == "there is no stack cluster-demo in eu-west-1" and stack.next_step == "cluster up"
+    assert lock.check == "lock" and "patch by bob@ci" in lock.what
+    why = {skipped.check: skipped.why for skipped in report.skipped}
+    assert why["outdated hosts"] == why["NotReady nodes"] == "there is no stack cluster-demo"
+
+
 # --- through the CLI edge ---
 
 

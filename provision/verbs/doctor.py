@@ -13,7 +13,14 @@ from provision.verbs.options import Globals, config_option, load_config
 
 @click.command("doctor")
 @config_option
-@click.option("--output", "output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--output",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one screen for people; json: the same findings for scripts.",
+)
 @click.pass_context
 def command(ctx: click.Context, config_path: Path | None, output: str) -> None:
     """Check the stack (and the root cause of a failure), launches the hosts abandoned and the step they failed at,
