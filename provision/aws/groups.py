@@ -104,6 +104,11 @@ class Groups:
             return False
         return True
 
+    def hook_timeouts(self, name: str) -> dict[str, int]:
+        """Each lifecycle hook of the group and its heartbeat timeout in seconds, as deployed."""
+        hooks = self.client.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
+        return {hook["LifecycleHookName"]: hook["HeartbeatTimeout"] for hook in hooks if "HeartbeatTimeout" in hook}
+
     def heartbeat(self, name: str, hook: str, instance_id: str, token: str) -> bool:
         """Push the action's timeout out by the hook's heartbeat timeout. False when no action waits any more."""
         try:

@@ -65,8 +65,18 @@ class _InFlight:
 
 
 class Consumer:
-    def __init__(self, queue: LifecycleQueue, handler: Handler, clock: Clock, log: ActionLog, stop: Stop) -> None:
+    def __init__(
+        self,
+        queue: LifecycleQueue,
+        handler: Handler,
+        clock: Clock,
+        log: ActionLog,
+        stop: Stop,
+        *,
+        wait_seconds: int = WAIT_SECONDS,
+    ) -> None:
         self.queue = queue
+        self.wait_seconds = wait_seconds  # the long poll; the demo's in-process heal stops sooner with a short one
         self.handler = handler
         self.clock = clock
         self.log = log
@@ -77,7 +87,9 @@ class Consumer:
     def run(self, *, once: bool) -> None:
         """``once``: handle what the queue holds now, then return. Otherwise run until stopped."""
         while not self.stop.requested:
-            wait = WATCH_WAIT_SECONDS if self.watching else ONCE_WAIT_SECONDS if once else WAIT_SECONDS
+            wait = self.wait_seconds
+            if self.watching or once:
+                wait = min(wait, WATCH_WAIT_SECONDS if self.watching else ONCE_WAIT_SECONDS)
             try:
                 messages = self.queue.receive(wait_seconds=wait, visibility_seconds=VISIBILITY_SECONDS)
             except Exception as error:

@@ -33,16 +33,10 @@ def command(options: Globals, config_path: Path | None, mode: str) -> None:
     import signal
     import sys
 
-    from provision.aws.queues import Queue
     from provision.clock import SystemClock
-    from provision.errors import ClusterError
     from provision.heal.actionlog import ActionLog
-    from provision.heal.consumer import GRACE_SECONDS, Consumer, Stop
-    from provision.heal.handler import Handler, Timeouts, roll_in_progress
-    from provision.render import names
-    from provision.roll.fleet import Fleet
-    from provision.roll.journal import Journal
-    from provision.roll.lock import RunLock
+    from provision.heal.consumer import GRACE_SECONDS, Stop
+    from provision.heal.service import connect_queue, heal_service
     from provision.verbs.aws import connected
 
     config = load_config(config_path, example_ok=options.sandbox)
@@ -50,43 +44,21 @@ def command(options: Globals, config_path: Path | None, mode: str) -> None:
     log = ActionLog(lambda line: print(line, file=sys.stderr, flush=True))
     with connected(config, options) as connection:
         kube = _kube(connection, options)
-        cloud = connection.cloud
-        url = cloud.stacks.resources(config.stack_name).get(names.LIFECYCLE_QUEUE, "")
-        if not url:
-            raise ClusterError(
-                f"stack {config.stack_name} has no lifecycle queue ({names.LIFECYCLE_QUEUE}); "
-                "`cluster up` with this version adds it"
-            )
-        fleet = Fleet(cloud, config.stack_name)
-        handler = Handler(
-            fleet=fleet,
-            actions=cloud.groups,
-            kube=kube,
-            records=cloud.parameters,
-            roll_hosts=roll_in_progress(
-                RunLock(cloud.parameters, config.parameter_path), Journal(cloud.parameters, config.parameter_path)
-            ),
-            clock=clock,
-            log=log,
-            rolling=config.rolling,
-            timeouts=Timeouts(
-                heartbeat=config.lifecycle.terminate_timeout_seconds, launch=config.lifecycle.launch_timeout_seconds
-            ),
-            parameter_path=config.parameter_path,
-        )
+        queue = connect_queue(connection.factory, connection.cloud, config)
         stop = Stop()
 
         def stopping(signum: int, _frame: object) -> None:
             stop.request(clock.now())
             log("stopping", signal=signal.Signals(signum).name, grace=f"{GRACE_SECONDS}s for the message in flight")
 
+        consumer = heal_service(config, connection.cloud, kube, queue, clock, log, stop)
         previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
-        log("started", group=fleet.group, mode=mode, queue=url.rsplit("/", 1)[-1])
+        log("started", group=consumer.handler.fleet.group, mode=mode, queue=queue.url.rsplit("/", 1)[-1])
         try:
-            Consumer(Queue.connect(connection.factory, url), handler, clock, log, stop).run(once=mode == "once")
+            consumer.run(once=mode == "once")
         finally:
-            for sig, handler_before in previous.items():
-                signal.signal(sig, handler_before)
+            for sig, before in previous.items():
+                signal.signal(sig, before)
         log("stopped")
 
 

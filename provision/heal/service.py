@@ -1,0 +1,68 @@
+"""`cluster heal` assembled from a deployed stack: its queue, its group and hooks, the roll's lock and journal. The
+verb, the demo and the sandbox tests build it here, so they run the same thing."""
+
+from __future__ import annotations
+
+from provision.aws.cloud import Cloud
+from provision.aws.queues import Queue
+from provision.aws.session import AwsFactory
+from provision.clock import Clock
+from provision.config.schema import ClusterConfig
+from provision.errors import ClusterError
+from provision.heal.actionlog import ActionLog
+from provision.heal.consumer import WAIT_SECONDS, Consumer, LifecycleQueue, Stop
+from provision.heal.handler import Handler, Timeouts, roll_in_progress
+from provision.kube.facade import Kube
+from provision.render import names
+from provision.roll.fleet import Fleet
+from provision.roll.journal import Journal
+from provision.roll.lock import RunLock
+
+
+def queue_url(cloud: Cloud, config: ClusterConfig) -> str:
+    """From the stack's resources (the queue's physical id is its URL); moto's outputs can lag behind."""
+    url = cloud.stacks.resources(config.stack_name).get(names.LIFECYCLE_QUEUE, "")
+    if not url:
+        raise ClusterError(
+            f"stack {config.stack_name} has no lifecycle queue ({names.LIFECYCLE_QUEUE}); "
+            "`cluster up` with this version adds it"
+        )
+    return url
+
+
+def heal_service(
+    config: ClusterConfig,
+    cloud: Cloud,
+    kube: Kube,
+    queue: LifecycleQueue,
+    clock: Clock,
+    log: ActionLog,
+    stop: Stop,
+    *,
+    wait_seconds: int = WAIT_SECONDS,
+) -> Consumer:
+    fleet = Fleet(cloud, config.stack_name)
+    # The hooks as deployed set the heartbeat cadence; the configuration only when the group has none (yet).
+    hooks = cloud.groups.hook_timeouts(fleet.group)
+    handler = Handler(
+        fleet=fleet,
+        actions=cloud.groups,
+        kube=kube,
+        records=cloud.parameters,
+        roll_hosts=roll_in_progress(
+            RunLock(cloud.parameters, config.parameter_path), Journal(cloud.parameters, config.parameter_path)
+        ),
+        clock=clock,
+        log=log,
+        rolling=config.rolling,
+        timeouts=Timeouts(
+            heartbeat=hooks.get(names.TERMINATE_HOOK, config.lifecycle.terminate_timeout_seconds),
+            launch=hooks.get(names.LAUNCH_HOOK, config.lifecycle.launch_timeout_seconds),
+        ),
+        parameter_path=config.parameter_path,
+    )
+    return Consumer(queue, handler, clock, log, stop, wait_seconds=wait_seconds)
+
+
+def connect_queue(factory: AwsFactory, cloud: Cloud, config: ClusterConfig) -> Queue:
+    return Queue.connect(factory, queue_url(cloud, config))
