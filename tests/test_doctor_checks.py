@@ -263,7 +263,7 @@ def test_a_host_terminating_for_a_running_roll_is_fine() -> None:
     running = lock(expires=NOW + timedelta(hours=1))
 
     report = diagnose(
-        observe(hosts=hosts, lock=running, journal=RollRecord("patch", GROUP, 3, 6), flights=({"old": IDS[0]},))
+        observe(hosts=hosts, lock=running, journal=RollRecord("patch", GROUP, 3, 6, flights=[{"old": IDS[0]}]))
     )
 
     assert [f.check for f in report.findings if f.needs_attention] == ["lock"]  # only "a roll is running"
@@ -317,10 +317,29 @@ def test_an_expired_lock_is_a_problem_whose_next_step_breaks_it() -> None:
     assert finding.next_step.startswith(f"cluster replace {IDS[1]} --break-lock")
 
 
-def test_an_interrupted_roll_names_its_hosts_and_phase_and_continues_with_the_same_command() -> None:
-    flights = ({"old": IDS[0], "new": "i-000000000000000ff", "phase": "drain"},)
+def test_a_lock_whose_roll_died_on_this_machine_is_a_problem_and_rerunning_takes_it_over() -> None:
+    findings = attention(
+        observe(
+            lock=lock(expires=NOW + timedelta(minutes=20)),
+            lock_abandoned=True,
+            journal=RollRecord("patch", GROUP, 3, 6, suspended=["AZRebalance"]),
+            suspended=("AZRebalance",),
+        )
+    )
 
-    finding = only(observe(journal=RollRecord("patch", GROUP, 3, 6), flights=flights))
+    by_check = {finding.check: finding for finding in findings}
+    assert set(by_check) == {"lock", "roll", "processes"}  # a dead roll's suspension is debris, not "for the roll"
+    assert (
+        by_check["lock"].severity is Severity.PROBLEM and "the roll holding the lock is gone" in by_check["lock"].what
+    )
+    assert by_check["lock"].next_step.startswith("cluster patch (takes the lock over")
+    assert by_check["roll"].next_step.startswith("cluster patch (continues")
+
+
+def test_an_interrupted_roll_names_its_hosts_and_phase_and_continues_with_the_same_command() -> None:
+    flights = [{"old": IDS[0], "new": "i-000000000000000ff", "phase": "drain"}]
+
+    finding = only(observe(journal=RollRecord("patch", GROUP, 3, 6, flights=flights)))
 
     assert finding.severity is Severity.PROBLEM and finding.what == f"an interrupted roll: patch of {GROUP}"
     assert finding.resources == (IDS[0], "i-000000000000000ff")

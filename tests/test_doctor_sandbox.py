@@ -176,7 +176,7 @@ def node_never_joined(box: Sandbox) -> tuple[str, str]:
     box.cloud.groups.set_size(snapshot.group, desired=snapshot.desired + 1)
     box.sim.settle(15)
     [new] = {host.instance_id for host in box.snapshot().hosts} - {host.instance_id for host in snapshot.hosts}
-    return new, "no node has its id, DNS name or IP"
+    return new, "no node has"
 
 
 def failed_stack_update(box: Sandbox) -> tuple[str, str]:
@@ -195,7 +195,7 @@ def failed_stack_update(box: Sandbox) -> tuple[str, str]:
 
 
 INJECTIONS: dict[str, tuple[Callable[[Sandbox], tuple[str, str]], str, timedelta]] = {
-    # name: (inject, the check that finds it, how much later doctor looks)
+    # name: (inject, the checks that may find it, how much later doctor looks)
     "abandoned boot": (abandoned_boot, "boot", timedelta(0)),
     "unhealthy host": (unhealthy_host, "health", timedelta(0)),
     "NotReady node": (not_ready_node, "nodes", timedelta(0)),
@@ -206,21 +206,22 @@ INJECTIONS: dict[str, tuple[Callable[[Sandbox], tuple[str, str]], str, timedelta
     "interrupted roll": (interrupted_roll, "roll", timedelta(0)),
     "outdated host": (outdated_host, "config", timedelta(0)),
     "node without a host": (stray_node, "nodes", timedelta(0)),
-    # The host boots in virtual time, but EC2 dates its launch in real time: look past the launch timeout.
-    "node never joined": (node_never_joined, "nodes", timedelta(hours=1)),
+    # The host boots in virtual time, but EC2 dates its launch in real time: look past the launch timeout. A host
+    # held by its launch hook (Pending:Wait, as on AWS) is the lifecycle check's; one merely Pending, the nodes'.
+    "node never joined": (node_never_joined, "lifecycle nodes", timedelta(hours=1)),
     "failed stack update": (failed_stack_update, "stack", timedelta(0)),
 }
 
 
 @pytest.mark.parametrize("problem", list(INJECTIONS))
 def test_doctor_finds_each_injected_problem_with_its_resource_and_cause(sandbox: Sandbox, problem: str) -> None:
-    inject, check, later = INJECTIONS[problem]
+    inject, checks, later = INJECTIONS[problem]
     resource, cause = inject(sandbox)
 
     report = sandbox.doctor(later=later)
 
     assert report.needs_attention
-    found = [finding for finding in problems(report) if finding.check == check and resource in finding.resources]
+    found = [f for f in problems(report) if f.check in checks.split() and resource in f.resources]
     assert found, f"{problem}: nothing about {resource} in {problems(report)}"
     [finding] = found
     assert cause in f"{finding.what} {finding.cause}", finding

@@ -253,26 +253,38 @@ def roll_lock(obs: Observations) -> list[Finding]:
     lock_name = f"{obs.parameter_path}/roll-lock"
     if lock is None:
         return [Finding(OK, "lock", "no roll holds the lock")]
-    if not lock.expired(obs.now):
+    if lock.expired(obs.now):
         return [
             Finding(
-                WARNING,
+                PROBLEM,
                 "lock",
-                f"a roll is running: {lock.describe()}",
+                f"the roll lock has expired without being released: {lock.describe()}",
                 (lock_name,),
-                "hosts are being replaced; other rolls are refused until it ends",
-                f"wait for it to end; {obs.invocation.cluster('status')} shows the hosts",
+                "the roll that held it crashed or was killed",
+                obs.invocation.cluster(f"{_operation(lock.operation)} --break-lock")
+                + " (continues from its recorded progress)",
+            )
+        ]
+    if obs.lock_abandoned:
+        return [
+            Finding(
+                PROBLEM,
+                "lock",
+                f"the roll holding the lock is gone: {lock.describe()}",
+                (lock_name,),
+                "its process on this machine no longer runs (killed, or its terminal closed)",
+                obs.invocation.cluster(_operation(lock.operation))
+                + " (takes the lock over and continues from its recorded progress)",
             )
         ]
     return [
         Finding(
-            PROBLEM,
+            WARNING,
             "lock",
-            f"the roll lock has expired without being released: {lock.describe()}",
+            f"a roll is running: {lock.describe()}",
             (lock_name,),
-            "the roll that held it crashed or was killed",
-            obs.invocation.cluster(f"{_operation(lock.operation)} --break-lock")
-            + " (continues from its recorded progress)",
+            "hosts are being replaced; other rolls are refused until it ends",
+            f"wait for it to end; {obs.invocation.cluster('status')} shows the hosts",
         )
     ]
 
@@ -295,7 +307,7 @@ def interrupted_roll(obs: Observations) -> list[Finding]:
         return [Finding(OK, "roll", "no interrupted roll")]
     flights = "; ".join(
         f"{flight.get('old', '?')} → {flight.get('new') or '(no replacement yet)'} at phase {flight.get('phase', '?')}"
-        for flight in obs.flights
+        for flight in record.flights
     )
     if obs.lock_live():
         return [Finding(OK, "roll", f"the running roll ({record.operation}) is at: {flights or 'its start'}")]

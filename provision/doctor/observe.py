@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -94,9 +94,9 @@ class Observations:
     boot_records: tuple[BootRecord, ...] = ()
     health: Mapping[str, HealthRecord] = field(default_factory=dict)
     lock: Lock | None = None
+    lock_abandoned: bool = False  # the lock's taker ran on this machine and is gone
     journal: RollRecord | None = None
     journal_error: str = ""  # the journal exists but cannot be read
-    flights: tuple[Mapping[str, str], ...] = ()  # the hosts the journal's roll was replacing: old, new, phase
     waiting_since: Mapping[str, datetime] = field(default_factory=dict)  # instance -> start of its lifecycle action
     nodes: tuple[NodeState, ...] | None = None  # None: the Kubernetes API could not be used
     kube_note: str = ""  # why not
@@ -108,11 +108,12 @@ class Observations:
     invocation: Invocation = Invocation()
 
     def lock_live(self) -> bool:
-        return self.lock is not None and not self.lock.expired(self.now)
+        """A roll holds the lock and, as far as can be told, still runs."""
+        return self.lock is not None and not self.lock.expired(self.now) and not self.lock_abandoned
 
     def hosts_in_flight(self) -> set[str]:
         """The old hosts and replacements the journal's roll was working on."""
-        return {flight[key] for flight in self.flights for key in ("old", "new") if flight.get(key)}
+        return self.journal.hosts_in_flight() if self.journal else set()
 
 
 def gather(
@@ -128,6 +129,7 @@ def gather(
     stack = cloud.stacks.find(config.stack_name)
     records = parameters.values_under(names.host_records_path(config.parameter_path))
     journal, journal_error = _journal(Journal(parameters, config.parameter_path))
+    lock = RunLock(parameters, config.parameter_path).holder()
     snapshot, no_group = None, f"there is no stack {config.stack_name}"
     if stack is not None:
         try:
@@ -155,10 +157,10 @@ def gather(
         no_group=no_group,
         boot_records=tuple(_boot_records(records, config.parameter_path)),
         health=_health_records(records, config.parameter_path),
-        lock=RunLock(parameters, config.parameter_path).holder(),
+        lock=lock,
+        lock_abandoned=lock is not None and lock.abandoned(),
         journal=journal,
         journal_error=journal_error,
-        flights=_flights(journal),
         waiting_since=_waiting_since(cloud, snapshot.group) if snapshot and waiting else {},
         nodes=nodes,
         kube_note=kube_note if kube is None else "",
@@ -192,19 +194,6 @@ def _journal(journal: Journal) -> tuple[RollRecord | None, str]:
         return journal.load(), ""
     except (ValueError, TypeError) as error:  # written by another version, or damaged
         return None, f"{journal.name} cannot be read ({error})"
-
-
-def _flights(record: RollRecord | None) -> tuple[Mapping[str, str], ...]:
-    """The journal's hosts in flight, whether it records one (``in_flight``) or several (``flights``): the roll
-    engine is moving from the first to the second, and doctor reads journals written by either."""
-    if record is None:
-        return ()
-    raw = asdict(record)
-    several = raw.get("flights")
-    if isinstance(several, list):
-        return tuple(flight for flight in several if isinstance(flight, dict))
-    one = raw.get("in_flight")
-    return (one,) if isinstance(one, dict) and one else ()
 
 
 def _host_of(name: str, prefix: str, leaf: str) -> str | None:
