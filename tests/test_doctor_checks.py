@@ -254,7 +254,7 @@ def test_a_host_held_in_terminating_wait_warns_and_says_how_long_when_known() ->
     late = only(observe(hosts=hosts, waiting_since={IDS[0]: NOW - timedelta(minutes=30)}))
 
     assert unknown.severity is Severity.WARNING and unknown.what == "held in Terminating:Wait for an unknown time"
-    assert "--lifecycle-hook-name host-terminate" in unknown.next_step and "CONTINUE" in unknown.next_step
+    assert unknown.next_step == "cluster heal --once (drains it, then lets its termination go on)"
     assert late.severity is Severity.PROBLEM and late.what == "held in Terminating:Wait for 30m"
 
 

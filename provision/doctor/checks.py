@@ -215,10 +215,9 @@ def lifecycle_waits(obs: Observations) -> list[Finding]:
                     "lifecycle",
                     f"held in Terminating:Wait for {_for(waited)}",
                     (host.instance_id,),
-                    "nobody has completed its termination hook, so it goes only when the hook times out "
-                    f"({_duration(obs.terminate_timeout)})",
-                    "once its node is drained: "
-                    + _complete(obs, snapshot.group, names.TERMINATE_HOOK, host.instance_id, "CONTINUE"),
+                    "nobody has completed its termination hook (is `cluster heal` running?), so it goes only when "
+                    f"the hook times out ({_duration(obs.terminate_timeout)}), drained or not",
+                    obs.invocation.cluster("heal --once") + " (drains it, then lets its termination go on)",
                 )
             )
     return findings or [Finding(OK, "lifecycle", "no lifecycle action waiting")]
