@@ -270,7 +270,7 @@ class _Paced:
 
 
 def roll_in_progress(lock: RunLock, journal: Journal) -> RollHosts:
-    """The hosts a live roll owns: the old and new host its journal has in flight while it holds the lock. An expired
+    """The hosts a live roll owns: the old and new hosts its journal has in flight while it holds the lock. An expired
     lock is a roll that died; its hosts are no one's, so heal handles them."""
 
     def hosts() -> set[str]:
@@ -278,7 +278,6 @@ def roll_in_progress(lock: RunLock, journal: Journal) -> RollHosts:
         if held is None or held.expired(lock.now()):
             return set()
         record = journal.load()
-        flight = record.in_flight if record else {}
-        return {flight[role] for role in ("old", "new") if flight.get(role)}
+        return record.hosts_in_flight() if record else set()
 
     return hosts
