@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -13,7 +15,7 @@ import pytest
 
 from provision.aws.cloud import Cloud
 from provision.roll.journal import Journal, RollRecord
-from provision.roll.lock import Locked, RunLock
+from provision.roll.lock import Locked, RunLock, process_place
 from provision.roll.suspension import FIGHTING_PROCESSES, processes_suspended
 
 PATH = "/cluster/demo"
@@ -60,6 +62,34 @@ def test_an_expired_lock_is_taken_over_only_with_break_lock(cloud: Cloud, wall: 
 
     holder = lock.holder()
     assert holder is not None and holder.owner == "bob@ops-2" and holder.token == taken.token
+
+
+def place_lock(cloud: Cloud, lock: RunLock, process: str) -> None:
+    held = {"owner": "alice@ops-1", "operation": "patch", "since": "2026-11-27T16:00:00+00:00",
+            "expires": "2026-11-27T18:00:00+00:00", "token": "t", "process": process}  # fmt: skip
+    assert cloud.parameters.create(lock.name, json.dumps(held))
+
+
+def test_a_lock_left_by_a_killed_roll_on_this_machine_is_taken_over(cloud: Cloud, wall: Wall) -> None:
+    lock = RunLock(cloud.parameters, PATH, now=wall)
+    child = subprocess.Popen(["true"])
+    child.wait()  # a roll that was killed: its process is gone, its lock is still there
+    place_lock(cloud, lock, f"{process_place()}/{child.pid}")
+
+    taken = lock.acquire("patch", "alice@ops-1", ttl=HOUR)
+
+    assert lock.holder() == taken
+
+
+@pytest.mark.parametrize("where", ["alive here", "another machine"])
+def test_a_lock_of_a_live_or_faraway_process_is_not_taken_over(cloud: Cloud, wall: Wall, where: str) -> None:
+    lock = RunLock(cloud.parameters, PATH, now=wall)
+    place_lock(
+        cloud, lock, f"{process_place()}/{os.getpid()}" if where == "alive here" else "other-boot/pid:[1]/99999999"
+    )
+
+    with pytest.raises(Locked, match="another roll holds the cluster: patch by alice@ops-1"):
+        lock.acquire("patch", "alice@ops-1", ttl=HOUR, break_expired=True)
 
 
 def test_break_lock_does_not_take_a_live_lock(cloud: Cloud, wall: Wall) -> None:

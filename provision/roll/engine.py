@@ -229,7 +229,7 @@ class Roll:
             now_sick = self._sick_group_nodes(record)
             if now_sick and now_sick != sick:
                 self.ui.say(f"waiting for the node of {', '.join(now_sick)} to be Ready before the next host")
-            sick, streak = now_sick, (0 if now_sick else streak + 1)
+            sick, streak = (now_sick or sick), (0 if now_sick else streak + 1)
             return True if streak >= GATE_CONFIRMATIONS else None
 
         try:
@@ -318,7 +318,7 @@ class Roll:
             evict_unmanaged_pods=self.rolling.evict_unmanaged_pods,
         )
         report = Drainer(self.kube, self.clock, policy).drain(node.name)
-        if report.blocked:
+        if report.blocked and not report.forced:  # skip policy; under force the blockers were deleted
             raise SkipHost("; ".join(blocker.explain() for blocker in report.blocked))
         self.ui.say(f"drained {node.name}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
         moved = owners_of([pod for pod in pods if pod.ref in report.evicted or pod.ref in report.forced])

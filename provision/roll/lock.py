@@ -35,7 +35,7 @@ class Lock:
     def abandoned(self) -> bool:
         """Taken by a process of this very machine and pid namespace that is gone."""
         place, _, pid = self.process.rpartition("/")
-        if not place or place != _place() or not pid.isdigit():
+        if not place or place != process_place() or not pid.isdigit():
             return False
         try:
             os.kill(int(pid), 0)
@@ -69,7 +69,7 @@ class RunLock:
 
     def acquire(self, operation: str, owner: str, *, ttl: timedelta, break_expired: bool = False) -> Lock:
         now = self.now()
-        place = _place()
+        place = process_place()
         process = f"{place}/{os.getpid()}" if place else ""
         mine = Lock(owner, operation, _iso(now), _iso(now + ttl), secrets.token_hex(8), process)
         if self.parameters.create(self.name, json.dumps(asdict(mine))):
@@ -109,7 +109,7 @@ class RunLock:
             raise Locked(f"the roll lock was taken over ({held.describe() if held else 'released'}); stopping")
 
 
-def _place() -> str:
+def process_place() -> str:
     """This machine's boot and pid namespace, where a pid means one process; empty where that cannot be known."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()

@@ -1,0 +1,242 @@
+"""The roll engine against in-memory models of AWS and Kubernetes (tests/rollfakes.py), in virtual time, kops-style:
+surge and overlap, flapping nodes, a replacement that never joins, a budget that never allows eviction, a node that
+dies mid-drain, a termination that fails, and an interrupt at every step boundary followed by the same command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from provision.clock import WaitTimeout
+from provision.config.schema import Rolling
+from provision.errors import ClusterError
+from provision.kube.drain import DrainBlocked
+from provision.roll.engine import PHASES, Roll, RollResult
+from provision.roll.journal import Journal
+from provision.roll.lock import RunLock
+from provision.roll.plan import outdated
+from tests.deploykit import recording_ui
+from tests.rollfakes import CURRENT, FakeFleet, FakeKube, FakeParameters, World
+
+HOSTS = 5
+BOUNDARIES = ("locked", *PHASES[:3], "mid-drain", *PHASES[3:], "restoring")
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+def roll(
+    world: World,
+    parameters: FakeParameters,
+    *,
+    surge: int = 1,
+    overlap: bool = True,
+    checkpoint: Callable[[str], None] | None = None,
+    said: list[str] | None = None,
+    **rolling: object,
+) -> RollResult:
+    fleet = FakeFleet(world)
+    plan = outdated(fleet.snapshot(), operation="patch", include_protected=False, surge=surge, overlap=overlap)
+    settings = Rolling.model_validate({"drain_timeout_seconds": 600, "ready_timeout_seconds": 600} | rolling)
+    ui, out = recording_ui()
+    try:
+        return Roll(
+            fleet,
+            FakeKube(world),
+            Journal(parameters, "/cluster/test"),
+            RunLock(parameters, "/cluster/test"),
+            ui,
+            world.clock,
+            settings,
+            checkpoint=checkpoint,
+        ).run(plan, owner="test@rig")
+    finally:
+        if said is not None:
+            said += out.getvalue().splitlines()
+
+
+def assert_done_and_clean(world: World, parameters: FakeParameters, *, hosts: int = HOSTS) -> None:
+    world.clock.sleep(world.drain)  # the last evicted pods land
+    assert [m.fingerprint for m in world.machines.values()] == [CURRENT] * hosts, "every host current, none extra"
+    assert (world.desired, world.max_size) == (hosts, hosts * 2), "the group is back to its size"
+    assert world.suspended == [], "no process left suspended"
+    assert world.cordoned == set(), "no node left cordoned"
+    assert parameters.values == {}, "the lock released and the journal cleared"
+    assert world.forced == [], "no pod evicted against its budget"
+    assert len(world.pods) == hosts * 2 and not world.evicted, "every pod runs"
+
+
+def assert_untouched(world: World, parameters: FakeParameters, before: set[str]) -> None:
+    assert set(world.machines) == before, "the surge hosts are gone, the old ones stay"
+    assert (world.desired, world.max_size) == (HOSTS, HOSTS * 2)
+    assert world.suspended == [] and world.cordoned == set() and world.forced == []
+    assert parameters.values == {} or set(parameters.values) == {"/cluster/test/roll-state"}, "the lock released"
+
+
+@pytest.mark.parametrize(("surge", "overlap"), [(1, False), (1, True), (2, False), (2, True), (3, True)])
+def test_a_roll_never_drops_below_the_desired_capacity_nor_runs_more_hosts_than_planned(
+    surge: int, overlap: bool
+) -> None:
+    world, parameters = World.with_hosts(HOSTS, pods_per_host=2), FakeParameters()
+    world.budget = 1
+
+    result = roll(world, parameters, surge=surge, overlap=overlap)
+
+    assert len(result.replaced) == HOSTS
+    assert world.lowest_ready == HOSTS, "ready capacity never below the desired capacity"
+    assert HOSTS + surge <= world.peak_hosts <= HOSTS + surge * (2 if overlap else 1), "the surge used, never more"
+    assert_done_and_clean(world, parameters)
+
+
+def test_overlap_and_a_larger_surge_make_the_roll_faster() -> None:
+    took = {}
+    for surge, overlap in [(1, False), (1, True), (3, True)]:
+        world, parameters = World.with_hosts(6, boot=120, drain=60), FakeParameters()
+        start = world.clock.now()
+        roll(world, parameters, surge=surge, overlap=overlap)
+        took[surge, overlap] = world.clock.now() - start
+
+    assert took[1, False] >= 6 * (120 + 60), "one host at a time: a boot and a drain each"
+    assert took[1, True] < took[1, False] * 0.8, "the next boot overlaps the current drain"
+    assert took[3, True] < took[1, True] * 0.7, "three boots at once"
+
+
+def test_a_node_that_flaps_delays_the_next_host_until_it_is_steady() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    flapper = next(iter(world.machines))
+    world.flapping[flapper] = world.clock.now() + 60
+    said: list[str] = []
+
+    result = roll(world, parameters, said=said)
+
+    assert len(result.replaced) == HOSTS
+    assert any(f"waiting for the node of {flapper} to be Ready" in line for line in said)
+    assert_done_and_clean(world, parameters)
+
+
+def test_a_node_that_keeps_flapping_stops_the_roll_before_anything_changes() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    before = set(world.machines)
+    flapper = next(iter(world.machines))
+    world.flapping[flapper] = float("inf")
+
+    with pytest.raises(ClusterError, match=f"not starting the next host: the node of {flapper} is not Ready"):
+        roll(world, parameters)
+
+    assert world.peak_hosts == HOSTS, "no replacement was launched"
+    assert_untouched(world, parameters, before)
+
+
+@pytest.mark.parametrize("surge", [1, 2])
+def test_a_replacement_that_never_joins_is_removed_with_every_host_in_flight(surge: int) -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    before = set(world.machines)
+    world.never_join_next = 1
+
+    with pytest.raises(WaitTimeout, match="the replacement host to be InService with a Ready node"):
+        roll(world, parameters, surge=surge)
+
+    assert_untouched(world, parameters, before)
+
+
+def test_a_budget_that_never_allows_eviction_stops_cleanly_naming_it() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    before = set(world.machines)
+    world.budget = 0
+
+    with pytest.raises(DrainBlocked, match="PodDisruptionBudget default/web needs 10 healthy pod"):
+        roll(world, parameters, surge=2, drain_timeout_seconds=120)
+
+    assert_untouched(world, parameters, before)
+
+
+def test_skip_policy_leaves_blocked_hosts_as_they_were_and_goes_on() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    before = set(world.machines)
+    world.budget = 0
+
+    result = roll(world, parameters, drain_timeout_seconds=120, on_blocked_budget="skip")
+
+    assert result.replaced == [] and [old for old, _ in result.skipped] == sorted(before)
+    assert all("PodDisruptionBudget default/web" in why for _, why in result.skipped)
+    assert_untouched(world, parameters, before)
+
+
+def test_force_policy_deletes_past_the_budget_only_when_configured() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    world.budget = 0
+
+    result = roll(world, parameters, drain_timeout_seconds=120, on_blocked_budget="force")
+
+    assert len(result.replaced) == HOSTS
+    assert len(world.forced) == HOSTS * 2, "every pod was deleted past its budget, as configured"
+
+
+def test_a_node_that_dies_mid_drain_is_still_replaced_without_forcing() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    world.budget = 1
+    victim = next(iter(world.machines))
+    observe = world.clock.on_sleep
+    assert observe is not None
+
+    def dies_once_cordoned(now: float) -> None:
+        if victim in world.cordoned:
+            world.dead.add(victim)
+        observe(now)
+
+    world.clock.on_sleep = dies_once_cordoned
+
+    result = roll(world, parameters)
+
+    assert victim in world.dead and victim in {replaced.old for replaced in result.replaced}
+    assert_done_and_clean(world, parameters)
+
+
+def test_a_termination_that_fails_undoes_every_host_in_flight() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    before = set(world.machines)
+    victim = next(iter(world.machines))
+    world.refuse_termination.add(victim)
+
+    with pytest.raises(ClusterError, match=f"refused {victim}"):
+        roll(world, parameters)
+
+    assert_untouched(world, parameters, before)
+
+
+@pytest.mark.parametrize("surge", [1, 2])
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_interrupted_at_any_boundary_the_same_command_finishes_the_job(boundary: str, surge: int) -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    world.budget = 1
+    fired: list[str] = []
+
+    def checkpoint(reached: str) -> None:
+        if reached == boundary and not fired:
+            fired.append(reached)
+            raise Interrupted(reached)
+
+    observe = world.clock.on_sleep
+    assert observe is not None
+
+    def mid_drain(now: float) -> None:
+        observe(now)
+        if boundary == "mid-drain" and world.evicted and not fired:
+            fired.append(boundary)
+            raise Interrupted(boundary)
+
+    world.clock.on_sleep = mid_drain
+
+    with pytest.raises(Interrupted):
+        roll(world, parameters, surge=surge, checkpoint=checkpoint)
+    assert world.suspended == [], "processes are restored even on an interrupt"
+    assert "/cluster/test/roll-lock" not in parameters.values, "the lock is released on an interrupt"
+
+    result = roll(world, parameters, surge=surge)
+
+    assert fired == [boundary]
+    assert world.lowest_ready == HOSTS, "ready capacity never below the desired capacity, across both runs"
+    assert boundary == "restoring" or result.replaced, "the second run did the rest"
+    assert_done_and_clean(world, parameters)
