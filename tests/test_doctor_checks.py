@@ -258,6 +258,18 @@ def test_a_host_held_in_terminating_wait_warns_and_says_how_long_when_known() ->
     assert late.severity is Severity.PROBLEM and late.what == "held in Terminating:Wait for 30m"
 
 
+def test_an_unhealthy_host_the_group_is_replacing_is_one_finding_that_says_why() -> None:
+    hosts = (host(IDS[0], lifecycle_state="Terminating:Wait", health="Unhealthy"), host(IDS[1]), host(IDS[2]))
+    health = {IDS[0]: HealthRecord(IDS[0], "failing:disk", 3, NOW)}
+
+    finding = only(observe(hosts=hosts, health=health))
+
+    assert finding.check == "lifecycle" and finding.resources == (IDS[0],)
+    assert finding.cause.startswith(
+        "marked Unhealthy (the health agent finds disk failing), so the group is replacing it; nobody has completed"
+    )
+
+
 def test_a_host_terminating_for_a_running_roll_is_fine() -> None:
     hosts = (host(IDS[0], lifecycle_state="Terminating:Wait"), host(IDS[1]), host(IDS[2]))
     running = lock(expires=NOW + timedelta(hours=1))

@@ -116,6 +116,8 @@ def unhealthy_hosts(obs: Observations) -> list[Finding]:
             if record and record.failing
             else ""
         )
+        if host.lifecycle_state.startswith("Terminating"):
+            continue  # the group is replacing it already; the lifecycle check tells why it may be slow
         if host.health == "Unhealthy":
             cause = agent or "the group's health check (EC2 status checks, or the load balancer's) failed"
             if "ReplaceUnhealthy" in snapshot.suspended:
@@ -209,14 +211,19 @@ def lifecycle_waits(obs: Observations) -> list[Finding]:
                 findings.append(Finding(OK, "lifecycle", what, (host.instance_id,)))
                 continue
             late = waited is not None and waited > obs.terminate_timeout
+            record = obs.health.get(host.instance_id)
+            why = "marked Unhealthy" if host.health == "Unhealthy" else ""
+            if why and record and record.failing:
+                why += f" (the health agent finds {record.failed_checks} failing)"
             findings.append(
                 Finding(
                     PROBLEM if late else WARNING,
                     "lifecycle",
                     f"held in Terminating:Wait for {_for(waited)}",
                     (host.instance_id,),
-                    "nobody has completed its termination hook (is `cluster heal` running?), so it goes only when "
-                    f"the hook times out ({_duration(obs.terminate_timeout)}), drained or not",
+                    (f"{why}, so the group is replacing it; " if why else "")
+                    + "nobody has completed its termination hook (is `cluster heal` running?), so it goes only "
+                    f"when the hook times out ({_duration(obs.terminate_timeout)}), drained or not",
                     obs.invocation.cluster("heal --once") + " (drains it, then lets its termination go on)",
                 )
             )
