@@ -302,7 +302,8 @@ def test_launch_and_terminate_out_of_order(rig: Rig) -> None:
 
 def test_a_launch_is_watched_until_the_host_joins(rig: Rig) -> None:
     rig.group.hosts[host(5).instance_id] = host(5, "Pending:Wait")
-    rig.queue.send(event("launch", 5))
+    launch = event("launch", 5)
+    rig.queue.send(launch)
 
     def boot(now: float) -> None:
         rig.sim.world.tick()
@@ -318,6 +319,36 @@ def test_a_launch_is_watched_until_the_host_joins(rig: Rig) -> None:
     consumer.run(once=True)
 
     assert rig.actions()[-1] == "joined" and rig.queue.messages == {}
+    rig.queue.send(launch)  # the same message again, later: said once is enough
+    consumer.run(once=True)
+    assert rig.log()[-1]["action"] == "duplicate" and rig.queue.messages == {}
+
+
+def test_a_launch_that_never_confirms_is_reported_at_its_timeout(rig: Rig) -> None:
+    rig.group.hosts[host(6).instance_id] = host(6, "Pending:Wait")  # never joins, never records a failure
+    rig.queue.send(event("launch", 6))
+    rig.sim.clock.on_sleep = None  # nothing else moves
+    consumer = rig.consumer()
+    consumer.run(once=True)
+    assert rig.actions() == ["released"]
+
+    rig.sim.clock.sleep(CONFIG.lifecycle.launch_timeout_seconds + 61)
+    consumer.run(once=True)
+
+    unconfirmed = rig.log()[-1]
+    assert unconfirmed["action"] == "launch-unconfirmed" and unconfirmed["instance"] == host(6).instance_id
+    assert "no confirmation and no failure record within 900s" in unconfirmed["reason"]
+    assert rig.queue.messages == {}
+
+
+def test_a_late_launch_message_of_a_host_gone_since_claims_nothing(rig: Rig) -> None:
+    rig.queue.send(event("launch", 8))  # host 8 joined, served and was removed before heal saw this
+
+    rig.consumer().run(once=True)
+
+    assert rig.log() == [{"time": "2026-11-25T06:00:00Z", "action": "launch-stale", "instance": host(8).instance_id,
+                          "state": "gone", "result": "dropped: no boot failure recorded"}]  # fmt: skip
+    assert rig.queue.messages == {}
 
 
 def test_a_drain_blocked_by_a_budget_is_left_to_the_hooks_timeout(rig: Rig) -> None:

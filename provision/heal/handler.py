@@ -211,9 +211,12 @@ class Handler:
         elif host is not None and host.lifecycle_state == "InService":
             self.log("joined", instance=event.instance_id)
         elif host is None or not host.lifecycle_state.startswith("Pending"):
+            # Past its launch already (a late or repeated message): it may well have joined and left since; only a
+            # failure record would say otherwise, and there is none.
             state = host.lifecycle_state if host else "gone"
-            self.log("launch-unconfirmed", instance=event.instance_id, state=state,
-                     reason="the host left without confirming its join or recording a failure")  # fmt: skip
+            self.log(
+                "launch-stale", instance=event.instance_id, state=state, result="dropped: no boot failure recorded"
+            )
         elif self.clock.now() - first < self.timeouts.launch + LATE_MARGIN:
             return Outcome("watch")
         else:
