@@ -39,14 +39,17 @@ class LifecycleQueue(Protocol):
 
 
 class Stop:
-    """Set by a signal handler (or a test): the consumer stops receiving, and gives the message in flight a grace."""
+    """Set by a signal handler (or a test): the consumer stops receiving, and gives the message in flight a grace.
+    A signal handler only sets it: the consumer logs it, since writing from the handler could re-enter a write."""
 
     def __init__(self) -> None:
         self.at: float | None = None
+        self.why = ""
 
-    def request(self, now: float) -> None:
+    def request(self, now: float, why: str = "") -> None:
         if self.at is None:
             self.at = now
+            self.why = why
 
     @property
     def requested(self) -> bool:
@@ -83,6 +86,7 @@ class Consumer:
         self.stop = stop
         self.watching: dict[str, _InFlight] = {}  # message id -> a launch not settled yet
         self.current: _InFlight | None = None
+        self.stop_noted = False
 
     def run(self, *, once: bool) -> None:
         """``once``: handle what the queue holds now, then return. Otherwise run until stopped."""
@@ -104,6 +108,8 @@ class Consumer:
             self._recheck()
             if once and not messages:
                 break
+        if self.stop.requested:
+            self._note_stop()
         for flight in self.watching.values():
             self.queue.hide(flight.message, 0)
             self.log("released", instance=flight.event.instance_id, kind=flight.event.kind, result="back in the queue")
@@ -117,11 +123,14 @@ class Consumer:
                     raise Released
                 self._one(message)
             except Released:
+                self._note_stop()
                 for left in messages[index:]:
                     self.queue.hide(left, 0)
                 if self.current is not None:
                     event = self.current.event
                     self.log("released", instance=event.instance_id, kind=event.kind, result="back in the queue")
+                elif messages[index:]:
+                    self.log("released", messages=len(messages[index:]), result="back in the queue, not started")
                 return False
             finally:
                 self.current = None
@@ -175,8 +184,17 @@ class Consumer:
     def _between_waits(self) -> None:
         """Runs between the handler's waits: messages stay hidden, and a stop's grace is enforced."""
         self._keep_hidden()
-        if self.stop.at is not None and self.clock.now() - self.stop.at >= GRACE_SECONDS:
+        if self.stop.at is None:
+            return
+        self._note_stop()
+        if self.clock.now() - self.stop.at >= GRACE_SECONDS:
             raise Released
+
+    def _note_stop(self) -> None:
+        if not self.stop_noted:
+            self.stop_noted = True
+            in_flight = self.current.event.instance_id if self.current else None
+            self.log("stopping", reason=self.stop.why or None, finishing=in_flight, grace=f"{GRACE_SECONDS}s")
 
     def _keep_hidden(self) -> None:
         now = self.clock.now()

@@ -33,6 +33,7 @@ from provision.roll.lock import RunLock
 HEARTBEATS_PER_TIMEOUT = 3  # a heartbeat every third of the hook's timeout: two may be lost before it runs out
 LATE_MARGIN = 60.0  # a message left for the hook's timeout comes back this long after it, to find the host gone
 LOG_TAIL_LINES = 5
+COMPLETED_KEPT = 4096
 
 
 class Fleet(Protocol):
@@ -97,7 +98,9 @@ class Handler:
     rolling: Rolling
     timeouts: Timeouts
     parameter_path: str
-    completed: set[tuple[str, str, str]] = field(default_factory=set)  # event keys this process has finished
+    # Event keys this process has finished, newest last; a duplicate usually follows within minutes, so the newest
+    # few thousand are enough (an older duplicate is still safe: its host is gone or its action completed).
+    completed: dict[tuple[str, str, str], None] = field(default_factory=dict)
     first_seen: dict[tuple[str, str, str], float] = field(default_factory=dict)  # launches being watched
 
     def handle(self, event: LifecycleEvent, tick: Tick) -> Outcome:
@@ -195,7 +198,9 @@ class Handler:
         return self._finished(event)
 
     def _finished(self, event: LifecycleEvent) -> Outcome:
-        self.completed.add(event.key)
+        self.completed[event.key] = None
+        if len(self.completed) > COMPLETED_KEPT:
+            del self.completed[next(iter(self.completed))]
         return DONE
 
     # --- launching hosts ---

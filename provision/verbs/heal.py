@@ -35,7 +35,7 @@ def command(options: Globals, config_path: Path | None, mode: str) -> None:
 
     from provision.clock import SystemClock
     from provision.heal.actionlog import ActionLog
-    from provision.heal.consumer import GRACE_SECONDS, Stop
+    from provision.heal.consumer import Stop
     from provision.heal.service import connect_queue, heal_service
     from provision.verbs.aws import connected
 
@@ -48,8 +48,7 @@ def command(options: Globals, config_path: Path | None, mode: str) -> None:
         stop = Stop()
 
         def stopping(signum: int, _frame: object) -> None:
-            stop.request(clock.now())
-            log("stopping", signal=signal.Signals(signum).name, grace=f"{GRACE_SECONDS}s for the message in flight")
+            stop.request(clock.now(), signal.Signals(signum).name)
 
         consumer = heal_service(config, connection.cloud, kube, queue, clock, log, stop)
         previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
