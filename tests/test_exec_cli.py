@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
+import select
 import sys
+import termios
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,3 +146,27 @@ def test_ssh_with_a_command_passes_stdin_to_it(
     outcome = run_main("ssh", "-c", str(EXAMPLE), second_ip, "--", "wc", "-l")
 
     assert (outcome.code, outcome.out.strip()) == (0, "2")
+
+
+def test_ssh_on_a_terminal_opens_a_shell_in_raw_mode_and_restores_the_terminal(
+    run_main: Run, cluster: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (instance_id, _), _, _ = cluster
+    controller, terminal = pty.openpty()
+    before = termios.tcgetattr(terminal)
+    # What the user types, waiting in the terminal before the shell starts.
+    os.write(controller, b"echo typed-$((6 * 7)); exit 5\n")
+    with open(terminal, "r+b", buffering=0, closefd=False) as raw:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw))
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw))
+
+        outcome = run_main("ssh", "-c", str(EXAMPLE), instance_id)
+
+    seen = b""
+    while select.select([controller], [], [], 0)[0]:
+        seen += os.read(controller, 65536)
+    assert outcome.code == 5
+    assert b"typed-42" in seen, "the shell ran what was typed and its output reached the terminal"
+    assert termios.tcgetattr(terminal) == before, "the terminal is back in the mode it was in"
+    os.close(controller)
+    os.close(terminal)

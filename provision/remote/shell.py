@@ -82,7 +82,7 @@ def interactive(session: Session, command: str) -> int:
     saved = termios.tcgetattr(stdin_fd)
     previous = signal.signal(signal.SIGWINCH, resize)
     try:
-        tty.setraw(stdin_fd)
+        tty.setraw(stdin_fd, termios.TCSADRAIN)  # as OpenSSH: keep what the user typed ahead
         channel.settimeout(0.0)
         while True:
             readable, _, _ = select.select([channel, stdin_fd], [], [])
