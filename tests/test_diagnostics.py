@@ -13,6 +13,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.resources.core_v1 import Event
 
 from provision.aws.cloud import Cloud
 from provision.remote.diagnostics import COMMANDS, decode_console_output
@@ -188,3 +190,23 @@ def test_replace_saves_the_hosts_diagnostics_first_unless_told_not_to(sandbox: P
         state = SandboxState.load(sandbox / ".cluster")
         cluster(sandbox, "sandbox", "stop")
         assert state is None or not is_ours(state.pid)
+
+
+def test_the_api_simulator_lists_a_nodes_events_as_the_api_server_does(simulator: Simulator) -> None:
+    simulator.world.add_node("node-a")
+    simulator.world.add_node("node-b")
+    simulator.world.set_node_ready("node-a", False)
+    simulator.world.set_node_ready("node-a", True)
+    simulator.world.set_node_ready("node-b", False)
+    client = Client(KubeConfig.from_file(str(simulator.kubeconfig)))
+
+    events = list(client.list(Event, namespace="*", fields={"involvedObject.name": "node-a"}))
+
+    assert sorted((event.reason, event.type) for event in events) == [
+        ("NodeNotReady", "Warning"),
+        ("NodeReady", "Normal"),
+    ]
+    assert {event.metadata.namespace for event in events if event.metadata} == {"default"}
+    with pytest.raises(ApiError) as refused:
+        list(client.list(Event, namespace="*", fields={"involvedObject.color": "red"}))
+    assert refused.value.status.code == 400
