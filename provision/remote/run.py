@@ -17,6 +17,7 @@ class Outcome:
     status: int | None  # the command's exit status; None when it did not run to its end
     output: str
     error: str = ""  # why it did not run to its end: unreachable, host key refused, timed out
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -26,7 +27,7 @@ class Outcome:
     def state(self) -> str:
         if self.status is not None:
             return f"exit {self.status}"
-        return "timed out" if self.error.startswith("timed out") else "unreachable"
+        return "timed out" if self.timed_out else "unreachable"
 
 
 def run_everywhere(
@@ -42,10 +43,14 @@ def run_everywhere(
         except SshError as error:
             return Outcome(target, None, "", str(error))
         if result.status is None:
-            return Outcome(target, None, result.text, f"timed out after {timeout:g}s")
+            return Outcome(target, None, result.text, f"timed out after {timeout:g}s", timed_out=True)
         return Outcome(target, result.status, result.text)
 
     if not targets:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))), thread_name_prefix="exec") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))), thread_name_prefix="exec")
+    try:
         return list(pool.map(one, targets))
+    finally:
+        # On Ctrl-C, hosts not started yet are not started; those in flight end within their timeout.
+        pool.shutdown(wait=False, cancel_futures=True)
