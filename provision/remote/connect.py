@@ -28,7 +28,12 @@ _known_hosts_lock = threading.Lock()  # threads of one `exec --accept-new-host-k
 
 
 class SshError(ClusterError):
-    """The host could not be reached, logged in to, or trusted. The message names the host and what to do."""
+    """The host could not be reached, logged in to, or trusted. The message names the host and what to do;
+    ``reason`` is the same without the host, for tables that name it already."""
+
+    def __init__(self, label: str, reason: str) -> None:
+        super().__init__(f"{label}: {reason}")
+        self.reason = reason
 
 
 class HostKeyRefused(SshError):
@@ -101,7 +106,7 @@ class Session:
         deadline = self.clock.now() + timeout
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
-            raise SshError(f"{self.label}: the connection was closed")
+            raise SshError(self.label, "the connection was closed")
         channel = transport.open_session(timeout=timeout)
         try:
             channel.set_combine_stderr(True)
@@ -196,7 +201,7 @@ class Connector:
     def open(self, address: str, *, label: str = "") -> Session:
         label = label or address
         if not address:
-            raise SshError(f"{label}: the host has no private IP address (yet)")
+            raise SshError(label, "the host has no private IP address (yet)")
         endpoint = self.endpoint(address)
         sock = self._through(endpoint.jumps, endpoint, label) if endpoint.jumps else None
         return Session(self._login(endpoint, label, sock), label, self.clock)
@@ -218,12 +223,10 @@ class Connector:
             )
         except paramiko.ChannelException as error:
             raise SshError(
-                f"{label}: the jump host {jumps[-1]} cannot reach {target.host}:{target.port} ({error.text})"
+                label, f"the jump host {jumps[-1]} cannot reach {target.host}:{target.port} ({error.text})"
             ) from None
         except (paramiko.SSHException, OSError) as error:
-            raise SshError(
-                f"{label}: the jump host {jumps[-1]} did not open a channel: {error or 'timed out'}"
-            ) from None
+            raise SshError(label, f"the jump host {jumps[-1]} did not open a channel: {error or 'timed out'}") from None
 
     def _login(self, endpoint: Endpoint, label: str, sock: paramiko.Channel | None) -> paramiko.SSHClient:
         settings = self.settings
@@ -248,20 +251,21 @@ class Connector:
             )
         except paramiko.BadHostKeyException as error:
             client.close()
-            raise HostKeyRefused(_changed(label, endpoint, error, settings.known_hosts)) from None
+            raise HostKeyRefused(label, _changed(endpoint, error, settings.known_hosts)) from None
         except paramiko.AuthenticationException:
             client.close()
             tried = ", ".join(endpoint.identity_files) or "no identity file"
             raise SshError(
-                f"{label}: {endpoint.user}@{endpoint.known_hosts_name} refused every key (tried the agent, {tried} "
-                "and ~/.ssh/id_*); set ssh.identity_file or ssh.user, or IdentityFile/User in ~/.ssh/config"
+                label,
+                f"{endpoint.user}@{endpoint.known_hosts_name} refused every key (tried the agent, {tried} "
+                "and ~/.ssh/id_*); set ssh.identity_file or ssh.user, or IdentityFile/User in ~/.ssh/config",
             ) from None
         except HostKeyRefused:
             client.close()
             raise
         except TimeoutError:
             client.close()
-            raise SshError(f"{label}: no answer from {endpoint.known_hosts_name} within {timeout:g}s") from None
+            raise SshError(label, f"no answer from {endpoint.known_hosts_name} within {timeout:g}s") from None
         except paramiko.SSHException as error:
             client.close()
             text = str(error)
@@ -269,12 +273,10 @@ class Connector:
             # whether its banner wait or its negotiation wait ran out first.
             if "banner" in text.lower() or text == "No existing session":
                 text = f"the SSH handshake did not finish within {timeout:g}s"
-            raise SshError(f"{label}: {endpoint.known_hosts_name}: {text}") from None
+            raise SshError(label, f"{endpoint.known_hosts_name}: {text}") from None
         except OSError as error:
             client.close()
-            raise SshError(
-                f"{label}: cannot connect to {endpoint.known_hosts_name}: {error.strerror or error}"
-            ) from None
+            raise SshError(label, f"cannot connect to {endpoint.known_hosts_name}: {error.strerror or error}") from None
         return client
 
     def _timeout(self, found: paramiko.SSHConfigDict) -> float:
@@ -300,8 +302,9 @@ class _Unknown(paramiko.MissingHostKeyPolicy):
         offered = f"{key.get_name()} {key.fingerprint}"
         if not self.accept:
             raise HostKeyRefused(
-                f"{self.label}: unknown host key for {hostname} ({offered}), not in {self.known_hosts}; check the "
-                "fingerprint (the EC2 console output lists it) and rerun with --accept-new-host-key to record it"
+                self.label,
+                f"unknown host key for {hostname} ({offered}), not in {self.known_hosts}; check the "
+                "fingerprint (the EC2 console output lists it) and rerun with --accept-new-host-key to record it",
             )
         line = HostKeyEntry([hostname], key).to_line() or ""
         with _known_hosts_lock:
@@ -311,10 +314,10 @@ class _Unknown(paramiko.MissingHostKeyPolicy):
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
-def _changed(label: str, endpoint: Endpoint, error: paramiko.BadHostKeyException, known_hosts: Path) -> str:
+def _changed(endpoint: Endpoint, error: paramiko.BadHostKeyException, known_hosts: Path) -> str:
     name = endpoint.known_hosts_name
     return (
-        f"{label}: HOST KEY CHANGED for {name}: {known_hosts} has {error.expected_key.get_name()} "
+        f"HOST KEY CHANGED for {name}: {known_hosts} has {error.expected_key.get_name()} "
         f"{error.expected_key.fingerprint}, the host offered {error.key.get_name()} {error.key.fingerprint}. Refusing: "
         "someone may be intercepting the connection, or the address now belongs to a new host. If you know it is "
         f"a new host, remove the old key with: ssh-keygen -R '{name}' -f {known_hosts}"

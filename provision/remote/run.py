@@ -41,7 +41,7 @@ def run_everywhere(
             with connector.session(target.address, label=target.label) as session:
                 result = session.run(command, timeout=timeout)
         except SshError as error:
-            return Outcome(target, None, "", str(error))
+            return Outcome(target, None, "", error.reason)
         if result.status is None:
             return Outcome(target, None, result.text, f"timed out after {timeout:g}s", timed_out=True)
         return Outcome(target, result.status, result.text)

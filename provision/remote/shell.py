@@ -21,7 +21,7 @@ from provision.remote.connect import Session, SshError
 def _channel(session: Session) -> paramiko.Channel:
     transport = session.client.get_transport()
     if transport is None or not transport.is_active():
-        raise SshError(f"{session.label}: the connection was closed")
+        raise SshError(session.label, "the connection was closed")
     return transport.open_session()
 
 
