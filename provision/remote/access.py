@@ -102,11 +102,12 @@ def diagnose_before_replace(
     from provision.remote.targets import named_hosts
 
     _quiet_paramiko(connection.options.debug)
+    per_command, total = REPLACE_LIMITS_SECONDS
+    ui.say(f"saving the diagnostics of {instance_id} first (at most {total:g}s; --no-diagnostics skips this)")
     try:
         with Connector(SshSettings.of(config.ssh)) as connector:
             [target] = named_hosts([instance_id], snapshot, kube)
             reached = Reach(connection, snapshot, kube, connector)
-            per_command, total = REPLACE_LIMITS_SECONDS
             evidence = diagnose(config, reached, target, DIAGNOSTICS, Limits(per_command, total))
     except Exception as error:  # see above: never a reason not to replace a sick host
         ui.warn(f"the diagnostics of {instance_id} were not saved ({error}); replacing it anyway")

@@ -45,5 +45,5 @@ def command(
     source = str(config_path or "cluster.toml")
     with reach(config, options, accept_new_host_key=accept_new_host_key, source=source) as reached:
         [target] = named_hosts([host], reached.snapshot, reached.kube)
-        evidence = diagnose(config, reached, target, output, Limits(total_seconds=timeout))
+        evidence = diagnose(config, reached, target, output, Limits(min(Limits.command_seconds, timeout), timeout))
     UI.for_terminal(assume_yes=False).say(evidence_line(evidence))
