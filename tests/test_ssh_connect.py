@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,7 @@ import pytest
 from provision.remote.connect import Connector, HostKeyRefused, SshError
 from provision.remote.run import run_everywhere
 from provision.remote.targets import Target
-from tests.sshkit import Sshd, SshLab, hosts3, silent_port, ssh_home, ssh_lab, trust
+from tests.sshkit import Sshd, SshLab, hosts3, silent_port, ssh_home, ssh_lab, trust, write_key
 
 __all__ = ["hosts3", "silent_port", "ssh_home", "ssh_lab"]  # fixtures
 
@@ -49,6 +53,7 @@ def test_an_unknown_host_key_is_refused_and_accepted_only_when_asked(
     message = str(refused.value)
     assert message.startswith(f"i-0abc: unknown host key for [127.0.0.1]:{server.port} (ssh-ed25519 SHA256:")
     assert "--accept-new-host-key" in message
+    assert server.host_key.get_base64() not in message, "a fingerprint, never the key itself"
     assert not known_hosts.exists(), "nothing recorded without the flag"
 
     with connector(ssh_lab, ssh_home, server, accept_new_host_key=True) as ssh, ssh.session(ADDRESS) as session:
@@ -144,3 +149,57 @@ def test_several_hosts_at_once_one_outcome_each(
     assert [o.output for o in outcomes[:3]] == [f"port {s.port}\n" for s in hosts3]
     assert [o.state for o in outcomes] == ["exit 0", "exit 0", "exit 0", "unreachable"]
     assert "the SSH handshake did not finish" in outcomes[3].error
+
+
+def test_a_key_in_the_agent_logs_in_without_any_identity_file(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = hosts3[0]
+    trust(ssh_home, server)
+    with running_agent(ssh_home / "agent.sock") as socket_path:
+        subprocess.run(["ssh-add", "-q", str(ssh_lab.user_key_file)], env={"SSH_AUTH_SOCK": socket_path}, check=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", socket_path)
+        with (
+            connector(ssh_lab, ssh_home, server, identity_file=None) as ssh,
+            ssh.session(ADDRESS) as session,
+        ):
+            assert session.run("echo agent", timeout=10).text == "agent\n"
+    with connector(ssh_lab, ssh_home, server, identity_file=None) as ssh, pytest.raises(SshError) as refused:
+        ssh.open(ADDRESS, label="i-0abc")  # the agent is gone, and ~/.ssh has no key
+    assert str(refused.value).startswith(f"i-0abc: [127.0.0.1]:{server.port}: no key to log in as {ssh_lab.user} with")
+
+
+@contextmanager
+def running_agent(socket_path: Path) -> Iterator[str]:
+    """OpenSSH's agent in the foreground on ``socket_path``, until the block ends."""
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        with socket.socket(socket.AF_UNIX) as probe:  # ready once it accepts, within a deadline
+            for _ in range(100):
+                try:
+                    probe.connect(str(socket_path))
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    try:
+                        agent.wait(timeout=0.05)
+                    except subprocess.TimeoutExpired:
+                        continue
+                    raise RuntimeError(f"ssh-agent exited with {agent.returncode}") from None
+        yield str(socket_path)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+
+
+def test_a_key_the_host_does_not_know_is_named_in_the_refusal(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path, tmp_path: Path
+) -> None:
+    server = hosts3[1]
+    trust(ssh_home, server)
+    stranger = tmp_path / "stranger"
+    write_key(stranger)
+    with connector(ssh_lab, ssh_home, server, identity_file=stranger) as ssh, pytest.raises(SshError) as refused:
+        ssh.open(ADDRESS, label="i-0abc")
+    assert str(refused.value).startswith(
+        f"i-0abc: {ssh_lab.user}@[127.0.0.1]:{server.port} refused every key (tried the agent, {stranger} and"
+    )

@@ -273,6 +273,11 @@ class Connector:
             # whether its banner wait or its negotiation wait ran out first.
             if "banner" in text.lower() or text == "No existing session":
                 text = f"the SSH handshake did not finish within {timeout:g}s"
+            elif text == "No authentication methods available":
+                text = (
+                    f"no key to log in as {endpoint.user} with: the agent has none and no identity file was found; set "
+                    "ssh.identity_file or IdentityFile in ~/.ssh/config, or add a key to the agent (ssh-add)"
+                )
             raise SshError(label, f"{endpoint.known_hosts_name}: {text}") from None
         except OSError as error:
             client.close()
