@@ -126,12 +126,21 @@ class DashDash(click.Command):
     """A command whose words after ``--`` are the remote command, kept out of click's own arguments (click would
     mix them with the HOST arguments before it)."""
 
+    usage = "-- COMMAND..."
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), self.usage]
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" in args:
             at = args.index("--")
             ctx.meta["remote_command"] = args[at + 1 :]
             args = args[:at]
         return super().parse_args(ctx, args)
+
+
+class OptionalDashDash(DashDash):
+    usage = "[-- COMMAND...]"
 
 
 def remote_command(ctx: click.Context) -> str:

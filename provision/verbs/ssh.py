@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from provision.remote.access import DashDash, accept_new_option, remote_command
+from provision.remote.access import OptionalDashDash, accept_new_option, remote_command
 from provision.verbs.options import Globals, config_option, load_config
 
 
-@click.command("ssh", cls=DashDash)
+@click.command("ssh", cls=OptionalDashDash)
 @click.argument("host")
 @config_option
 @accept_new_option
