@@ -4,6 +4,7 @@ hosts that hang. Without /usr/sbin/sshd the tests skip locally; in CI (``CI`` se
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import socket
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -130,16 +132,16 @@ class SshLab:
         wait_for_port(port, process, log)
         return server
 
-    def settings(self, home: Path, **changes: object) -> SshSettings:
+    def settings(self, home: Path, **changes: Any) -> SshSettings:
         """Client settings as a user's ~/.ssh would give them: this lab's key, known_hosts and config in ``home``."""
-        values: dict[str, object] = {
-            "user": self.user,
-            "known_hosts": home / ".ssh" / "known_hosts",
-            "identity_file": self.user_key_file,
-            "config_file": home / ".ssh" / "config",
-            "connect_timeout": 5.0,
-        } | changes
-        return SshSettings(**values)  # type: ignore[arg-type]
+        usual = SshSettings(
+            user=self.user,
+            known_hosts=home / ".ssh" / "known_hosts",
+            identity_file=self.user_key_file,
+            config_file=home / ".ssh" / "config",
+            connect_timeout=5.0,
+        )
+        return dataclasses.replace(usual, **changes)
 
     def stop(self) -> None:
         for server in self.servers:
