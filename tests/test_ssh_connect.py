@@ -99,6 +99,23 @@ def test_a_bastion_carries_the_connection_to_the_host(ssh_lab: SshLab, hosts3: l
     assert log.count("Accepted publickey") == 1, "one login to the bastion for both sessions"
 
 
+def test_a_chain_of_jump_hosts_in_ssh_config_is_followed_hop_by_hop(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    outer, inner = ssh_lab.start(), ssh_lab.start()
+    server = hosts3[1]
+    trust(ssh_home, outer, inner, server)
+    (ssh_home / ".ssh" / "config").write_text(
+        f"Host outer\n  HostName {ADDRESS}\n  Port {outer.port}\n\n"
+        f"Host inner\n  HostName {ADDRESS}\n  Port {inner.port}\n\n"
+        f"Host {ADDRESS}\n  Port {server.port}\n  ProxyJump outer,inner\n"
+    )
+    with Connector(ssh_lab.settings(ssh_home)) as ssh, ssh.session(ADDRESS) as session:
+        assert session.run("echo two hops", timeout=10).text == "two hops\n"
+    assert f"to 127.0.0.1 port {inner.port}" in outer.log.read_text(), "the outer hop carried the inner one"
+    assert f"to 127.0.0.1 port {server.port}" in inner.log.read_text(), "the inner hop carried the host"
+
+
 def test_proxyjump_in_ssh_config_wins_and_a_bastion_without_forwarding_says_so(
     ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
 ) -> None:

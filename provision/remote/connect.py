@@ -107,10 +107,13 @@ class Session:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise SshError(self.label, "the connection was closed")
-        channel = transport.open_session(timeout=timeout)
         try:
+            channel = transport.open_session(timeout=timeout)
             channel.set_combine_stderr(True)
             channel.exec_command(command)
+        except (paramiko.SSHException, OSError) as error:
+            raise SshError(self.label, f"the host did not start the command: {error or 'timed out'}") from None
+        try:
             output = bytearray()
             truncated = False
             while True:
@@ -148,7 +151,7 @@ class Connector:
         self.clock = clock or SystemClock()
         self.config = _read_config(settings.config_file)
         self._jumps: dict[tuple[str, ...], paramiko.SSHClient] = {}
-        self._jump_lock = threading.Lock()
+        self._jump_lock = threading.RLock()  # re-entered by a chain of jump hosts, each through the one before
 
     def __enter__(self) -> Connector:
         return self
