@@ -4,18 +4,24 @@ that boot in half a second, the sample workload under its budget."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
+from provision.aws.parameters import Parameters
+from provision.roll.lock import RunLock
 from provision.sandbox.state import SandboxState, is_ours
-from tests.conftest import EXAMPLE, run_installed
+from tests.conftest import CLUSTER, EXAMPLE, run_installed
 
 
 def cluster(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,3 +99,52 @@ def test_a_blocked_budget_halts_the_patch_cleanly(sandbox: Path) -> None:
     assert "suspended processes: none" in status.stdout and "desired 2 (min 1, max 6)" in status.stdout
     again = cluster(sandbox, "--sandbox", "patch", "--dry-run")
     assert "another roll holds" not in again.stderr, "the lock was released"
+
+
+def sandbox_lock(folder: Path) -> RunLock:
+    state = SandboxState.load(folder / ".cluster")
+    assert state is not None
+    ssm = boto3.client("ssm", endpoint_url=state.aws_endpoint, region_name="eu-west-1")
+    return RunLock(Parameters(ssm), "/cluster/demo")
+
+
+def test_a_second_patch_is_refused_while_a_roll_holds_the_lock_and_changes_nothing(sandbox: Path) -> None:
+    lock = sandbox_lock(sandbox)
+    lock.acquire("replace i-0abc", "alice@ops-1", ttl=timedelta(hours=1))
+    before = hosts(sandbox)
+
+    result = cluster(sandbox, "--sandbox", "patch", "--yes")
+
+    assert result.returncode == 6
+    assert "another roll holds the cluster: replace i-0abc by alice@ops-1 since " in result.stderr
+    assert hosts(sandbox) == before, "not even the stack was updated: no host is outdated"
+
+
+def test_a_patch_killed_mid_roll_is_finished_by_running_it_again(sandbox: Path) -> None:
+    before = {str(host["instance_id"]) for host in hosts(sandbox)}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env |= {"AWS_EC2_METADATA_DISABLED": "true", "PYTHONUNBUFFERED": "1"}
+    patch = subprocess.Popen(
+        [CLUSTER, "--sandbox", "patch", "--yes", "--max-surge", "2"], cwd=sandbox, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert patch.stdout is not None
+    seen = []
+    for line in patch.stdout:  # read as it goes: killed the moment the first old node is drained
+        seen.append(line)
+        if line.split(" ", 1)[-1].startswith("drained "):
+            patch.send_signal(signal.SIGKILL)  # no chance to clean up: lock, suspensions, surge all left behind
+            break
+    patch.wait(timeout=60)
+    assert patch.returncode == -signal.SIGKILL, "".join(seen)
+
+    again = cluster(sandbox, "--sandbox", "patch", "--yes", "--max-surge", "2")
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "continuing it, with the stack as that patch left it" in again.stdout
+    after = hosts(sandbox)
+    assert not before & {str(host["instance_id"]) for host in after} and len(after) == 2
+    assert all(host["current"] is True and host["ready"] == "yes" and host["schedulable"] == "yes" for host in after)
+    status = cluster(sandbox, "--sandbox", "status")
+    assert "suspended processes: none" in status.stdout and "desired 2 (min 1, max 6)" in status.stdout
+    assert sandbox_lock(sandbox).holder() is None, "the lock is released"

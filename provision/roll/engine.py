@@ -26,7 +26,7 @@ from provision.kube.migration import migration, owners_of, ready_counts
 from provision.kube.model import NodeState, Owner
 from provision.roll.fleet import Fleet, Host, Snapshot
 from provision.roll.journal import Journal, RollRecord
-from provision.roll.lock import RunLock
+from provision.roll.lock import Lock, RunLock
 from provision.roll.plan import Plan, Replacement
 from provision.roll.suspension import processes_suspended
 from provision.ui import UI
@@ -80,10 +80,12 @@ class Roll:
         self.result = RollResult()
         self._started: dict[str, float] = {}  # old host -> when its replacement launched, for the closing table
 
-    def run(self, plan: Plan, *, owner: str, break_lock: bool = False) -> RollResult:
-        if not plan.replacements and self.journal.load() is None:
+    def run(self, plan: Plan, *, owner: str, break_lock: bool = False, held: Lock | None = None) -> RollResult:
+        """Carry out the plan. ``held``: the run lock, when the caller took it earlier (``patch`` holds it across its
+        stack update); it is released here either way."""
+        if held is None and not plan.replacements and self.journal.load() is None:
             return self.result  # nothing to replace and no interrupted roll to tidy up
-        held = self.lock.acquire(plan.operation, owner, ttl=LOCK_TTL, break_expired=break_lock)
+        held = held or self.lock.acquire(plan.operation, owner, ttl=LOCK_TTL, break_expired=break_lock)
         try:
             self.checkpoint("locked")
             record = self._record(plan)

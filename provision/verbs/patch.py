@@ -38,6 +38,7 @@ def command(
     roll every outdated host: a patched replacement first, cordon, drain under the budgets, terminate."""
     from provision.deploy.up import Up
     from provision.errors import ClusterError
+    from provision.roll.engine import LOCK_TTL
     from provision.roll.fleet import Fleet
     from provision.roll.plan import outdated
     from provision.ui import UI
@@ -49,28 +50,39 @@ def command(
     with connected(config, options) as connection:
         kube = kube_or_refuse(connection, "patch")
         fleet = Fleet(connection.cloud, config.stack_name)
+        roll = engine(config, connection, fleet, kube, ui)
         surge = max_surge or config.rolling.max_surge
         pace = "one at a time" if surge == 1 else f"{surge} at a time"
         hosts = len(fleet.snapshot().hosts)
-        Up(config, connection.cloud, ui, timeout=timeout).run(
-            dry_run=dry_run,
-            join_token=None,
-            next_patch_generation=True,
-            then=f", then replace its {hosts} host(s) {pace}",
-        )
-        if dry_run:
-            ui.say(f"dry run: after the stack update all {hosts} host(s) would be outdated and replaced {pace}")
-            return
-        plan = outdated(
-            fleet.snapshot(),
-            operation="patch",
-            include_protected=include_protected,
-            surge=surge,
-            overlap=config.rolling.overlap,
-        )
-        for line in plan.describe(config.rolling.drain_timeout_seconds):
-            ui.say(line)
-        result = engine(config, connection, fleet, kube, ui).run(plan, owner=owner(), break_lock=break_lock)
+        interrupted = roll.journal.load()
+        # The lock is held from before the stack update: a second patch must not raise the generation mid-roll.
+        held = None if dry_run else roll.lock.acquire("patch", owner(), ttl=LOCK_TTL, break_expired=break_lock)
+        try:
+            if interrupted is not None and interrupted.operation == "patch" and not dry_run:
+                ui.say("an interrupted patch left its progress: continuing it, with the stack as that patch left it")
+            else:
+                Up(config, connection.cloud, ui, timeout=timeout).run(
+                    dry_run=dry_run,
+                    join_token=None,
+                    next_patch_generation=True,
+                    then=f", then replace its {hosts} host(s) {pace}",
+                )
+            if dry_run:
+                ui.say(f"dry run: after the stack update all {hosts} host(s) would be outdated and replaced {pace}")
+                return
+            plan = outdated(
+                fleet.snapshot(),
+                operation="patch",
+                include_protected=include_protected,
+                surge=surge,
+                overlap=config.rolling.overlap,
+            )
+            for line in plan.describe(config.rolling.drain_timeout_seconds):
+                ui.say(line)
+            result, held = roll.run(plan, owner=owner(), held=held), None  # the roll releases the lock
+        finally:
+            if held is not None:
+                roll.lock.release(held)
         show_result(result, ui)
         if result.skipped:
             raise ClusterError(f"{len(result.skipped)} host(s) were skipped and are still outdated")
