@@ -1,7 +1,8 @@
 """The sandbox's background process: moto's server, the Kubernetes API simulator with a sample workload, and the
-host simulator, ticking in real time until SIGTERM. `cluster sandbox start` runs it; `stop` signals it.
+host simulator with its lifecycle hooks, ticking in real time until SIGTERM. `cluster sandbox start` runs it; `stop`
+signals it.
 
-    python -m provision.sandbox.daemon --dir .cluster [--boot-seconds 5]
+    python -m provision.sandbox.daemon --dir .cluster [--boot-seconds 5] [--hook-scale 0.05]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from provision.simulator.world import Timings, World
 
 TICK_SECONDS = 0.2
 SAMPLE_REPLICAS = 6
+HOOK_SCALE = 0.05
 
 
 def seed_workload(world: World) -> None:
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="provision.sandbox.daemon")
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--boot-seconds", type=float, default=5.0)
+    # Lifecycle hooks wait this fraction of their timeout: the terminate hook's 1200 s become 60 s, so a scale-in
+    # nobody drains still ends within a demo, and what describe_lifecycle_hooks reports says so.
+    parser.add_argument("--hook-scale", type=float, default=HOOK_SCALE)
     args = parser.parse_args(argv)
     folder: Path = args.dir.resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     # Pods start and turn Ready within a couple of seconds: quick enough to watch a roll, slow enough to see it wait.
     world = World(clock, Timings(start_delay=0.5, ready_delay=1.0, termination_delay=0.5))
     kube = KubeApiServer(world).start()
-    hosts = HostSimulator(world, clock, boot_seconds=args.boot_seconds)
+    hosts = HostSimulator(world, clock, boot_seconds=args.boot_seconds, hook_scale=args.hook_scale)
     seed_workload(world)
     host, port = aws.get_host_and_port()
     kubeconfig = folder / "kubeconfig"

@@ -1,20 +1,28 @@
 """The host simulator: what the hosts' boot script and kubelet do, for instances that only exist in moto.
 
 It runs in the process that serves moto, and reads and writes moto's auto-scaling state directly, because moto
-itself has no launch delay: a new instance is held in ``Pending`` for ``boot_seconds``, then its node registers
-Ready in the API simulator (providerID ``aws:///<zone>/<instance-id>``, named by its private DNS name) and only then
-does the instance become ``InService``. An instance that leaves its group has its node turn NotReady, and
-``gone_seconds`` later the node is deleted. Faults, for tests and demos: hosts that never join, nodes that turn
-NotReady.
+itself has no launch delay: a new instance is held for ``boot_seconds`` (in ``Pending:Wait`` when its group has a
+launch hook, else ``Pending``), then its node registers Ready in the API simulator (providerID
+``aws:///<zone>/<instance-id>``, named by its private DNS name) and, as the boot script does, it completes its launch
+action with CONTINUE; only then does the instance become ``InService``. An instance that leaves its group has its
+node turn NotReady, and ``gone_seconds`` later the node is deleted; one in ``Terminating:Wait`` keeps running, node
+and all, until its termination completes. Lifecycle hooks themselves are ``lifecycle.LifecycleModel``'s.
+
+Faults, for tests and demos: hosts that never join (their launch action times out), hosts whose boot fails at the
+join step (they record why under ``/cluster/<name>/hosts/<instance-id>/boot`` and abandon their launch, as the boot
+script does), nodes that turn NotReady.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from provision.clock import Clock
+from provision.render import names
+from provision.sandbox.lifecycle import TERMINATING_STATES, LifecycleModel
 from provision.simulator.world import ApiError, World
 
 
@@ -22,6 +30,8 @@ from provision.simulator.world import ApiError, World
 class Faults:
     never_join: set[str] = field(default_factory=set)  # instance ids whose node never registers
     never_join_next: int = 0  # the next N new instances never join
+    boot_fails: set[str] = field(default_factory=set)  # instance ids whose boot fails at the join step
+    boot_fails_next: int = 0  # the next N new instances fail to boot
     not_ready: set[str] = field(default_factory=set)  # instance ids whose node turns (and stays) NotReady
 
 
@@ -37,17 +47,27 @@ class _Host:
 
 
 class HostSimulator:
-    def __init__(self, world: World, clock: Clock, *, boot_seconds: float = 5.0, gone_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        world: World,
+        clock: Clock,
+        *,
+        boot_seconds: float = 5.0,
+        gone_seconds: float = 10.0,
+        hook_scale: float = 1.0,
+    ) -> None:
+        """``hook_scale`` shortens every lifecycle hook's timeout (see ``LifecycleModel``)."""
         self.world = world
         self.clock = clock
         self.boot_seconds = boot_seconds
         self.gone_seconds = gone_seconds
         self.faults = Faults()
+        self.lifecycle = LifecycleModel(clock, scale=hook_scale)
         self._hosts: dict[str, _Host] = {}
-        _count_booting_hosts_as_capacity()
 
     def tick(self) -> None:
         with self.world.batch():
+            self.lifecycle.tick()
             self._tick(self.clock.now())
 
     def _tick(self, now: float) -> None:
@@ -56,14 +76,12 @@ class HostSimulator:
             host = self._hosts.get(instance_id)
             if host is None:
                 host = self._arrive(instance_id, state, now)
-            if not host.joined:
-                state.lifecycle_state = "Pending"
-                if now - host.seen_at >= self.boot_seconds and instance_id not in self.faults.never_join:
-                    self.world.add_node(
-                        host.node, provider_id=f"aws:///{host.zone}/{instance_id}", internal_ip=host.address
-                    )
-                    host.joined = True
-                    state.lifecycle_state = "InService"
+            if state.lifecycle_state in TERMINATING_STATES:
+                continue  # still running as it was, until its termination completes
+            if not host.joined and now - host.seen_at >= self.boot_seconds:
+                self._boot(host, state)
+            if host.joined and state.lifecycle_state in {"Pending", "Pending:Proceed"}:
+                state.lifecycle_state = "InService"
             if host.joined and instance_id in self.faults.not_ready:
                 self._set_ready(host.node, ready=False)
         for instance_id, host in list(self._hosts.items()):
@@ -75,6 +93,45 @@ class HostSimulator:
             elif now - host.left_at >= self.gone_seconds:
                 self._delete_node(host.node)
                 del self._hosts[instance_id]
+
+    def _boot(self, host: _Host, state: Any) -> None:
+        """The end of the boot script: join and confirm the launch, or record why not and abandon it."""
+        if host.instance_id in self.faults.boot_fails:
+            self._record_boot_failure(host.instance_id, state)
+            self.lifecycle.complete_launch(host.instance_id, "ABANDON")
+            self.faults.boot_fails.discard(host.instance_id)
+            self.faults.never_join.add(host.instance_id)  # without a launch hook it just stays Pending
+            return
+        if host.instance_id in self.faults.never_join:
+            return
+        self.world.add_node(host.node, provider_id=f"aws:///{host.zone}/{host.instance_id}", internal_ip=host.address)
+        host.joined = True
+        self.lifecycle.complete_launch(host.instance_id, "CONTINUE")
+
+    def _record_boot_failure(self, instance_id: str, state: Any) -> None:
+        """What the boot script's ERR trap writes (see userdata/bootstrap.sh.j2): the step, its exit code, the log."""
+        from moto.ssm.models import ssm_backends
+
+        group = state.auto_scaling_group
+        cluster = next((tag["Value"] for tag in group.tags if tag.get("Key") == names.CLUSTER_TAG), None)
+        if cluster is None:
+            return
+        backend = group.autoscaling_backend
+        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        record = f"failed step=join exit=1 at={at}\nkubeadm join: couldn't validate the identity of the API Server"
+        ssm_backends[backend.account_id][backend.region_name].put_parameter(
+            name=f"{names.host_records_path(f'/cluster/{cluster}')}/{instance_id}/boot",  # the config's parameter_path
+            description="",
+            value=record,
+            parameter_type="String",
+            allowed_pattern="",
+            keyid="",
+            overwrite=True,
+            tags=[],
+            data_type="text",
+            tier=None,
+            policies=None,
+        )
 
     def _arrive(self, instance_id: str, state: Any, now: float) -> _Host:
         instance = state.instance
@@ -88,6 +145,13 @@ class HostSimulator:
         if self.faults.never_join_next > 0:
             self.faults.never_join_next -= 1
             self.faults.never_join.add(instance_id)
+        if self.faults.boot_fails_next > 0:
+            self.faults.boot_fails_next -= 1
+            self.faults.boot_fails.add(instance_id)
+        if state.lifecycle_state not in TERMINATING_STATES and not self.lifecycle.hold_launch(
+            state.auto_scaling_group, state
+        ):
+            state.lifecycle_state = "Pending"
         self._hosts[instance_id] = host
         return host
 
@@ -110,14 +174,3 @@ def _group_members() -> list[tuple[str, Any]]:
             for group in list(backend.autoscaling_groups.values()):
                 members += [(state.instance.id, state) for state in group.instance_states]
     return members
-
-
-def _count_booting_hosts_as_capacity() -> None:
-    """moto sizes a group by its InService members only, so raising the desired capacity while hosts are held Pending
-    here would launch extra hosts. AWS counts every member that is not leaving the group; so does the sandbox."""
-    from moto.autoscaling.models import FakeAutoScalingGroup, InstanceState
-
-    def active_instances(self: FakeAutoScalingGroup) -> list[InstanceState]:
-        return [state for state in self.instance_states if not state.lifecycle_state.startswith("Terminat")]
-
-    FakeAutoScalingGroup.active_instances = active_instances  # type: ignore[method-assign]
