@@ -138,6 +138,14 @@ def test_new_hosts_wait_in_pending_wait_until_they_join_and_confirm(fresh: Rig) 
     assert fresh.events() == [], "confirming sends nothing more"
 
 
+def test_a_host_launched_later_waits_from_its_first_moment(rig: Rig) -> None:
+    rig.autoscaling.set_desired_capacity(AutoScalingGroupName=rig.group, DesiredCapacity=4)
+
+    [new] = [instance for instance, state in rig.states().items() if state != "InService"]
+    assert rig.states()[new] == "Pending:Wait", "never InService before its node is Ready"
+    assert [event["detail"]["EC2InstanceId"] for event in rig.events()] == [new]
+
+
 def test_a_terminated_host_waits_in_terminating_wait_with_its_node_until_completed(rig: Rig) -> None:
     victim = sorted(rig.states())[0]
 
@@ -170,7 +178,9 @@ def test_a_terminated_host_waits_in_terminating_wait_with_its_node_until_complet
 def test_completing_by_token_works_too(rig: Rig) -> None:
     victim = sorted(rig.states())[0]
     rig.autoscaling.terminate_instance_in_auto_scaling_group(InstanceId=victim, ShouldDecrementDesiredCapacity=False)
-    [event] = rig.events()
+    [terminating, launching] = rig.events()
+    assert launching["detail"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING", "its replacement's"
+    event = terminating
 
     rig.autoscaling.complete_lifecycle_action(
         AutoScalingGroupName=rig.group,
@@ -180,7 +190,8 @@ def test_completing_by_token_works_too(rig: Rig) -> None:
     )
 
     states = rig.states()
-    assert victim not in states and len(states) == 3, "without a decrement a replacement launched at once"
+    assert victim not in states and len(states) == 3, "without a decrement its replacement launched at once"
+    assert sorted(states.values()) == ["InService", "InService", "Pending:Wait"]
 
 
 def test_a_heartbeat_pushes_the_timeout_out_and_the_default_result_applies_at_the_end(rig: Rig) -> None:

@@ -73,6 +73,7 @@ class LifecycleModel:
         self.clock = clock
         self.scale = scale
         self.actions: dict[str, Action] = {}  # by instance id
+        self._launched: set[str] = set()  # instances whose launch hook has run
         self.events: list[dict[str, Any]] = []  # every event sent, for tests and the log
         self._lock = threading.RLock()  # moto's server threads and the ticking thread both get here
         install()
@@ -105,12 +106,14 @@ class LifecycleModel:
                         self.remove(group, state, decrement=False)
 
     def hold_launch(self, group: Any, state: Any) -> bool:
-        """Put a new instance in Pending:Wait when its group has a launch hook. False when it has none."""
+        """Put a new instance in Pending:Wait when its group has a launch hook, once: at its launch when the model is
+        attached already, else when the host simulator first sees it. False when the group has no launch hook."""
         hook = _hook(group, LAUNCHING)
         if hook is None:
             return False
         with self._lock:
-            if state.instance.id not in self.actions:
+            if state.instance.id not in self._launched:
+                self._launched.add(state.instance.id)
                 state.lifecycle_state = "Pending:Wait"
                 self._start(group, state, hook)
         return True
@@ -260,12 +263,14 @@ def install() -> None:
         _ORIGINAL["active_instances"] = FakeAutoScalingGroup.active_instances
         _ORIGINAL["terminate_instance"] = AutoScalingBackend.terminate_instance
         _ORIGINAL["delete_auto_scaling_group"] = AutoScalingBackend.delete_auto_scaling_group
+        _ORIGINAL["replace_autoscaling_group_instances"] = FakeAutoScalingGroup.replace_autoscaling_group_instances
 
         FakeAutoScalingGroup.create_from_cloudformation_json = classmethod(_create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
         FakeAutoScalingGroup.set_desired_capacity = _set_desired_capacity  # type: ignore[method-assign,assignment]
         FakeAutoScalingGroup.active_instances = _active_instances  # type: ignore[method-assign,assignment]
         AutoScalingBackend.terminate_instance = _terminate_instance  # type: ignore[method-assign,assignment]
         AutoScalingBackend.delete_auto_scaling_group = _delete_auto_scaling_group  # type: ignore[method-assign,assignment]
+        FakeAutoScalingGroup.replace_autoscaling_group_instances = _launch  # type: ignore[method-assign,assignment]
         AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action_response  # type: ignore[attr-defined]
         AutoScalingResponse.record_lifecycle_action_heartbeat = _heartbeat_response  # type: ignore[attr-defined]
         # What EventBridge delivers to a target without an input transformer: moto's default leaves out "account".
@@ -301,6 +306,17 @@ def _active_instances(group: Any) -> list[Any]:
     if _model(group.autoscaling_backend) is None:
         return list(_ORIGINAL["active_instances"](group))
     return [state for state in group.instance_states if state.lifecycle_state in CAPACITY_STATES]
+
+
+def _launch(group: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
+    """New instances are born waiting on the launch hook (moto makes them InService at once)."""
+    before = {id(state) for state in group.instance_states}
+    _ORIGINAL["replace_autoscaling_group_instances"](group, count_needed, propagated_tags)
+    model = _model(group.autoscaling_backend)
+    if model is not None:
+        for state in group.instance_states:
+            if id(state) not in before and not model.hold_launch(group, state):
+                state.lifecycle_state = "Pending"
 
 
 def _set_desired_capacity(group: Any, new_capacity: int | None) -> None:
