@@ -158,6 +158,7 @@ def test_a_budget_that_never_allows_eviction_stops_cleanly(rig: Rig) -> None:
     snapshot = rig.fleet().snapshot()
     assert {host.instance_id for host in snapshot.hosts} == before, "the surge host is gone, the old ones stay"
     assert (snapshot.desired, snapshot.max_size) == (3, 6) and snapshot.suspended == ()
+    rig.sim.settle(6)  # a removed surge host's node goes, as the cloud controller deletes it
     assert [node.name for node in rig.kube.nodes() if node.unschedulable] == []
     assert RunLock(rig.cloud.parameters, AFTER.parameter_path).holder() is None
     assert rig.sim.world.counters.budget_violations == 0
@@ -240,6 +241,7 @@ def test_a_replacement_that_never_becomes_ready_is_removed_and_the_roll_stops(ri
     snapshot = rig.fleet().snapshot()
     assert {host.instance_id for host in snapshot.hosts} == before, "the stuck surge host was terminated"
     assert (snapshot.desired, snapshot.max_size, snapshot.suspended) == (3, 6, ())
+    rig.sim.settle(6)  # a removed surge host's node goes, as the cloud controller deletes it
     assert [node.name for node in rig.kube.nodes() if node.unschedulable] == []
     assert RunLock(rig.cloud.parameters, AFTER.parameter_path).holder() is None
 
@@ -287,6 +289,7 @@ def test_a_termination_that_fails_undoes_the_step(rig: Rig, monkeypatch: pytest.
     snapshot = rig.fleet().snapshot()
     assert {host.instance_id for host in snapshot.hosts} == before, "the surge host went, the old host stays"
     assert (snapshot.desired, snapshot.suspended) == (3, ())
+    rig.sim.settle(6)  # a removed surge host's node goes, as the cloud controller deletes it
     assert [node.name for node in rig.kube.nodes() if node.unschedulable] == [], "the old node is back in service"
 
 

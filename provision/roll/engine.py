@@ -313,18 +313,20 @@ class Roll:
             return {}
         pods = self.kube.pods(node=node.name)
         before = ready_counts(self.kube, owners_of(pods))
-        policy = DrainPolicy(
-            timeout_seconds=self.rolling.drain_timeout_seconds,
-            on_blocked_budget=self.rolling.on_blocked_budget,
-            delete_emptydir_data=self.rolling.delete_emptydir_data,
-            evict_unmanaged_pods=self.rolling.evict_unmanaged_pods,
-        )
-        report = Drainer(self.kube, self.clock, policy).drain(node.name)
+        report = Drainer(self.kube, self.clock, self._drain_policy()).drain(node.name)
         if report.blocked and not report.forced:  # skip policy; under force the blockers were deleted
             raise SkipHost("; ".join(blocker.explain() for blocker in report.blocked))
         self.ui.say(f"drained {node.name}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
         moved = owners_of([pod for pod in pods if pod.ref in report.evicted or pod.ref in report.forced])
         return {owner: before[owner] for owner in moved}
+
+    def _drain_policy(self) -> DrainPolicy:
+        return DrainPolicy(
+            timeout_seconds=self.rolling.drain_timeout_seconds,
+            on_blocked_budget=self.rolling.on_blocked_budget,
+            delete_emptydir_data=self.rolling.delete_emptydir_data,
+            evict_unmanaged_pods=self.rolling.evict_unmanaged_pods,
+        )
 
     def _await_migration(self, flight: dict[str, str], node: NodeState | None) -> None:
         owners: dict[Owner, int | None] = {}
@@ -388,7 +390,7 @@ class Roll:
                     self.kube.uncordon(old_node.name)
                 surge_host = self._claim(flight, record, self.fleet.snapshot())
                 if surge_host is not None:
-                    self.fleet.terminate(surge_host.instance_id)  # with a decrement: the group shrinks by one
+                    self._remove_surge_host(surge_host.instance_id)
                 else:
                     unseen += 1
             record.flights.remove(flight)
@@ -396,6 +398,19 @@ class Roll:
             desired = self.fleet.snapshot().desired - unseen
             self.fleet.set_size(desired=desired, max_size=max(record.original_max, desired))
         self.journal.save(record)
+
+    def _remove_surge_host(self, instance_id: str) -> None:
+        """Drain a surge host (pods may have moved onto it) and terminate it with a decrement, completing its hook.
+        If its pods cannot move, it stays, uncordoned, and the user is told: capacity is kept, no budget broken."""
+        node = self._node_of(instance_id)
+        try:
+            if node is not None:
+                Drainer(self.kube, self.clock, self._drain_policy()).drain(node.name)
+            self._terminate(instance_id)
+        except ClusterError as error:
+            if node is not None:
+                self.kube.uncordon(node.name)
+            self.ui.warn(f"left the surge host {instance_id} running, the group one host larger: {error}")
 
     def _restore_size(self, record: RollRecord) -> None:
         snapshot = self.fleet.snapshot()
