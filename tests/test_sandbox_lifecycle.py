@@ -138,6 +138,21 @@ def test_new_hosts_wait_in_pending_wait_until_they_join_and_confirm(fresh: Rig) 
     assert fresh.events() == [], "confirming sends nothing more"
 
 
+def test_the_sandbox_queue_carries_the_policy_that_admits_only_the_rule(rig: Rig) -> None:
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    listed = cloudformation.describe_stack_resources(StackName=CONFIG.stack_name)["StackResources"]
+    assert all("LogicalResourceId" in resource for resource in listed), "moto alone lists the policy without ids"
+    rule_arn = boto3.client("events", region_name=REGION).list_rules()["Rules"][0]["Arn"]
+
+    attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+        QueueUrl=rig.queue, AttributeNames=["Policy"]
+    )["Attributes"]
+
+    [statement] = json.loads(attributes["Policy"])["Statement"]
+    assert statement["Principal"] == {"Service": ["events.amazonaws.com"]}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+
+
 def test_a_host_launched_later_waits_from_its_first_moment(rig: Rig) -> None:
     rig.autoscaling.set_desired_capacity(AutoScalingGroupName=rig.group, DesiredCapacity=4)
 

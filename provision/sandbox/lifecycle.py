@@ -273,12 +273,73 @@ def install() -> None:
         FakeAutoScalingGroup.replace_autoscaling_group_instances = _launch  # type: ignore[method-assign,assignment]
         AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action_response  # type: ignore[attr-defined]
         AutoScalingResponse.record_lifecycle_action_heartbeat = _heartbeat_response  # type: ignore[attr-defined]
+        _install_queue_policy()
         # What EventBridge delivers to a target without an input transformer: moto's default leaves out "account".
         EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
             '{"version": "0", "id": "<id>", "detail-type": "<detail-type>", "source": "<source>", '
             '"account": "<account>", "time": <time>, "region": "<region>", "resources": <resources>, '
             '"detail": <detail>}'
         )
+
+
+def _install_queue_policy() -> None:
+    """moto's CloudFormation skips AWS::SQS::QueuePolicy (and lists it without ids); this sets the queue's Policy
+    attribute, as AWS does, so the sandbox's queue carries the policy that admits only the stack's rule."""
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+    from moto.sqs.models import sqs_backends
+
+    class QueuePolicy(CloudFormationModel):
+        def __init__(self, queues: list[str], document: dict[str, Any]) -> None:
+            self.queues = queues
+            self.document = document
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::SQS::QueuePolicy"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return False
+
+        @property
+        def physical_resource_id(self) -> str:
+            return ",".join(self.queues)
+
+        def is_created(self) -> bool:
+            return True
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **_: Any
+        ) -> QueuePolicy:
+            properties = cloudformation_json["Properties"]
+            policy = cls(list(properties["Queues"]), properties["PolicyDocument"])
+            for url in policy.queues:
+                sqs_backends[account_id][region_name].set_queue_attributes(
+                    url.rsplit("/", 1)[-1], {"Policy": json.dumps(policy.document)}
+                )
+            return policy
+
+        @classmethod
+        def update_from_cloudformation_json(
+            cls, original_resource: Any, new_resource_name: str, cloudformation_json: dict[str, Any], *args: Any
+        ) -> QueuePolicy:
+            return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, *args)
+
+        @classmethod
+        def delete_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+        ) -> None:
+            return None  # the queue goes with the stack too
+
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
+    assert QueuePolicy.cloudformation_type() in parsing.get_model_map()
 
 
 def _model(backend: Any) -> LifecycleModel | None:
