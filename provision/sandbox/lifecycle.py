@@ -20,12 +20,14 @@ auto-scaling backend, narrowly, so that a group with hooks behaves as on AWS:
   ``aws.autoscaling``, detail-type ``EC2 Instance-launch Lifecycle Action`` or ``EC2 Instance-terminate Lifecycle
   Action``), so moto routes it through the stack's rule to the cluster's queue (moto's envelope lacks the
   ``account`` key AWS's has; the patch puts it back);
-- an instance whose health is set Unhealthy is replaced, unless ReplaceUnhealthy is suspended.
+- an instance whose health is set Unhealthy is replaced, unless ReplaceUnhealthy is suspended;
+- the stack's AWS::SQS::QueuePolicy, which moto's CloudFormation skips, becomes the queue's Policy attribute.
 
 Time is the sandbox's injected clock; ``scale`` shortens every hook timeout (and what describe_lifecycle_hooks
-reports, so a handler's heartbeat cadence follows) so a demo need not wait twenty minutes. The model only acts on
-moto backends it is attached to (the host simulator attaches it at every tick), so moto used without a host simulator
-behaves as before; moto's reset drops the attachment.
+reports, so a handler's heartbeat cadence follows) so a demo need not wait twenty minutes. Wait states, timeouts and
+replacements apply only on moto backends the model is attached to (the host simulator attaches it at every tick;
+moto's reset drops it), so moto used without a host simulator removes instances at once as before. The declared
+hooks, the queue policy and the event envelope are patched for every moto in the process once installed.
 """
 
 from __future__ import annotations
