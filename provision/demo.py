@@ -1,8 +1,9 @@
 """`cluster demo`: the whole story on a fresh sandbox, with progress all the way and a closing summary.
 
-up → status → replace one host → patch every host → status → down, against a sandbox started for the demo in a
-temporary folder (so it never touches a sandbox of yours) and stopped at the end whatever happens. The demo brings its
-own network, as many clusters do, so that `down` ends clean on moto too.
+up → status → replace one host → patch every host → a host falls sick and `cluster heal` drains it as the group
+replaces it → status → down, against a sandbox started for the demo in a temporary folder (so it never touches a
+sandbox of yours) and stopped at the end whatever happens. The demo brings its own network, as many clusters do, so
+that `down` ends clean on moto too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
+import threading
 import time
 import tomllib
 import urllib.request
@@ -20,13 +22,17 @@ from pathlib import Path
 
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings, aws_errors
-from provision.clock import SystemClock
+from provision.clock import SystemClock, wait_until
 from provision.config.loader import parse_config
 from provision.config.schema import ClusterConfig
 from provision.deploy.down import down
 from provision.deploy.status import collect, show
 from provision.deploy.up import Up
+from provision.heal.actionlog import ActionLog
+from provision.heal.consumer import Stop
+from provision.heal.service import connect_queue, heal_service
 from provision.kube.facade import Kube, connect
+from provision.render.names import host_records_path
 from provision.roll.engine import Roll, RollResult
 from provision.roll.fleet import Fleet
 from provision.roll.journal import Journal
@@ -44,6 +50,7 @@ class Summary:
     replaced: int = 0
     lowest_ready: int | None = None
     desired: int = 0
+    healed: int = 0  # terminations `cluster heal` drained and completed (not left to the hook's timeout)
 
     def add(self, result: RollResult) -> None:
         self.replaced += len(result.replaced)
@@ -69,6 +76,7 @@ def run_demo(ui: UI, *, boot_seconds: float) -> Summary:
             ["hosts replaced", str(summary.replaced)],
             ["time", f"{time.monotonic() - started:.0f}s"],
             ["lowest ready capacity seen", f"{summary.lowest_ready} (desired {summary.desired})"],
+            ["sick hosts drained by cluster heal", f"{summary.healed} (completed by heal, not by the hook's timeout)"],
             ["evictions", str(counters.get("evictions", 0))],
             ["evictions refused by budgets", str(counters.get("evictions_refused", 0))],
             ["budget violations", str(counters.get("budget_violations", 0))],
@@ -115,6 +123,7 @@ def _story(ui: UI, state: SandboxState) -> Summary:
                 ),
             )
         )
+        summary.healed = _heal(ui, config, cloud, factory, kube)
         _status(ui, config, cloud, kube)
 
         ui.say("== cluster down")
@@ -137,6 +146,57 @@ def _roll(ui: UI, config: ClusterConfig, cloud: Cloud, kube: Kube, plan: Plan) -
     result = engine.run(plan, owner=OWNER)
     ui.say(f"lowest ready capacity during the roll: {result.lowest_ready}")
     return result
+
+
+def _heal(ui: UI, config: ClusterConfig, cloud: Cloud, factory: AwsFactory, kube: Kube) -> int:
+    """With `cluster heal --watch` running (a thread here), a host falls sick and reports itself Unhealthy as its health
+    agent does; the group replaces it and holds it in Terminating:Wait; heal drains it under the budget and lets it
+    go. Returns how many terminations heal completed itself."""
+    ui.say("== cluster heal --watch: a host falls sick, reports itself, is replaced; heal drains it before it goes")
+    clock = SystemClock()
+    completed: list[str] = []
+
+    def show(line: str) -> None:
+        action = line.split(" ", 1)[1]  # the UI stamps its own time
+        if action.startswith("action=completed "):
+            completed.append(action)
+        ui.say(f"heal: {action}")
+
+    stop = Stop()
+    queue = connect_queue(factory, cloud, config)
+    ui.say("heal starts with the rolls' events still queued: the hosts they name are gone or joined, so it drops them")
+    heal = heal_service(config, cloud, kube, queue, clock, ActionLog(show), stop, wait_seconds=1)
+    thread = threading.Thread(target=heal.run, kwargs={"once": False}, name="cluster-heal", daemon=True)
+    thread.start()
+    try:
+        fleet = Fleet(cloud, config.stack_name)
+        victim = fleet.snapshot().hosts[0].instance_id
+        # What the health agent does after `failures_before_unhealthy` failed checks (a full disk: the kubelet runs).
+        record = f"{host_records_path(config.parameter_path)}/{victim}/health"
+        cloud.parameters.put(record, f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} failing:disk failures=3")
+        cloud.groups.client.set_instance_health(InstanceId=victim, HealthStatus="Unhealthy")
+        ui.say(f"{victim}'s health agent: the disk check failed 3 times in a row; host reported Unhealthy")
+
+        def healed() -> bool | None:
+            snapshot = fleet.snapshot()
+            ready = {node.instance_id for node in kube.nodes() if node.ready and not node.unschedulable}
+            serving = [h for h in snapshot.hosts if h.lifecycle_state == "InService" and h.instance_id in ready]
+            web = [pod for pod in kube.pods(namespace="default") if not pod.terminating]
+            done = (
+                snapshot.host(victim) is None
+                and len(serving) == len(snapshot.hosts) == config.hosts.desired_capacity
+                and all(pod.ready for pod in web)
+                and queue.depth() == (0, 0)
+            )
+            return True if done else None
+
+        wait_until(healed, clock=clock, timeout=120, interval=1.0, what=f"{victim} to be replaced and drained",
+                   next_step="the heal lines above say what it waits for")  # fmt: skip
+    finally:
+        stop.request(clock.now())
+        thread.join(timeout=10)
+    ui.say(f"{victim} was drained under the budget and replaced; the queue is empty")
+    return len(completed)
 
 
 def _status(ui: UI, config: ClusterConfig, cloud: Cloud, kube: Kube) -> None:
