@@ -62,6 +62,8 @@ class World:
     dead: set[str] = field(default_factory=set)  # nodes that turned NotReady for good
     flapping: dict[str, float] = field(default_factory=dict)  # node -> until when it flips Ready/NotReady each poll
     refuse_termination: set[str] = field(default_factory=set)
+    listing_delay: float = 0.0  # a launched host is listed by its group only this long after launch, as on AWS
+    fail_next_resize: bool = False  # the next size change is applied, then its answer is lost (a timeout)
     # invariants seen
     lowest_ready: int | None = None
     peak_hosts: int = 0
@@ -87,6 +89,9 @@ class World:
             self.never_join_next -= 1
             machine.joins = False
         self.machines[machine.instance_id] = machine
+
+    def listed(self) -> list[str]:
+        return [i for i, m in self.machines.items() if self.clock.now() - m.launched >= self.listing_delay]
 
     def booted(self, instance_id: str) -> bool:
         machine = self.machines[instance_id]
@@ -126,7 +131,7 @@ class FakeGroups(Groups):
 
     def find(self, name: str) -> Group | None:
         self.world.calls["DescribeAutoScalingGroups"] += 1
-        members = [Member(i, "zone-a", _state(self.world, i), "Healthy", False) for i in self.world.machines]
+        members = [Member(i, "zone-a", _state(self.world, i), "Healthy", False) for i in self.world.listed()]
         return Group(name, 0, self.world.max_size, self.world.desired, members, list(self.world.suspended))
 
     def suspend(self, name: str, processes: list[str]) -> None:
@@ -163,7 +168,7 @@ class FakeFleet(Fleet):
                 EPOCH + timedelta(seconds=m.launched),
                 (m.instance_id,),
             )
-            for m in self.world.machines.values()
+            for m in map(self.world.machines.__getitem__, self.world.listed())
         )
         return Snapshot(
             "hosts", self.world.desired, 0, self.world.max_size, CURRENT, hosts, tuple(self.world.suspended)
@@ -177,6 +182,9 @@ class FakeFleet(Fleet):
         self.world.desired, self.world.max_size = desired, max_size
         self.world.fill()
         self.world.observe()
+        if self.world.fail_next_resize:
+            self.world.fail_next_resize = False
+            raise ClusterError("UpdateAutoScalingGroup: the answer timed out")
 
     def terminate(self, instance_id: str) -> None:
         self.world.calls["TerminateInstanceInAutoScalingGroup"] += 1

@@ -206,6 +206,17 @@ def test_a_termination_that_fails_undoes_every_host_in_flight() -> None:
     assert_untouched(world, parameters, before)
 
 
+def test_a_surge_host_not_yet_listed_is_waited_for_and_removed_rather_than_an_old_host() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    before = set(world.machines)
+    world.listing_delay, world.fail_next_resize = 20, True
+
+    with pytest.raises(ClusterError, match="the answer timed out"):
+        roll(world, parameters)
+
+    assert_untouched(world, parameters, before)
+
+
 @pytest.mark.parametrize("surge", [1, 2])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 def test_interrupted_at_any_boundary_the_same_command_finishes_the_job(boundary: str, surge: int) -> None:

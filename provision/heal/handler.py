@@ -22,9 +22,9 @@ from provision.config.schema import Rolling
 from provision.errors import ClusterError
 from provision.heal.actionlog import ActionLog
 from provision.heal.events import LifecycleEvent
-from provision.heal.policy import clear_dead_node, drain_policy
 from provision.kube.drain import DrainBlocked, Drainer
 from provision.kube.facade import Kube
+from provision.kube.removal import clear_dead_node, drain_policy
 from provision.render import names
 from provision.roll.fleet import Host, Snapshot
 from provision.roll.journal import Journal

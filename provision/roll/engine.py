@@ -20,10 +20,11 @@ from datetime import timedelta
 from provision.clock import Clock, WaitTimeout, wait_until
 from provision.config.schema import Rolling
 from provision.errors import ClusterError
-from provision.kube.drain import Drainer, DrainPolicy
+from provision.kube.drain import Drainer
 from provision.kube.facade import Kube
 from provision.kube.migration import migration, owners_of, ready_counts
 from provision.kube.model import NodeState, Owner
+from provision.kube.removal import clear_dead_node, drain_policy
 from provision.roll.fleet import Fleet, Host, Snapshot
 from provision.roll.journal import Journal, RollRecord
 from provision.roll.lock import Lock, RunLock
@@ -34,6 +35,7 @@ from provision.ui import UI
 PHASES = ("surged", "replacement-ready", "cordoned", "drained", "migrated", "terminated")
 GATE_CONFIRMATIONS = 2  # as kops validates twice: one Ready answer from a flapping node is not enough
 POLL_SECONDS = 3.0  # AWS and the API server answer these reads cheaply; a roll should not lag behind them
+SURGE_VISIBLE_SECONDS = 60.0  # a launched instance is listed by its group within seconds; past this it never was
 LOCK_TTL = timedelta(hours=2)
 SURGE_ANNOTATION = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 
@@ -96,7 +98,13 @@ class Roll:
                 self.ui.say(f"suspended {', '.join(suspended) or 'nothing'} for the roll")
                 pending = deque(step for step in plan.replacements if step.old not in _olds(record))
                 while pending or record.flights:
-                    self._launch(pending, record, plan)
+                    try:
+                        self._launch(pending, record, plan)
+                    except (KeyboardInterrupt, SystemExit):
+                        raise  # the journal knows the hosts in flight: the next run continues them
+                    except BaseException:
+                        self._undo(list(record.flights), record)
+                        raise
                     self._finish(record.flights[0], record, plan, pending)
                     held = self.lock.refresh(held, ttl=LOCK_TTL)
                 self.checkpoint("restoring")  # every host done; the processes and the size are restored next
@@ -206,7 +214,8 @@ class Roll:
         if self._before(flight, "terminated"):
             self._terminate(old)
             if dead and flight.get("node"):
-                self._clear_dead_node(flight["node"])
+                deleted = clear_dead_node(self.kube, flight["node"])
+                self.ui.say(f"deleted {deleted} pod(s) of the dead node {flight['node']} and the node itself")
             self._advance(record, flight, "terminated")
 
     def _before(self, flight: dict[str, str], phase: str) -> bool:
@@ -313,20 +322,12 @@ class Roll:
             return {}
         pods = self.kube.pods(node=node.name)
         before = ready_counts(self.kube, owners_of(pods))
-        report = Drainer(self.kube, self.clock, self._drain_policy()).drain(node.name)
+        report = Drainer(self.kube, self.clock, drain_policy(self.rolling)).drain(node.name)
         if report.blocked and not report.forced:  # skip policy; under force the blockers were deleted
             raise SkipHost("; ".join(blocker.explain() for blocker in report.blocked))
         self.ui.say(f"drained {node.name}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
         moved = owners_of([pod for pod in pods if pod.ref in report.evicted or pod.ref in report.forced])
         return {owner: before[owner] for owner in moved}
-
-    def _drain_policy(self) -> DrainPolicy:
-        return DrainPolicy(
-            timeout_seconds=self.rolling.drain_timeout_seconds,
-            on_blocked_budget=self.rolling.on_blocked_budget,
-            delete_emptydir_data=self.rolling.delete_emptydir_data,
-            evict_unmanaged_pods=self.rolling.evict_unmanaged_pods,
-        )
 
     def _await_migration(self, flight: dict[str, str], node: NodeState | None) -> None:
         owners: dict[Owner, int | None] = {}
@@ -369,35 +370,45 @@ class Roll:
             next_step="it may be in Terminating:Wait; `cluster status` shows its lifecycle state",
         )
 
-    def _clear_dead_node(self, node: str) -> None:
-        """A dead host's pods cannot be evicted; once the host is gone, delete them and its Node so the controllers
-        reschedule them now rather than after the node controller's eviction timeout."""
-        pods = self.kube.pods(node=node)
-        for pod in pods:
-            self.kube.delete_pod(pod, grace_seconds=0)
-        self.kube.delete_node(node)
-        self.ui.say(f"deleted {len(pods)} pod(s) of the dead node {node} and the node itself")
-
     # --- undo and restore ---
 
     def _undo(self, flights: list[dict[str, str]], record: RollRecord) -> None:
         """Undo what these hosts' steps started: their old nodes back in service, their surge hosts gone."""
-        unseen = 0
         for flight in reversed(flights):
             if flight["phase"] != "terminated":  # else its old host is gone and its replacement is in service
                 old_node = self._node_of(flight["old"])
                 if old_node is not None and old_node.unschedulable:
                     self.kube.uncordon(old_node.name)
-                surge_host = self._claim(flight, record, self.fleet.snapshot())
+                surge_host = self._await_surge_host(flight, record)
                 if surge_host is not None:
-                    self._remove_surge_host(surge_host.instance_id)
-                else:
-                    unseen += 1
+                    self._remove_surge_host(surge_host)
             record.flights.remove(flight)
-        if unseen:  # launched but not visible yet: lower the size, the group removes what it has not launched
-            desired = self.fleet.snapshot().desired - unseen
-            self.fleet.set_size(desired=desired, max_size=max(record.original_max, desired))
+        # What is still above the size is surge the group has not launched yet (or never will): lower the size.
+        target = record.original_desired + sum(1 for flight in record.flights if flight["phase"] != "terminated")
+        snapshot = self.fleet.snapshot()
+        if snapshot.desired > target:
+            self.fleet.set_size(desired=target, max_size=max(record.original_max, target))
         self.journal.save(record)
+
+    def _await_surge_host(self, flight: dict[str, str], record: RollRecord) -> str | None:
+        """The flight's surge host, waiting a little for one AWS has not listed yet: lowering the size instead would
+        let the group's termination policy pick an old, undrained host."""
+
+        def claimed() -> str | None:
+            host = self._claim(flight, record, self.fleet.snapshot())
+            return host.instance_id if host else None
+
+        try:
+            return wait_until(
+                claimed,
+                clock=self.clock,
+                timeout=SURGE_VISIBLE_SECONDS,
+                interval=POLL_SECONDS,
+                what="the surge host to be listed",
+                next_step="",
+            )
+        except WaitTimeout:
+            return None
 
     def _remove_surge_host(self, instance_id: str) -> None:
         """Drain a surge host (pods may have moved onto it) and terminate it with a decrement, completing its hook.
@@ -405,7 +416,7 @@ class Roll:
         node = self._node_of(instance_id)
         try:
             if node is not None:
-                Drainer(self.kube, self.clock, self._drain_policy()).drain(node.name)
+                Drainer(self.kube, self.clock, drain_policy(self.rolling)).drain(node.name)
             self._terminate(instance_id)
         except ClusterError as error:
             if node is not None:

@@ -1,5 +1,5 @@
-"""How a host's node is emptied, shared by whatever removes hosts: the drain policy the configuration's ``rolling``
-section sets, and the fast path for a dead node. (The roll engine builds the same two inline; it can use these.)"""
+"""How a host's node is emptied, shared by whatever removes hosts (the roll and heal): the drain policy the
+configuration's ``rolling`` section sets, and the fast path for a dead node."""
 
 from __future__ import annotations
 
