@@ -15,25 +15,24 @@ from importlib import import_module
 import click
 
 from provision import __version__
-from provision.errors import ClusterError, ExitCode, UsageError
+from provision.errors import ClusterError, ExitCode
 from provision.verbs.options import Globals
 
-# verb -> (one-line help, issue that builds it or None when built). The help is here so that listing the verbs
-# does not import them.
-VERBS: dict[str, tuple[str, int | None]] = {
-    "up": ("Create or update the cluster's stack and wait until its hosts are ready.", None),
-    "render": ("Print the CloudFormation template, or write it and the host user-data to a folder.", None),
-    "status": ("Show the stack and one row per host: lifecycle, health, fingerprint, node.", None),
-    "patch": ("Roll every outdated host: patched replacement first, then cordon, drain, terminate.", None),
-    "replace": ("Replace one host, even when the rest of the cluster is unhealthy.", None),
-    "heal": ("Drain hosts that the auto-scaling group terminates (lifecycle hook handler).", None),
-    "down": ("Delete the cluster's stack and report anything left behind.", None),
-    "ssh": ("Open a shell on a host (host keys verified).", None),
-    "exec": ("Run a command on several hosts at once.", None),
-    "diagnose": ("Save a host's logs and state to a local folder.", None),
-    "doctor": ("Find what needs attention and say what to do about it.", None),
-    "sandbox": ("Start, stop or show the local sandbox (AWS and Kubernetes simulators).", None),
-    "demo": ("Run the whole story on a fresh sandbox: up, replace, patch, down.", None),
+# verb -> one-line help. The help is here so that listing the verbs does not import them.
+VERBS: dict[str, str] = {
+    "up": "Create or update the cluster's stack and wait until its hosts are ready.",
+    "render": "Print the CloudFormation template, or write it and the host user-data to a folder.",
+    "status": "Show the stack and one row per host: lifecycle, health, fingerprint, node.",
+    "patch": "Roll every outdated host: patched replacement first, then cordon, drain, terminate.",
+    "replace": "Replace one host, even when the rest of the cluster is unhealthy.",
+    "heal": "Drain hosts that the auto-scaling group terminates (lifecycle hook handler).",
+    "down": "Delete the cluster's stack and report anything left behind.",
+    "ssh": "Open a shell on a host (host keys verified).",
+    "exec": "Run a command on several hosts at once.",
+    "diagnose": "Save a host's logs and state to a local folder.",
+    "doctor": "Find what needs attention and say what to do about it.",
+    "sandbox": "Start, stop or show the local sandbox (AWS and Kubernetes simulators).",
+    "demo": "Run the whole story on a fresh sandbox: up, replace, patch, a sick host healed, down.",
 }
 
 
@@ -46,34 +45,13 @@ class LazyVerbs(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in VERBS:
             return None
-        short_help, issue = VERBS[cmd_name]
-        if issue is not None:
-            return _not_built(cmd_name, short_help, issue)
         command = import_module(f"provision.verbs.{cmd_name}").command
         assert isinstance(command, click.Command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [
-            (name, help_text + ("" if issue is None else " (not built yet)"))
-            for name, (help_text, issue) in VERBS.items()
-        ]
         with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-def _not_built(name: str, short_help: str, issue: int) -> click.Command:
-    def refuse(args: tuple[str, ...]) -> None:
-        raise UsageError(f"`cluster {name}` is not built yet (issue {issue}); nothing was done")
-
-    return click.Command(
-        name,
-        callback=refuse,
-        help=f"{short_help}\n\nNot built yet (issue {issue}).",
-        short_help=short_help,
-        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    )
+            formatter.write_dl(list(VERBS.items()))
 
 
 @click.group(cls=LazyVerbs, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})

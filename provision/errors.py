@@ -42,7 +42,7 @@ class ConfigError(ClusterError):
 
 
 class UsageError(ClusterError):
-    """The command line asks for something that cannot be done (a verb not built yet, a bad flag combination)."""
+    """The command line asks for something that cannot be done (a bad flag combination, a missing prerequisite)."""
 
     exit_code = ExitCode.BAD_INPUT
 

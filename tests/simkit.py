@@ -4,13 +4,18 @@ when the code under test sleeps on the shared FakeClock (each sleep is one tick)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from moto import mock_aws
 
+from provision.aws.cloud import Cloud
+from provision.aws.session import AwsFactory, AwsSettings
+from provision.sandbox.hosts import HostSimulator
 from provision.simulator.api import KubeApiServer, kubeconfig_for
 from provision.simulator.world import Timings, World
 from tests.fakeclock import FakeClock
@@ -66,3 +71,21 @@ def simulator(tmp_path: Path) -> Iterator[Simulator]:
         yield Simulator(world, server, clock, kubeconfig)
     finally:
         server.stop()
+
+
+@contextmanager
+def virtual_cloud(
+    simulator: Simulator, region: str, *, hook_scale: float = 1.0
+) -> Iterator[tuple[Cloud, HostSimulator]]:
+    """moto in-process as AWS, with the host simulator booting its instances (10 s) into the simulator's cluster;
+    both move on each sleep of the simulator's virtual clock."""
+    with mock_aws():
+        cloud = Cloud.connect(AwsFactory(AwsSettings(region=region)), simulator.clock)
+        hosts = HostSimulator(simulator.world, simulator.clock, boot_seconds=10, gone_seconds=5, hook_scale=hook_scale)
+
+        def tick(_now: float) -> None:
+            hosts.tick()
+            simulator.world.tick()
+
+        simulator.clock.on_sleep = tick
+        yield cloud, hosts

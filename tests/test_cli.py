@@ -9,9 +9,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from provision.cli import VERBS
 from tests.conftest import EXAMPLE, GOLDEN, Outcome
 
 Run = Callable[..., Outcome]
@@ -51,14 +48,6 @@ def test_help_imports_no_heavy_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[] 0"
-
-
-@pytest.mark.parametrize("verb", [verb for verb, (_, issue) in VERBS.items() if issue is not None])
-def test_a_verb_not_built_yet_says_so_and_exits_2(run_main: Run, verb: str) -> None:
-    outcome = run_main(verb, "--yes", "-c", "whatever.toml")
-
-    assert outcome.code == 2
-    assert outcome.err == f"error: `cluster {verb}` is not built yet (issue {VERBS[verb][1]}); nothing was done\n"
 
 
 def test_render_prints_the_example_template(run_main: Run) -> None:

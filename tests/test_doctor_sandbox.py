@@ -11,12 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from moto import mock_aws
 from moto.autoscaling.models import autoscaling_backends
 from moto.cloudformation.models import Event, cloudformation_backends
 
 from provision.aws.cloud import Cloud
-from provision.aws.session import AwsFactory, AwsSettings
 from provision.deploy.up import Up
 from provision.doctor.checks import diagnose
 from provision.doctor.findings import Finding, Report, Severity
@@ -29,7 +27,7 @@ from provision.roll.lock import RunLock
 from provision.sandbox.hosts import HostSimulator
 from tests.conftest import EXAMPLE, Outcome
 from tests.deploykit import REGION, TOKEN, config, recording_ui
-from tests.simkit import Simulator, simulator
+from tests.simkit import Simulator, simulator, virtual_cloud
 
 __all__ = ["simulator"]  # the fixture
 
@@ -61,15 +59,7 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox(simulator: Simulator) -> Iterator[Sandbox]:
-    with mock_aws():
-        cloud = Cloud.connect(AwsFactory(AwsSettings(region=REGION)), simulator.clock)
-        hosts = HostSimulator(simulator.world, simulator.clock, boot_seconds=10, gone_seconds=5)
-
-        def tick(_now: float) -> None:
-            hosts.tick()
-            simulator.world.tick()
-
-        simulator.clock.on_sleep = tick
+    with virtual_cloud(simulator, REGION) as (cloud, hosts):
         Up(CONFIG, cloud, recording_ui()[0], timeout=600).run(dry_run=False, join_token=TOKEN)
         simulator.settle(12)  # the hosts boot and join
         kube = Kube(connect(kubeconfig=str(simulator.kubeconfig)))

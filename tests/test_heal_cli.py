@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from provision.cli import VERBS
 from tests.conftest import EXAMPLE, Outcome
 from tests.simkit import Simulator, simulator
 
 __all__ = ["simulator"]  # the fixture
 
 Run = Callable[..., Outcome]
-
-
-def test_heal_is_built() -> None:
-    assert VERBS["heal"][1] is None
 
 
 def test_without_the_kubernetes_api_heal_refuses_to_start(run_main: Run, moto: None) -> None:

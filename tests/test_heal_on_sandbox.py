@@ -16,7 +16,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from provision.aws.cloud import Cloud
 from provision.aws.queues import Message, Queue
@@ -34,7 +33,7 @@ from provision.sandbox.state import SandboxState
 from tests.conftest import CLUSTER, EXAMPLE, run_installed
 from tests.deploykit import REGION, TOKEN, config, recording_ui
 from tests.fakeclock import FakeClock
-from tests.simkit import Simulator, simulator
+from tests.simkit import Simulator, simulator, virtual_cloud
 
 __all__ = ["simulator"]  # the fixture
 
@@ -136,15 +135,7 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox(simulator: Simulator) -> Iterator[Sandbox]:
-    with mock_aws():
-        cloud = Cloud.connect(AwsFactory(AwsSettings(region=REGION)), simulator.clock)
-        hosts = HostSimulator(simulator.world, simulator.clock, boot_seconds=10, gone_seconds=5, hook_scale=HOOK_SCALE)
-
-        def tick(_now: float) -> None:
-            hosts.tick()
-            simulator.world.tick()
-
-        simulator.clock.on_sleep = tick
+    with virtual_cloud(simulator, REGION, hook_scale=HOOK_SCALE) as (cloud, hosts):
         Up(CONFIG, cloud, recording_ui()[0], timeout=600).run(dry_run=False, join_token=TOKEN)
         simulator.settle(12)  # the hosts boot, join and confirm their launch
         simulator.deployment("web", 6)

@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from moto import mock_aws
 
 from provision.aws.cloud import Cloud
-from provision.aws.session import AwsFactory, AwsSettings
 from provision.clock import WaitTimeout
 from provision.config.schema import ClusterConfig
 from provision.deploy.up import Up
@@ -26,7 +24,7 @@ from provision.roll.plan import one_host, outdated
 from provision.sandbox.hosts import HostSimulator
 from provision.ui import UI
 from tests.deploykit import REGION, TOKEN, config, recording_ui
-from tests.simkit import Simulator, simulator
+from tests.simkit import Simulator, simulator, virtual_cloud
 
 __all__ = ["simulator"]  # the fixture
 
@@ -84,15 +82,7 @@ def deploy(cfg: ClusterConfig, rig: Rig) -> None:
 
 @pytest.fixture
 def rig(simulator: Simulator) -> Iterator[Rig]:
-    with mock_aws():
-        cloud = Cloud.connect(AwsFactory(AwsSettings(region=REGION)), simulator.clock)
-        hosts = HostSimulator(simulator.world, simulator.clock, boot_seconds=10, gone_seconds=5)
-
-        def tick(_now: float) -> None:
-            hosts.tick()
-            simulator.world.tick()
-
-        simulator.clock.on_sleep = tick
+    with virtual_cloud(simulator, REGION) as (cloud, hosts):
         rig = Rig(cloud, simulator, Kube(connect(kubeconfig=str(simulator.kubeconfig))), hosts)
         deploy(BEFORE, rig)
         simulator.settle(12)  # the first hosts boot and join
