@@ -217,6 +217,23 @@ def test_a_surge_host_not_yet_listed_is_waited_for_and_removed_rather_than_an_ol
     assert_untouched(world, parameters, before)
 
 
+def test_a_crash_between_recording_a_host_and_raising_the_size_is_continued(monkeypatch: pytest.MonkeyPatch) -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+
+    def killed(self: FakeFleet, *, desired: int, max_size: int) -> None:
+        raise Interrupted("killed before the size changed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(FakeFleet, "set_size", killed)
+        with pytest.raises(Interrupted):
+            roll(world, parameters)
+    assert world.desired == HOSTS and "/cluster/test/roll-state" in parameters.values, "a host the group never grew for"
+
+    roll(world, parameters)
+
+    assert_done_and_clean(world, parameters)
+
+
 @pytest.mark.parametrize("surge", [1, 2])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 def test_interrupted_at_any_boundary_the_same_command_finishes_the_job(boundary: str, surge: int) -> None:

@@ -122,6 +122,10 @@ class Roll:
         if record is not None and record.group == plan.group:
             doing = ", ".join(f"{flight['old']} at phase {flight.get('phase') or 'start'}" for flight in record.flights)
             self.ui.say(f"continuing the {record.operation} that stopped" + (f" with {doing}" if doing else ""))
+            # A crash between writing a flight and raising the size left its replacement unlaunched: launch it.
+            surged = record.original_desired + sum(1 for flight in record.flights if flight["phase"] != "terminated")
+            if self.fleet.snapshot().desired < surged:
+                self.fleet.set_size(desired=surged, max_size=max(record.original_max, surged))
             return record
         record = RollRecord(plan.operation, plan.group, plan.desired, plan.max_size)
         self.journal.save(record)
