@@ -436,6 +436,26 @@ def test_sigterm_lets_a_drain_that_can_finish_finish_and_receives_no_more(simula
     assert rig.queue.visible() == 1, "the next one is left for the next heal"
 
 
+def test_sigterm_during_the_pause_after_an_endpoint_error_stops_within_a_second(
+    simulator: Simulator, rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(**_: object) -> list[Message]:
+        raise ConnectionError("the endpoint is unreachable")
+
+    monkeypatch.setattr(rig.queue, "receive", unreachable)
+    stopped_at = simulator.clock.now() + 5
+
+    def sigterm(now: float) -> None:
+        if now >= stopped_at:
+            rig.stop.request(now)
+
+    simulator.clock.on_sleep = sigterm
+    rig.consumer().run(once=False)  # --watch outlives endpoint errors: returns only because it was stopped
+
+    assert rig.actions()[0] == "error"
+    assert simulator.clock.now() - stopped_at <= 1, "not after the whole retry pause"
+
+
 def test_a_dead_node_takes_the_fast_path(rig: Rig) -> None:
     rig.sim.world.set_node_ready(node_name(2), False)
     rig.group.terminating(host(2).instance_id)

@@ -101,7 +101,7 @@ class Consumer:
                     raise
                 # --watch outlives a blip of the endpoint or the network; a lasting fault shows in every line.
                 self.log("error", error=f"{type(error).__name__}: {error}", result=f"receive again in {RETRY_SECONDS}s")
-                self.clock.sleep(RETRY_SECONDS)
+                self._pause(RETRY_SECONDS)
                 continue
             if not self._work(messages):
                 break
@@ -114,6 +114,12 @@ class Consumer:
             self.queue.hide(flight.message, 0)
             self.log("released", instance=flight.event.instance_id, kind=flight.event.kind, result="back in the queue")
         self.watching.clear()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before trying again, a second at a time, so a stop (SIGTERM) is honoured within a second."""
+        until = self.clock.now() + seconds
+        while not self.stop.requested and self.clock.now() < until:
+            self.clock.sleep(min(1.0, until - self.clock.now()))
 
     def _work(self, messages: list[Message]) -> bool:
         """Handle each message; False when a stop ended the work (the rest are visible again)."""
