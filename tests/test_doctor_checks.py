@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from provision.aws.stacks import Stack, StackEvent
+from provision.deploy.host_records import BootRecord, HealthRecord
 from provision.doctor.checks import diagnose
 from provision.doctor.findings import Finding, Report, Severity
-from provision.doctor.observe import BootRecord, HealthRecord, Invocation, Observations
+from provision.doctor.observe import Invocation, Observations
 from provision.kube.model import NodeState
 from provision.roll.fleet import Host, Snapshot
 from provision.roll.journal import RollRecord

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from provision.aws.parameters import Parameters
 from provision.aws.stacks import StackEvent
+from provision.deploy.host_records import boot_records
 from provision.render.names import host_records_path
 from provision.ui import UI
 
@@ -41,22 +42,12 @@ def describe_event(event: StackEvent, *, with_time: bool = False) -> str:
 
 
 def failure_records(parameters: Parameters, parameter_path: str, *, since: datetime) -> list[str]:
-    """What hosts whose boot failed since ``since`` recorded: `host i-… failed at step join (exit 1)` and the last
-    log lines. The boot script writes each record as `failed step=… exit=… at=…` and then its log tail."""
+    """What hosts whose boot failed since ``since`` recorded: `host i-… failed at step join (exit 1):` and the last
+    log lines (a record whose time cannot be read counts as recent)."""
     lines: list[str] = []
-    prefix = host_records_path(parameter_path) + "/"
-    for name, value in sorted(parameters.values_under(prefix.rstrip("/")).items()):
-        if not name.endswith("/boot") or not value.startswith("failed "):
+    for record in boot_records(parameters.values_under(host_records_path(parameter_path)), parameter_path):
+        if record.at is not None and record.at < since:
             continue
-        head, _, log = value.partition("\n")
-        fields = dict(part.split("=", 1) for part in head.split()[1:] if "=" in part)
-        try:
-            when = datetime.fromisoformat(fields.get("at", "").replace("Z", "+00:00"))
-        except ValueError:
-            when = since
-        if when < since:
-            continue
-        instance = name.removeprefix(prefix).split("/")[0]
-        lines.append(f"host {instance} failed at step {fields.get('step', '?')} (exit {fields.get('exit', '?')}):")
-        lines += [f"    {line}" for line in log.splitlines()[-LOG_LINES_SHOWN:]]
+        lines.append(f"host {record.instance_id} failed at step {record.step} (exit {record.exit_code}):")
+        lines += [f"    {line}" for line in record.log[-LOG_LINES_SHOWN:]]
     return lines

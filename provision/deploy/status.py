@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
+from provision.deploy.host_records import health_records
 from provision.errors import ClusterError
 from provision.kube.model import NodeState
 from provision.render import names
@@ -143,15 +144,9 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
 
 
 def _agent_verdicts(cloud: Cloud, parameter_path: str) -> dict[str, str]:
-    """Instance id -> the health agent's last verdict, from the record `<time> <verdict> failures=<n>` it keeps at
-    `<hosts path>/<instance-id>/health` (one call per ten host records)."""
-    prefix = host_records_path(parameter_path) + "/"
-    verdicts: dict[str, str] = {}
-    for name, value in cloud.parameters.values_under(prefix.rstrip("/")).items():
-        instance, _, record = name.removeprefix(prefix).partition("/")
-        if record == "health":
-            verdicts[instance] = " ".join(part for part in value.split()[1:] if not part.startswith("failures="))
-    return verdicts
+    """Instance id -> the health agent's last verdict (one call per ten host records)."""
+    records = cloud.parameters.values_under(host_records_path(parameter_path))
+    return {instance: record.verdict for instance, record in health_records(records, parameter_path).items()}
 
 
 def _age(delta: timedelta) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import Stack, StackEvent
 from provision.config.schema import ClusterConfig
+from provision.deploy.host_records import BootRecord, HealthRecord, boot_records, health_records
 from provision.deploy.report import root_causes
 from provision.errors import ClusterError
 from provision.kube.model import NodeState
@@ -28,36 +29,6 @@ if TYPE_CHECKING:
 OPERATION_STARTS = {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS"}
 WAIT_STATES = {"Pending:Wait", "Terminating:Wait"}
 ACTIVITY_INSTANCE = re.compile(r"\b(i-[0-9a-f]+)\b")
-
-
-@dataclass(frozen=True)
-class BootRecord:
-    """What a host's boot script recorded when a step failed (`failed step=… exit=… at=…` and its log tail)."""
-
-    instance_id: str
-    parameter: str
-    step: str
-    exit_code: str
-    at: datetime | None
-    log: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class HealthRecord:
-    """The health agent's last published verdict: `<time> healthy failures=0` or `<time> failing:kubelet disk …`."""
-
-    instance_id: str
-    verdict: str
-    failures: int
-    at: datetime | None
-
-    @property
-    def failing(self) -> bool:
-        return self.verdict.startswith("failing")
-
-    @property
-    def failed_checks(self) -> str:
-        return self.verdict.partition(":")[2].replace(" ", ", ")
 
 
 @dataclass(frozen=True)
@@ -155,8 +126,8 @@ def gather(
         stack_causes=_latest_causes(cloud, stack) if stack and _failed(stack) else (),
         snapshot=snapshot,
         no_group=no_group,
-        boot_records=tuple(_boot_records(records, config.parameter_path)),
-        health=_health_records(records, config.parameter_path),
+        boot_records=tuple(boot_records(records, config.parameter_path)),
+        health=health_records(records, config.parameter_path),
         lock=lock,
         lock_abandoned=lock is not None and lock.abandoned(),
         journal=journal,
@@ -194,59 +165,6 @@ def _journal(journal: Journal) -> tuple[RollRecord | None, str]:
         return journal.load(), ""
     except (ValueError, TypeError) as error:  # written by another version, or damaged
         return None, f"{journal.name} cannot be read ({error})"
-
-
-def _host_of(name: str, prefix: str, leaf: str) -> str | None:
-    """The instance id in `<prefix>/<instance-id>/<leaf>`, or None for another parameter."""
-    instance, _, rest = name.removeprefix(prefix).partition("/")
-    return instance if name.startswith(prefix) and rest == leaf else None
-
-
-def _boot_records(records: Mapping[str, str], parameter_path: str) -> list[BootRecord]:
-    prefix = names.host_records_path(parameter_path) + "/"
-    found = []
-    for name, value in sorted(records.items()):
-        instance = _host_of(name, prefix, "boot")
-        if instance is None or not value.startswith("failed "):
-            continue
-        head, _, log = value.partition("\n")
-        fields = dict(part.split("=", 1) for part in head.split()[1:] if "=" in part)
-        found.append(
-            BootRecord(
-                instance_id=instance,
-                parameter=name,
-                step=fields.get("step", "?"),
-                exit_code=fields.get("exit", "?"),
-                at=_when(fields.get("at", "")),
-                log=tuple(line for line in log.splitlines() if line.strip()),
-            )
-        )
-    return found
-
-
-def _health_records(records: Mapping[str, str], parameter_path: str) -> dict[str, HealthRecord]:
-    prefix = names.host_records_path(parameter_path) + "/"
-    found = {}
-    for name, value in records.items():
-        instance = _host_of(name, prefix, "health")
-        parts = value.split()
-        if instance is None or len(parts) < 2:
-            continue
-        failures = next((part.removeprefix("failures=") for part in parts if part.startswith("failures=")), "0")
-        found[instance] = HealthRecord(
-            instance_id=instance,
-            verdict=" ".join(part for part in parts[1:] if not part.startswith("failures=")),
-            failures=int(failures) if failures.isdigit() else 0,
-            at=_when(parts[0]),
-        )
-    return found
-
-
-def _when(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _waiting_since(cloud: Cloud, group: str) -> dict[str, datetime]:

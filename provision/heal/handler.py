@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 
 from provision.clock import Clock
 from provision.config.schema import Rolling
+from provision.deploy.host_records import boot_record
 from provision.errors import ClusterError
 from provision.heal.actionlog import ActionLog
 from provision.heal.events import LifecycleEvent
@@ -232,13 +233,11 @@ class Handler:
 
     def _boot_failure(self, instance_id: str) -> tuple[str, str, str] | None:
         """(step, exit code, last log lines) from the boot record `failed step=… exit=… at=…` + log tail."""
-        record = self.records.value(f"{names.host_records_path(self.parameter_path)}/{instance_id}/boot")
-        if not record or not record.startswith("failed "):
+        name = f"{names.host_records_path(self.parameter_path)}/{instance_id}/boot"
+        record = boot_record(name, instance_id, self.records.value(name) or "")
+        if record is None:
             return None
-        head, _, log = record.partition("\n")
-        fields = dict(part.split("=", 1) for part in head.split()[1:] if "=" in part)
-        tail = " | ".join(log.strip().splitlines()[-LOG_TAIL_LINES:])
-        return fields.get("step", "?"), fields.get("exit", "?"), tail
+        return record.step, record.exit_code, " | ".join(record.log[-LOG_TAIL_LINES:])
 
 
 class Heartbeats:
