@@ -10,7 +10,7 @@ from provision.errors import UsageError
 from provision.kube.facade import Kube
 from provision.kube.model import NodeState
 from provision.roll.fleet import Host, Snapshot
-from provision.verbs.roll import find_host
+from provision.verbs.rolling import find_host
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def _kube(connection: Connection, options: Globals) -> Kube:
     from lightkube import Client, KubeConfig
 
     from provision.kube.facade import FIELD_MANAGER, Kube
-    from provision.verbs.roll import kube_or_refuse
+    from provision.verbs.rolling import kube_or_refuse
 
     if os.environ.get(IN_CLUSTER) and not (options.kubeconfig or options.sandbox):
         return Kube(Client(config=KubeConfig.from_service_account(), field_manager=FIELD_MANAGER, trust_env=False))

@@ -36,7 +36,7 @@ def command(
     from provision.roll.plan import one_host
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.roll import engine, find_host, kube_or_refuse, owner, show_result
+    from provision.verbs.rolling import engine, find_host, kube_or_refuse, owner, show_result
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes)

@@ -1,4 +1,4 @@
-"""What `patch` and `replace` share: finding a host by any of its names, building the roll engine, and the closing
+"""What `patch`, `replace` and `roll` share: finding a host by any of its names, building the roll engine, and the
 table. Imported only by those verbs (it loads boto3 and lightkube)."""
 
 from __future__ import annotations
