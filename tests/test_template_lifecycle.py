@@ -3,12 +3,19 @@ dead-letter queue, the handler's policy, and the terminate hook's configurable t
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+from string import Template
 from typing import Any
 
+import boto3
 import pytest
 
+from provision.aws.parameters import Parameters
+from provision.config.loader import load_config
 from provision.render import names
 from provision.render.template import render
+from provision.roll.journal import Journal
+from provision.roll.lock import RunLock
 from tests.test_template import CASES, as_dict, cfn_lint, rendered, with_changes
 
 
@@ -78,12 +85,7 @@ def test_the_handler_policy_is_scoped_to_this_group_queue_stack_and_path(templat
     ]
     assert list(lifecycle["Condition"]["StringEquals"]) == ["autoscaling:ResourceTag/cluster:name"]
     queue = statements[actions["sqs:ReceiveMessage"]]
-    assert sorted(queue["Action"]) == [
-        "sqs:ChangeMessageVisibility",
-        "sqs:DeleteMessage",
-        "sqs:GetQueueAttributes",
-        "sqs:ReceiveMessage",
-    ]
+    assert sorted(queue["Action"]) == ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]
     assert queue["Resource"] == [{"Fn::GetAtt": [names.LIFECYCLE_QUEUE, "Arn"]}]
     # Only describes, which AWS cannot scope to a resource, get "*"; nothing may write anywhere else.
     unscoped = [
@@ -91,11 +93,59 @@ def test_the_handler_policy_is_scoped_to_this_group_queue_stack_and_path(templat
     ]
     assert unscoped and all(":Describe" in action for action in unscoped)
     assert not [action for action in actions if action.startswith(("ssm:Put", "ssm:Delete", "sqs:Send", "iam:"))]
-    [path] = {
-        resource["Fn::Sub"].split(":parameter", 1)[1].removesuffix("/*")
-        for resource in statements[actions["ssm:GetParameter"]]["Resource"]
+
+
+def test_the_handler_policy_grants_the_calls_heal_makes_and_no_others(template: dict[str, Any]) -> None:
+    """The calls are those of provision/verbs/heal.py and provision/heal/service.py down to the AWS facades;
+    tests/test_heal_on_sandbox.py records them on a real run and checks them against this policy too."""
+    assert set(handler_statements(template)) == {
+        ("autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"),  # the hook
+        ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"),  # the queue
+        ("cloudformation:DescribeStackResources", "cloudformation:DescribeStacks"),  # the queue's URL, the group
+        ("ssm:GetParameter",),  # the roll's lock and journal, the hosts' records: one by one, never a whole path
+        (
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeLifecycleHooks",  # the heartbeat cadence
+            "ec2:DescribeInstances",
+            "ec2:DescribeLaunchTemplateVersions",  # the fingerprint a host launched now carries (Fleet.snapshot)
+        ),
     }
-    assert path in {"/cluster/demo", "/cluster/batch"}, "only this cluster's parameters"
+
+
+@pytest.mark.parametrize("mode", list(CASES))
+def test_the_handler_reads_the_roll_state_and_the_host_records_but_never_the_join_token(mode: str) -> None:
+    cfg = load_config(CASES[mode])
+    path = cfg.parameter_path
+    parameters = Parameters(boto3.client("ssm", region_name=cfg.region))
+
+    def readable(name: str) -> bool:
+        return parameter_granted(as_dict(render(cfg)), name, cfg.region)
+
+    assert readable(RunLock(parameters, path).name) and readable(Journal(parameters, path).name)
+    assert readable(f"{names.host_records_path(path)}/i-0123456789abcdef0/boot")
+    assert readable(f"{names.host_records_path(path)}/i-0123456789abcdef0/health")
+    assert not readable(names.join_token_parameter(path)), "the kubeadm join token is not heal's to read"
+    assert not readable(f"{path}/anything-else") and not readable(path)
+    assert not readable(f"/cluster/other{path}/roll-lock"), "nor another cluster's"
+
+
+def handler_statements(template: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
+    """The handler policy's statements by their actions."""
+    policy = resource(template, names.HEAL_HANDLER_POLICY, "AWS::IAM::ManagedPolicy")
+    return {tuple(statement["Action"]): statement for statement in policy["PolicyDocument"]["Statement"]}
+
+
+def parameter_granted(template: dict[str, Any], name: str, region: str) -> bool:
+    """Whether the handler policy lets `ssm:GetParameter` read the parameter ``name`` (IAM's ``*``: any text)."""
+    arn = f"arn:aws:ssm:{region}:123456789012:parameter{name}"
+    return any(
+        fnmatchcase(arn, Template(resource["Fn::Sub"].replace("AWS::", "")).substitute(
+            Partition="aws", Region=region, AccountId="123456789012"
+        ))
+        for statement in handler_statements(template).values()
+        if "ssm:GetParameter" in statement["Action"] and statement["Effect"] == "Allow"
+        for resource in statement["Resource"]
+    )  # fmt: skip
 
 
 def test_outputs_name_the_queue_and_the_handler_policy(template: dict[str, Any]) -> None:

@@ -120,10 +120,11 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 ],
                 Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
             ),
+            # What heal does with a message: receive it, keep it hidden while it works, delete it when done.
             Statement(
                 Sid="ConsumeLifecycleQueue",
                 Effect=Allow,
-                Action=[sqs.ReceiveMessage, sqs.DeleteMessage, sqs.ChangeMessageVisibility, sqs.GetQueueAttributes],
+                Action=[sqs.ReceiveMessage, sqs.DeleteMessage, sqs.ChangeMessageVisibility],
                 Resource=[GetAtt(queue, "Arn")],
             ),
             # The queue's URL and the group's name are found through the stack, as every verb finds them.
@@ -133,26 +134,32 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Action=[cloudformation.DescribeStackResources, cloudformation.DescribeStacks],
                 Resource=[Sub(f"{arn}:cloudformation:{where}:stack/${{AWS::StackName}}/*")],
             ),
-            # The roll's lock and journal (heal leaves a roll's hosts to the roll) and the hosts' boot and health
-            # records, read only.
+            # Only what heal reads, one parameter at a time: the roll's lock and journal (heal leaves a roll's hosts to
+            # the roll) and the hosts' boot and health records. Not the path's other parameters: the join token
+            # SecureString lives there too, and a drain has no use for it.
             Statement(
-                Sid="ReadClusterParameters",
+                Sid="ReadRollStateAndHostRecords",
                 Effect=Allow,
-                Action=[ssm.GetParameter, ssm.GetParameters, ssm.GetParametersByPath],
+                Action=[ssm.GetParameter],
                 Resource=[
-                    Sub(f"{arn}:ssm:{where}:parameter{config.parameter_path}"),
-                    Sub(f"{arn}:ssm:{where}:parameter{config.parameter_path}/*"),
+                    Sub(f"{arn}:ssm:{where}:parameter{name}")
+                    for name in (
+                        f"{config.parameter_path}/roll-lock",  # provision.roll.lock.RunLock
+                        f"{config.parameter_path}/roll-state",  # provision.roll.journal.Journal
+                        f"{names.host_records_path(config.parameter_path)}/*",
+                    )
                 ],
             ),
-            # Describe calls have no resource-level permissions.
+            # Describe calls have no resource-level permissions. The launch template's latest version says which
+            # configuration a host launched now carries (the group's snapshot).
             Statement(
                 Sid="DescribeHosts",
                 Effect=Allow,
                 Action=[
                     autoscaling.DescribeAutoScalingGroups,
-                    autoscaling.DescribeAutoScalingInstances,
                     autoscaling.DescribeLifecycleHooks,
                     ec2.DescribeInstances,
+                    ec2.DescribeLaunchTemplateVersions,
                 ],
                 Resource=["*"],
             ),
