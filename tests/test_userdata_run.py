@@ -174,7 +174,10 @@ class TestHealthAgent:
 
         reports = [run.called("aws --region eu-west-1 autoscaling set-instance-health") for run in runs]
         assert [len(report) for report in reports] == [0, 0, 1, 0, 0]
-        assert f"--instance-id {INSTANCE_ID} --health-status Unhealthy" in runs[2].calls[reports[2][0]]
+        report = runs[2].calls[reports[2][0]]
+        assert f"--instance-id {INSTANCE_ID} --health-status Unhealthy" in report
+        # Otherwise the group ignores the report during its health-check grace period, and the agent never repeats it.
+        assert "--no-should-respect-grace-period" in report.split()
         assert "failing:kubelet container_runtime failures=5" in (host.root / "var/lib/cluster-health/last").read_text()
 
     def test_a_recovery_resets_the_count(self, agent: Path, host: Host) -> None:

@@ -183,10 +183,12 @@ fi
 echo "$count" >"$state/failures"
 printf '%s %s failures=%s\n' "$(date -u +%FT%TZ)" "$verdict" "$count" >"$state/last"
 
+# The group ignores a report that respects its health-check grace period while the period lasts, and "reported" would
+# then stop every later one. The agent runs only once the boot script succeeded, so that grace is not needed here.
 if ((count >= FAILURES)) && [[ ! -e "$state/reported" ]]; then
   logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); reporting to the auto-scaling group"
-  aws --region "$REGION" autoscaling set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy &&
-    touch "$state/reported"
+  aws --region "$REGION" autoscaling set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy \
+    --no-should-respect-grace-period && touch "$state/reported"
 fi
 if [[ "$verdict" != "$(cat "$state/published" 2>/dev/null)" ]]; then
   aws --region "$REGION" ssm put-parameter --name "$RECORDS/$INSTANCE_ID/health" --type String --overwrite \
