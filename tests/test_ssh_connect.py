@@ -1,19 +1,25 @@
 """SSH over paramiko against real OpenSSH servers on 127.0.0.1: commands on one and several hosts, host keys
-refused when unknown or changed, a bastion hop, ~/.ssh/config honoured, and hosts that hang held to their timeouts."""
+refused when unknown or changed, a bastion hop, ~/.ssh/config honoured, and hosts that hang held to their timeouts;
+and, with sessions that hold their command until the test lets it end, how many hosts `exec` runs at once."""
 
 from __future__ import annotations
 
 import dataclasses
 import getpass
+import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import paramiko
 import pytest
 
-from provision.remote.connect import Connector, HostKeyRefused, SshError
+from provision.remote.connect import CommandResult, Connector, HostKeyRefused, Session, SshError, SshSettings
 from provision.remote.run import run_everywhere
 from provision.remote.targets import Target
 from tests.sshkit import Sshd, SshLab, hosts3, silent_port, ssh_home, ssh_lab, trust, write_key
@@ -132,12 +138,25 @@ def test_proxyjump_in_ssh_config_wins_and_a_bastion_without_forwarding_says_so(
 
 
 def test_a_host_that_never_answers_is_given_up_after_the_connect_timeout(
-    ssh_lab: SshLab, ssh_home: Path, silent_port: int
+    ssh_lab: SshLab, ssh_home: Path, silent_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (ssh_home / ".ssh" / "config").write_text(f"Host {ADDRESS}\n  Port {silent_port}\n")
+    waits: list[dict[str, object]] = []
+    connect = paramiko.SSHClient.connect
+
+    def spy(client: paramiko.SSHClient, *args: Any, **kwargs: Any) -> None:
+        waits.append({name: kwargs.get(name) for name in ("timeout", "banner_timeout", "auth_timeout")})
+        connect(client, *args, **kwargs)
+
+    monkeypatch.setattr(paramiko.SSHClient, "connect", spy)
+
     with Connector(ssh_lab.settings(ssh_home, connect_timeout=0.5)) as ssh, pytest.raises(SshError) as error:
         ssh.open(ADDRESS, label="i-0hung")
+
     assert str(error.value) == f"i-0hung: [127.0.0.1]:{silent_port}: the SSH handshake did not finish within 0.5s"
+    # The TCP connect succeeds here; the banner and login waits are what a hung host runs into (paramiko's own
+    # defaults would be 15 s and 30 s).
+    assert waits == [{"timeout": 0.5, "banner_timeout": 0.5, "auth_timeout": 0.5}]
 
 
 def test_a_command_that_hangs_is_cut_at_its_timeout(ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path) -> None:
@@ -220,3 +239,104 @@ def test_a_key_the_host_does_not_know_is_named_in_the_refusal(
     assert str(refused.value).startswith(
         f"i-0abc: {ssh_lab.user}@[127.0.0.1]:{server.port} refused every key (tried the agent, {stranger} and"
     )
+
+
+# --- how many hosts at once: sessions that hold their command until the test lets one end ---------------------------
+
+SAFETY = 10.0  # seconds: only a broken run_everywhere ever waits this long
+
+
+class Gate(Connector):
+    """A connector to nowhere whose sessions' commands each wait, counted, until the test lets one end."""
+
+    def __init__(self) -> None:
+        super().__init__(SshSettings(config_file=None))
+        self.changed = threading.Condition()
+        self.started: list[str] = []
+        self.running = 0
+        self.peak = 0
+        self.allowed = 0  # how many commands may have ended so far
+        self.ended = 0
+        self.timeouts: list[float] = []
+        self.threads: set[threading.Thread] = set()  # those that ran the commands
+
+    @contextmanager
+    def session(self, address: str, *, label: str = "") -> Iterator[Session]:
+        yield Held(self, address)
+
+    def hold(self, address: str, timeout: float) -> CommandResult:
+        with self.changed:
+            self.started.append(address)
+            self.timeouts.append(timeout)
+            self.threads.add(threading.current_thread())
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.changed.notify_all()
+            if not self.changed.wait_for(lambda: self.ended < self.allowed, timeout=SAFETY):
+                raise AssertionError(f"{address} was never let go: the test is stuck")
+            self.ended += 1
+            self.running -= 1
+            self.changed.notify_all()
+        return CommandResult(0, address.encode())
+
+    def wait_until(self, *, running: int, ended: int) -> None:
+        with self.changed:
+            reached = self.changed.wait_for(lambda: (self.running, self.ended) == (running, ended), timeout=SAFETY)
+            assert reached, f"wanted {running} running, {ended} ended; {self.running}, {self.ended} of {self.started}"
+
+    def let_go(self, count: int = 1) -> None:
+        with self.changed:
+            self.allowed += count
+            self.changed.notify_all()
+
+
+class Held(Session):
+    """A session without a connection: its command is the gate's to hold."""
+
+    def __init__(self, gate: Gate, address: str) -> None:  # no client, so no Session.__init__
+        self.gate = gate
+        self.address = address
+
+    def run(self, command: str, *, timeout: float) -> CommandResult:
+        return self.gate.hold(self.address, timeout)
+
+    def close(self) -> None:
+        pass
+
+
+def test_exec_runs_parallel_hosts_at_once_and_never_more() -> None:
+    gate = Gate()
+    targets = [Target(f"i-{index}", f"10.0.0.{index}", "") for index in range(5)]
+
+    with ThreadPoolExecutor(1) as caller:
+        done = caller.submit(run_everywhere, targets, "uptime", gate, parallel=2, timeout=7)
+        for ended in range(len(targets)):
+            # Two at a time while two are left: one more starts only when one ends, and none waits on a free slot.
+            gate.wait_until(running=min(2, len(targets) - ended), ended=ended)
+            gate.let_go()
+        outcomes = done.result(timeout=SAFETY)
+
+    assert gate.peak == 2
+    assert [o.output for o in outcomes] == [t.address for t in targets], "each host's outcome, in the order given"
+    assert gate.timeouts == [7] * 5, "every command held to --timeout"
+
+
+def test_ctrl_c_starts_no_further_host_and_lets_those_in_flight_end() -> None:
+    gate = Gate()
+    targets = [Target(f"i-{index}", f"10.0.0.{index}", "") for index in range(5)]
+
+    def press_ctrl_c() -> None:
+        gate.wait_until(running=2, ended=0)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    with ThreadPoolExecutor(1) as presser:
+        pressed = presser.submit(press_ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            run_everywhere(targets, "uptime", gate, parallel=2, timeout=7)
+        pressed.result(timeout=SAFETY)
+    gate.let_go(len(targets))
+    for thread in gate.threads:  # once they are done, nothing more can start
+        thread.join(SAFETY)
+
+    assert gate.started == ["10.0.0.0", "10.0.0.1"], "the hosts not started yet were not started"
+    assert gate.ended == 2, "the two in flight ran to their end"
