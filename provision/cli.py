@@ -25,6 +25,7 @@ VERBS: dict[str, str] = {
     "status": "Show the stack and one row per host: lifecycle, health, fingerprint, node.",
     "patch": "Roll every outdated host: patched replacement first, then cordon, drain, terminate.",
     "replace": "Replace one host, even when the rest of the cluster is unhealthy.",
+    "roll": "Replace every host, current or not, the way patch does, without a stack update.",
     "heal": "Drain hosts that the auto-scaling group terminates (lifecycle hook handler).",
     "down": "Delete the cluster's stack and report anything left behind.",
     "ssh": "Open a shell on a host (host keys verified).",

@@ -5,7 +5,8 @@ A host launched at t is InService, with its node Ready, ``boot`` seconds later. 
 seconds after its eviction and runs again at once on the least loaded Ready, schedulable node. An optional budget
 (``budget``: how many of the workload's pods may be unavailable) refuses evictions with a 429, as the API does.
 Every mutation and every tick of the clock records the invariants a user cares about: the lowest ready capacity and
-the most hosts running at once.
+the most hosts running at once. ``World.killed`` stands for a roll killed with SIGKILL: every call it makes from then
+on fails, so nothing more of it reaches AWS or Kubernetes.
 """
 
 from __future__ import annotations
@@ -63,11 +64,16 @@ class World:
     flapping: dict[str, float] = field(default_factory=dict)  # node -> until when it flips Ready/NotReady each poll
     refuse_termination: set[str] = field(default_factory=set)
     listing_delay: float = 0.0  # a launched host is listed by its group only this long after launch, as on AWS
+    protected: set[str] = field(default_factory=set)  # hosts protected from scale-in
+    killed: bool = False  # the roll's process was killed (SIGKILL): none of its calls reaches AWS or Kubernetes
     fail_next_resize: bool = False  # the next size change is applied, then its answer is lost (a timeout)
     # invariants seen
     lowest_ready: int | None = None
     peak_hosts: int = 0
     forced: list[str] = field(default_factory=list)  # pods deleted past their budget
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> its annotations now
+    annotated: set[str] = field(default_factory=set)  # nodes that were ever given an annotation
+    peak_max_size: int = 0
 
     def __post_init__(self) -> None:
         self.clock.on_sleep = lambda _now: self.observe()
@@ -117,6 +123,10 @@ class World:
         self.lowest_ready = ready if self.lowest_ready is None else min(self.lowest_ready, ready)
         self.peak_hosts = max(self.peak_hosts, len(self.machines))
 
+    def alive(self) -> None:
+        if self.killed:
+            raise Killed("the roll's process is gone")
+
     def fill(self) -> None:
         while len(self.machines) < self.desired:
             self.launch(CURRENT)
@@ -130,15 +140,21 @@ class FakeGroups(Groups):
         self.world = world
 
     def find(self, name: str) -> Group | None:
+        self.world.alive()
         self.world.calls["DescribeAutoScalingGroups"] += 1
-        members = [Member(i, "zone-a", _state(self.world, i), "Healthy", False) for i in self.world.listed()]
+        members = [
+            Member(i, "zone-a", _state(self.world, i), "Healthy", i in self.world.protected)
+            for i in self.world.listed()
+        ]
         return Group(name, 0, self.world.max_size, self.world.desired, members, list(self.world.suspended))
 
     def suspend(self, name: str, processes: list[str]) -> None:
+        self.world.alive()
         self.world.calls["SuspendProcesses"] += 1
         self.world.suspended = sorted(set(self.world.suspended) | set(processes))
 
     def resume(self, name: str, processes: list[str]) -> None:
+        self.world.alive()
         self.world.calls["ResumeProcesses"] += 1
         self.world.suspended = [process for process in self.world.suspended if process not in processes]
 
@@ -154,6 +170,7 @@ class FakeFleet(Fleet):
         return self._groups
 
     def snapshot(self) -> Snapshot:
+        self.world.alive()
         self.world.calls.update(["DescribeAutoScalingGroups", "DescribeInstances", "DescribeLaunchTemplateVersions"])
         self.world.observe()
         hosts = tuple(
@@ -162,7 +179,7 @@ class FakeFleet(Fleet):
                 "zone-a",
                 _state(self.world, m.instance_id),
                 "Healthy",
-                False,
+                m.instance_id in self.world.protected,
                 m.fingerprint,
                 m.fingerprint.split("/")[0],
                 EPOCH + timedelta(seconds=m.launched),
@@ -175,11 +192,16 @@ class FakeFleet(Fleet):
         )
 
     def launch_current_configuration(self) -> str | None:
+        self.world.alive()
         return None
 
     def set_size(self, *, desired: int, max_size: int) -> None:
+        self.world.alive()
         self.world.calls["UpdateAutoScalingGroup"] += 1
+        if desired > max_size:  # as AWS answers: a ValidationError, nothing changed
+            raise ClusterError(f"UpdateAutoScalingGroup: desired capacity {desired} above the maximum {max_size}")
         self.world.desired, self.world.max_size = desired, max_size
+        self.world.peak_max_size = max(self.world.peak_max_size, max_size)
         self.world.fill()
         self.world.observe()
         if self.world.fail_next_resize:
@@ -187,17 +209,20 @@ class FakeFleet(Fleet):
             raise ClusterError("UpdateAutoScalingGroup: the answer timed out")
 
     def terminate(self, instance_id: str) -> None:
+        self.world.alive()
         self.world.calls["TerminateInstanceInAutoScalingGroup"] += 1
         if instance_id in self.world.refuse_termination:
             raise ClusterError(f"TerminateInstanceInAutoScalingGroup refused {instance_id}")
         if self.world.machines.pop(instance_id, None) is not None:
             self.world.desired -= 1
             self.world.cordoned.discard(instance_id)  # its node goes with it, and any pod left on it is lost
+            self.world.annotations.pop(instance_id, None)
             for pod in [pod for pod, node in self.world.pods.items() if node == instance_id]:
                 self.world.evicted.setdefault(pod, self.world.clock.now() - self.world.drain)
         self.world.observe()
 
     def complete_termination(self, instance_id: str) -> bool:
+        self.world.alive()
         return False
 
 
@@ -206,6 +231,7 @@ class FakeKube(Kube):
         self.world = world
 
     def nodes(self) -> list[NodeState]:
+        self.world.alive()
         self.world.observe()
         return [
             NodeState(i, f"aws:///zone-a/{i}", (i,), self.world.node_ready(i), i in self.world.cordoned)
@@ -214,19 +240,30 @@ class FakeKube(Kube):
         ]
 
     def cordon(self, name: str) -> None:
+        self.world.alive()
         self.world.cordoned.add(name)
         self.world.observe()
 
     def uncordon(self, name: str) -> None:
+        self.world.alive()
         self.world.cordoned.discard(name)
 
     def annotate(self, name: str, annotations: dict[str, str | None]) -> None:
-        return
+        self.world.alive()
+        current = self.world.annotations.setdefault(name, {})
+        for key, value in annotations.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+                self.world.annotated.add(name)
 
     def delete_node(self, name: str) -> None:
+        self.world.alive()
         self.world.cordoned.discard(name)
 
     def pods(self, *, node: str | None = None, namespace: str | None = None) -> list[PodState]:
+        self.world.alive()
         self.world.observe()
         return [
             PodState(
@@ -247,6 +284,7 @@ class FakeKube(Kube):
         ]
 
     def evict(self, pod: PodState) -> None:
+        self.world.alive()
         if pod.name in self.world.evicted:
             return
         budget = self.world.budget
@@ -257,14 +295,17 @@ class FakeKube(Kube):
         self.world.evicted[pod.name] = self.world.clock.now()
 
     def delete_pod(self, pod: PodState, *, grace_seconds: int | None = None) -> None:
+        self.world.alive()
         if pod.name not in self.world.evicted and self.world.budget is not None:
             self.world.forced.append(pod.name)
         self.world.evicted[pod.name] = self.world.clock.now() - self.world.drain  # gone at once
 
     def wanted_replicas(self, owner: Owner) -> int | None:
+        self.world.alive()
         return len(self.world.pods)
 
     def budgets(self, namespace: str) -> list[PodDisruptionBudget]:
+        self.world.alive()
         if self.world.budget is None:
             return []
         healthy = len(self.world.pods) - self.world.unavailable()
@@ -285,20 +326,34 @@ class FakeKube(Kube):
 
 
 class FakeParameters(Parameters):
-    def __init__(self) -> None:
+    def __init__(self, world: World | None = None) -> None:
         self.values: dict[str, str] = {}
+        self.world = world  # given: the parameters answer only while the roll's process is alive
 
     def create(self, name: str, value: str) -> bool:
+        if self.world is not None:
+            self.world.alive()
         return self.values.setdefault(name, value) == value
 
     def put(self, name: str, value: str, *, tier: Literal["Standard", "Intelligent-Tiering"] = "Standard") -> None:
+        if self.world is not None:
+            self.world.alive()
         self.values[name] = value
 
     def value(self, name: str) -> str | None:
+        if self.world is not None:
+            self.world.alive()
         return self.values.get(name)
 
     def remove(self, name: str) -> None:
+        if self.world is not None:
+            self.world.alive()
         self.values.pop(name, None)
+
+
+class Killed(BaseException):
+    """What every call of a killed roll meets: like SIGKILL, nothing more it asks for happens (its ``finally``
+    blocks included), so the next run finds the lock, the suspensions, the surge and the cordons as they were."""
 
 
 def _state(world: World, instance_id: str) -> str:

@@ -13,8 +13,8 @@ from tests.conftest import EXAMPLE, GOLDEN, Outcome
 
 Run = Callable[..., Outcome]
 
-PRODUCT_VERBS = ["up", "render", "status", "patch", "replace", "heal", "down", "ssh", "exec", "diagnose", "doctor",
-                 "sandbox", "demo"]  # fmt: skip
+PRODUCT_VERBS = ["up", "render", "status", "patch", "replace", "roll", "heal", "down", "ssh", "exec", "diagnose",
+                 "doctor", "sandbox", "demo"]  # fmt: skip
 HEAVY = [
     "boto3",
     "botocore",

@@ -1,10 +1,14 @@
 """The roll engine against in-memory models of AWS and Kubernetes (tests/rollfakes.py), in virtual time, kops-style:
 surge and overlap, flapping nodes, a replacement that never joins, a budget that never allows eviction, a node that
-dies mid-drain, a termination that fails, and an interrupt at every step boundary followed by the same command."""
+dies mid-drain, a termination that fails, protected hosts, a group at its maximum, the scale-down mark on
+replacements, a forced roll of every host, and an interrupt (Ctrl-C) or a kill (SIGKILL) at every step boundary
+followed by the same command."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -12,12 +16,13 @@ from provision.clock import WaitTimeout
 from provision.config.schema import Rolling
 from provision.errors import ClusterError
 from provision.kube.drain import DrainBlocked
-from provision.roll.engine import PHASES, Roll, RollResult
+from provision.roll.engine import LOCK_TTL, PHASES, SURGE_ANNOTATION, Roll, RollResult
+from provision.roll.fleet import Snapshot
 from provision.roll.journal import Journal
-from provision.roll.lock import RunLock
-from provision.roll.plan import outdated
+from provision.roll.lock import Locked, RunLock
+from provision.roll.plan import Plan, every_host, outdated
 from tests.deploykit import recording_ui
-from tests.rollfakes import CURRENT, FakeFleet, FakeKube, FakeParameters, World
+from tests.rollfakes import CURRENT, EPOCH, OLD, FakeFleet, FakeKube, FakeParameters, Killed, World
 
 HOSTS = 5
 BOUNDARIES = ("locked", *PHASES[:3], "mid-drain", *PHASES[3:], "restoring")
@@ -35,10 +40,17 @@ def roll(
     overlap: bool = True,
     checkpoint: Callable[[str], None] | None = None,
     said: list[str] | None = None,
+    select: Callable[..., Plan] = outdated,
+    include_protected: bool = False,
+    break_lock: bool = False,
     **rolling: object,
 ) -> RollResult:
+    """One run of the command: a plan from a fresh snapshot (``select``: `patch`'s outdated hosts by default), then
+    the engine, with the lock on the virtual clock."""
     fleet = FakeFleet(world)
-    plan = outdated(fleet.snapshot(), operation="patch", include_protected=False, surge=surge, overlap=overlap)
+    plan = select(
+        fleet.snapshot(), operation="patch", include_protected=include_protected, surge=surge, overlap=overlap
+    )
     settings = Rolling.model_validate({"drain_timeout_seconds": 600, "ready_timeout_seconds": 600} | rolling)
     ui, out = recording_ui()
     try:
@@ -46,15 +58,20 @@ def roll(
             fleet,
             FakeKube(world),
             Journal(parameters, "/cluster/test"),
-            RunLock(parameters, "/cluster/test"),
+            RunLock(parameters, "/cluster/test", now=lambda: EPOCH + timedelta(seconds=world.clock.now())),
             ui,
             world.clock,
             settings,
             checkpoint=checkpoint,
-        ).run(plan, owner="test@rig")
+        ).run(plan, owner="test@rig", break_lock=break_lock)
     finally:
         if said is not None:
             said += out.getvalue().splitlines()
+
+
+def every(snapshot: Snapshot, **options: Any) -> Plan:
+    """`cluster roll`'s selection."""
+    return every_host(snapshot, reason="roll of every host", **options)
 
 
 def assert_done_and_clean(world: World, parameters: FakeParameters, *, hosts: int = HOSTS) -> None:
@@ -267,4 +284,124 @@ def test_interrupted_at_any_boundary_the_same_command_finishes_the_job(boundary:
     assert fired == [boundary]
     assert world.lowest_ready == HOSTS, "ready capacity never below the desired capacity, across both runs"
     assert boundary == "restoring" or result.replaced, "the second run did the rest"
+    assert_done_and_clean(world, parameters)
+
+
+def test_hosts_protected_from_scale_in_are_left_alone_unless_asked() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    guarded = sorted(world.machines)[0]
+    world.protected.add(guarded)
+    plan = outdated(FakeFleet(world).snapshot(), operation="patch", include_protected=False)
+    assert any(f"left alone: {guarded} (protected from scale-in" in line for line in plan.describe(600))
+
+    result = roll(world, parameters)
+
+    assert guarded not in {item.old for item in result.replaced} and len(result.replaced) == HOSTS - 1
+    assert world.machines[guarded].fingerprint == OLD, "the protected host still runs, untouched"
+
+    result = roll(world, parameters, include_protected=True)
+
+    assert [item.old for item in result.replaced] == [guarded]
+    assert_done_and_clean(world, parameters)
+
+
+@pytest.mark.parametrize(("surge", "overlap"), [(1, False), (2, True)])
+def test_a_group_at_its_maximum_is_raised_for_the_surge_and_put_back(surge: int, overlap: bool) -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    world.max_size = HOSTS  # the fake refuses a desired capacity above the maximum, as AWS does
+
+    roll(world, parameters, surge=surge, overlap=overlap)
+
+    assert world.peak_max_size == world.peak_hosts > HOSTS, "the maximum raised exactly as far as the surge needed"
+    assert (world.desired, world.max_size) == (HOSTS, HOSTS), "the maximum is back where it was"
+    assert [m.fingerprint for m in world.machines.values()] == [CURRENT] * HOSTS
+
+
+def test_replacements_are_kept_from_scale_down_during_the_roll_and_released_after_it() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    marked_mid_roll: list[int] = []
+
+    def checkpoint(phase: str) -> None:
+        if phase == "cordoned":  # the old host drains now: its replacement must not be scaled down meanwhile
+            marked_mid_roll.append(sum(1 for marks in world.annotations.values() if SURGE_ANNOTATION in marks))
+
+    result = roll(world, parameters, checkpoint=checkpoint)
+
+    assert world.annotated == {item.new for item in result.replaced}, "every replacement, and only they, marked"
+    assert all(marked_mid_roll), "a replacement is marked while its old host drains"
+    assert not any(SURGE_ANNOTATION in marks for marks in world.annotations.values()), "no mark left after the roll"
+
+
+def test_a_failed_roll_leaves_no_replacement_marked() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    world.refuse_termination.add(sorted(world.machines)[2])  # two hosts replaced, then the third fails
+
+    with pytest.raises(ClusterError, match="refused"):
+        roll(world, parameters)
+
+    assert len(world.annotated) >= 2
+    assert not any(SURGE_ANNOTATION in marks for marks in world.annotations.values())
+
+
+def test_a_forced_roll_replaces_current_hosts_too_and_continues_without_replacing_its_own() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    roll(world, parameters)  # every host current now
+    current = set(world.machines)
+    stops: list[str] = []
+
+    def checkpoint(phase: str) -> None:
+        if phase == "terminated" and not stops:  # one host replaced, its successor booting for the next
+            stops.append(phase)
+            raise Interrupted(phase)
+
+    assert outdated(FakeFleet(world).snapshot(), operation="patch", include_protected=False).replacements == ()
+    with pytest.raises(Interrupted):
+        roll(world, parameters, select=every, checkpoint=checkpoint)
+    launched = world.peak_hosts
+    roll(world, parameters, select=every)
+
+    assert not current & set(world.machines), "every host was replaced, current or not"
+    assert next(world.ids) == 2 * HOSTS + HOSTS, "exactly one replacement per host: none replaced twice"
+    assert launched > HOSTS
+    assert_done_and_clean(world, parameters)
+
+
+@pytest.mark.parametrize("surge", [1, 2])
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_killed_at_any_boundary_the_same_command_with_break_lock_finishes_the_job(boundary: str, surge: int) -> None:
+    """SIGKILL, not Ctrl-C: from the kill on, nothing the roll asks for happens, its ``finally`` blocks included, so
+    the lock, the suspended processes, the surge and the cordon stay as they were. Once the lock has expired, the
+    same command with --break-lock finishes the job and leaves nothing behind."""
+    world = World.with_hosts(HOSTS)
+    parameters = FakeParameters(world)
+    world.budget = 1
+
+    def kill(reached: str) -> None:
+        if reached == boundary and not world.killed:
+            world.killed = True
+            raise Killed(reached)
+
+    observe = world.clock.on_sleep
+    assert observe is not None
+
+    def mid_drain(now: float) -> None:
+        observe(now)
+        if boundary == "mid-drain" and world.evicted:
+            kill(boundary)
+
+    world.clock.on_sleep = mid_drain
+    with pytest.raises(Killed):
+        roll(world, parameters, surge=surge, checkpoint=kill)
+    world.killed, world.clock.on_sleep = False, observe
+    assert "/cluster/test/roll-lock" in parameters.values, "a killed roll leaves its lock"
+    if boundary != "locked":
+        assert world.suspended, "and the processes it suspended"
+    with pytest.raises(Locked, match="another roll holds the cluster"):
+        roll(world, parameters, surge=surge, break_lock=True)  # a live lock is never broken
+
+    world.clock.sleep(LOCK_TTL.total_seconds())  # the operator comes back once it has expired
+    result = roll(world, parameters, surge=surge, break_lock=True)
+
+    assert boundary == "restoring" or result.replaced, "the second run did the rest"
+    assert world.lowest_ready == HOSTS, "ready capacity never below the desired capacity, across both runs"
     assert_done_and_clean(world, parameters)

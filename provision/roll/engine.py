@@ -96,17 +96,14 @@ class Roll:
                 self.ui.say(f"the group now launches launch template version {version}, the current configuration")
             with processes_suspended(self.fleet.groups, self.journal, record) as suspended:
                 self.ui.say(f"suspended {', '.join(suspended) or 'nothing'} for the roll")
-                pending = deque(step for step in plan.replacements if step.old not in _olds(record))
-                while pending or record.flights:
-                    try:
-                        self._launch(pending, record, plan)
-                    except (KeyboardInterrupt, SystemExit):
-                        raise  # the journal knows the hosts in flight: the next run continues them
-                    except BaseException:
-                        self._undo(list(record.flights), record)
-                        raise
-                    self._finish(record.flights[0], record, plan, pending)
-                    held = self.lock.refresh(held, ttl=LOCK_TTL)
+                try:
+                    self._pipeline(plan, record, held)
+                except (KeyboardInterrupt, SystemExit):
+                    raise  # the roll is not over: its new hosts stay marked until the rerun finishes
+                except BaseException:
+                    self._unmark(record)
+                    raise
+                self._unmark(record)
                 self.checkpoint("restoring")  # every host done; the processes and the size are restored next
             self._restore_size(record)
             self.journal.clear()
@@ -132,6 +129,20 @@ class Roll:
         return record
 
     # --- the pipeline ---
+
+    def _pipeline(self, plan: Plan, record: RollRecord, held: Lock) -> None:
+        """The hosts an interrupted run left in flight, then the plan's others, as a pipeline (see ``_launch``)."""
+        pending = deque(plan.excluding(_olds(record) | record.launched()).replacements)
+        while pending or record.flights:
+            try:
+                self._launch(pending, record, plan)
+            except (KeyboardInterrupt, SystemExit):
+                raise  # the journal knows the hosts in flight: the next run continues them
+            except BaseException:
+                self._undo(list(record.flights), record)
+                raise
+            self._finish(record.flights[0], record, plan, pending)
+            held = self.lock.refresh(held, ttl=LOCK_TTL)
 
     def _launch(self, pending: deque[Replacement], record: RollRecord, plan: Plan) -> None:
         """Start replacements while the plan's surge allows: at most ``surge`` booting, and (with overlap) as many
@@ -426,6 +437,17 @@ class Roll:
             if node is not None:
                 self.kube.uncordon(node.name)
             self.ui.warn(f"left the surge host {instance_id} running, the group one host larger: {error}")
+
+    def _unmark(self, record: RollRecord) -> None:
+        """The roll is over: its new hosts are ordinary members again, which cluster-autoscaler may scale down. A
+        failure here only warns: it must not hide the error that ended the roll, nor leave the roll unfinished."""
+        try:
+            nodes = self._nodes(self.fleet.snapshot())
+            for instance_id in record.replacements:
+                if instance_id in nodes:
+                    self.kube.annotate(nodes[instance_id].name, {SURGE_ANNOTATION: None})
+        except Exception as error:
+            self.ui.warn(f"could not remove {SURGE_ANNOTATION} from the new hosts' nodes: {error}")
 
     def _restore_size(self, record: RollRecord) -> None:
         snapshot = self.fleet.snapshot()

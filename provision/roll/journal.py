@@ -22,6 +22,10 @@ class RollRecord:
     flights: list[dict[str, str]] = field(default_factory=list)
     replacements: list[str] = field(default_factory=list)  # hosts this roll launched and put in service
 
+    def launched(self) -> set[str]:
+        """The hosts this roll launched, in service or still coming: never hosts for it to replace."""
+        return set(self.replacements) | {flight["new"] for flight in self.flights if flight.get("new")}
+
     def hosts_in_flight(self) -> set[str]:
         """The instances this roll is working on (old hosts and their replacements): other tools leave them be."""
         return {flight[key] for flight in self.flights for key in ("old", "new") if flight.get(key)}

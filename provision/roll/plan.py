@@ -3,10 +3,11 @@ executor would do."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from provision.errors import UsageError
-from provision.roll.fleet import Snapshot
+from provision.roll.fleet import Host, Snapshot
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class Plan:
         """The most hosts the group runs during the roll: the surge booting, plus as many again while they drain."""
         in_flight = min(len(self.replacements), self.surge * (2 if self.overlap else 1))
         return self.desired + in_flight
+
+    def excluding(self, instances: set[str]) -> Plan:
+        """The plan without these hosts: those an interrupted roll already launched are never replaced again by the
+        roll that continues it (a forced `roll` would otherwise start over on its own replacements)."""
+        return replace(self, replacements=tuple(step for step in self.replacements if step.old not in instances))
 
     def describe(self, drain_timeout: float) -> list[str]:
         if not self.replacements:
@@ -64,19 +70,53 @@ def outdated(
     snapshot: Snapshot, *, operation: str, include_protected: bool, surge: int = 1, overlap: bool = True
 ) -> Plan:
     """Every host whose configuration fingerprint is not the current one, oldest first, ``surge`` at a time."""
+
+    def why(host: Host) -> str | None:
+        return None if host.fingerprint == snapshot.fingerprint else f"outdated: {host.fingerprint or 'no fingerprint'}"
+
+    return _select(
+        snapshot, why, operation=operation, include_protected=include_protected, surge=surge, overlap=overlap
+    )
+
+
+def every_host(
+    snapshot: Snapshot, *, operation: str, reason: str, include_protected: bool, surge: int = 1, overlap: bool = True
+) -> Plan:
+    """Every host, current or not (`cluster roll`; and what `patch --dry-run` shows, since the stack update it has
+    not made yet would make every host outdated)."""
+    return _select(
+        snapshot,
+        lambda _host: reason,
+        operation=operation,
+        include_protected=include_protected,
+        surge=surge,
+        overlap=overlap,
+    )
+
+
+def _select(
+    snapshot: Snapshot,
+    why: Callable[[Host], str | None],
+    *,
+    operation: str,
+    include_protected: bool,
+    surge: int,
+    overlap: bool,
+) -> Plan:
+    """The hosts ``why`` gives a reason to replace, oldest first. Hosts not InService (booting, leaving) and hosts
+    protected from scale-in (unless asked) are left alone and named."""
     replacements: list[Replacement] = []
     left_alone: list[tuple[str, str]] = []
     for host in snapshot.hosts:
-        if host.fingerprint == snapshot.fingerprint:
+        reason = why(host)
+        if reason is None:
             continue
         if host.lifecycle_state != "InService":
             left_alone.append((host.instance_id, f"{host.lifecycle_state}, not InService"))
         elif host.protected and not include_protected:
             left_alone.append((host.instance_id, "protected from scale-in; --include-protected replaces it"))
         else:
-            replacements.append(
-                Replacement(host.instance_id, host.zone, f"outdated: {host.fingerprint or 'no fingerprint'}")
-            )
+            replacements.append(Replacement(host.instance_id, host.zone, reason))
     return Plan(
         operation,
         snapshot.group,

@@ -36,14 +36,15 @@ def command(
     """Patch every host: resolve the newest image (an `ssm:` AMI is resolved again), raise the patch generation so
     every host boots with the latest security updates, update the stack (diff and confirmation as in `up`), then
     roll every outdated host: a patched replacement first, cordon, drain under the budgets, terminate."""
+    from contextlib import nullcontext
+
     from provision.deploy.up import Up
     from provision.errors import ClusterError
-    from provision.roll.engine import LOCK_TTL
     from provision.roll.fleet import Fleet
-    from provision.roll.plan import outdated
+    from provision.roll.plan import every_host, outdated
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.rolling import engine, kube_or_refuse, owner, show_result
+    from provision.verbs.rolling import engine, holding_lock, kube_or_refuse, owner, show_plan, show_result
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes)
@@ -51,38 +52,44 @@ def command(
         kube = kube_or_refuse(connection, "patch")
         fleet = Fleet(connection.cloud, config.stack_name)
         roll = engine(config, connection, fleet, kube, ui)
-        surge = max_surge or config.rolling.max_surge
-        pace = "one at a time" if surge == 1 else f"{surge} at a time"
+        surge, overlap = max_surge or config.rolling.max_surge, config.rolling.overlap
         hosts = len(fleet.snapshot().hosts)
         interrupted = roll.journal.load()
+        continuing = interrupted is not None and interrupted.operation == "patch"
         # The lock is held from before the stack update: a second patch must not raise the generation mid-roll.
-        held = None if dry_run else roll.lock.acquire("patch", owner(), ttl=LOCK_TTL, break_expired=break_lock)
-        try:
-            if interrupted is not None and interrupted.operation == "patch" and not dry_run:
+        with nullcontext() if dry_run else holding_lock(roll, "patch", break_lock=break_lock) as held:
+            if continuing:
                 ui.say("an interrupted patch left its progress: continuing it, with the stack as that patch left it")
             else:
                 Up(config, connection.cloud, ui, timeout=timeout).run(
                     dry_run=dry_run,
                     join_token=None,
                     next_patch_generation=True,
-                    then=f", then replace its {hosts} host(s) {pace}",
+                    then=f", then replace its {hosts} host(s) {'one' if surge == 1 else surge} at a time",
                 )
+            if dry_run and not continuing:
+                # The new patch generation is not in the stack yet; once it is, every host is outdated.
+                plan = every_host(
+                    fleet.snapshot(),
+                    operation="patch",
+                    reason="outdated by the new patch generation",
+                    include_protected=include_protected,
+                    surge=surge,
+                    overlap=overlap,
+                )
+            else:
+                plan = outdated(
+                    fleet.snapshot(),
+                    operation="patch",
+                    include_protected=include_protected,
+                    surge=surge,
+                    overlap=overlap,
+                )
+            show_plan(plan, roll, ui, config.rolling.drain_timeout_seconds)
             if dry_run:
-                ui.say(f"dry run: after the stack update all {hosts} host(s) would be outdated and replaced {pace}")
+                ui.say("dry run: nothing was changed")
                 return
-            plan = outdated(
-                fleet.snapshot(),
-                operation="patch",
-                include_protected=include_protected,
-                surge=surge,
-                overlap=config.rolling.overlap,
-            )
-            for line in plan.describe(config.rolling.drain_timeout_seconds):
-                ui.say(line)
-            result, held = roll.run(plan, owner=owner(), held=held), None  # the roll releases the lock
-        finally:
-            if held is not None:
-                roll.lock.release(held)
+            result = roll.run(plan, owner=owner(), held=held)
         show_result(result, ui)
         if result.skipped:
             raise ClusterError(f"{len(result.skipped)} host(s) were skipped and are still outdated")

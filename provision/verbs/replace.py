@@ -36,33 +36,35 @@ def command(
     from provision.roll.plan import one_host
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.rolling import engine, find_host, kube_or_refuse, owner, show_result
+    from provision.verbs.rolling import engine, find_host, holding_lock, kube_or_refuse, owner, show_plan, show_result
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes)
     with connected(config, options) as connection:
         kube = kube_or_refuse(connection, "replace")
         fleet = Fleet(connection.cloud, config.stack_name)
+        roll = engine(config, connection, fleet, kube, ui)
         snapshot = fleet.snapshot()
         instance_id, node = find_host(host, snapshot, kube)
         if not dead and node is not None and not node.ready:
             ui.say(f"the node {node.name} of {instance_id} is NotReady: replacing it as a dead host")
             dead = True
         plan = one_host(snapshot, instance_id, operation=f"replace {instance_id}", dead=dead)
-        for line in plan.describe(config.rolling.drain_timeout_seconds):
-            ui.say(line)
+        show_plan(plan, roll, ui, config.rolling.drain_timeout_seconds)
         if dry_run:
             ui.say("dry run: nothing was changed")
             return
-        ui.confirm(
-            f"Replace {instance_id}{f' (node {node.name})' if node else ''}?",
-            unasked=f"did not replace {instance_id}: rerun with --yes",
-        )
-        if not no_diagnostics:
-            from provision.remote.access import diagnose_before_replace
+        # Locked before asking: a replace that another roll would refuse is refused before questions and diagnostics.
+        with holding_lock(roll, plan.operation, break_lock=break_lock) as held:
+            ui.confirm(
+                f"Replace {instance_id}{f' (node {node.name})' if node else ''}?",
+                unasked=f"did not replace {instance_id}: rerun with --yes",
+            )
+            if not no_diagnostics:
+                from provision.remote.access import diagnose_before_replace
 
-            diagnose_before_replace(config, connection, snapshot, kube, instance_id, ui)
-        result = engine(config, connection, fleet, kube, ui).run(plan, owner=owner(), break_lock=break_lock)
+                diagnose_before_replace(config, connection, snapshot, kube, instance_id, ui)
+            result = roll.run(plan, owner=owner(), held=held)
         show_result(result, ui)
         if result.skipped:
             raise ClusterError(f"{instance_id} was not replaced: {result.skipped[0][1]}")

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import getpass
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig
 from provision.errors import UsageError
 from provision.kube.facade import Kube
 from provision.kube.model import NodeState
-from provision.roll.engine import Roll, RollResult
+from provision.roll.engine import LOCK_TTL, Roll, RollResult
 from provision.roll.fleet import Fleet, Snapshot
 from provision.roll.journal import Journal
-from provision.roll.lock import RunLock
+from provision.roll.lock import Lock, RunLock
+from provision.roll.plan import Plan
 from provision.ui import UI
 from provision.verbs.aws import Connection
 
@@ -41,6 +44,32 @@ def engine(config: ClusterConfig, connection: Connection, fleet: Fleet, kube: Ku
 
 def owner() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@contextmanager
+def holding_lock(roll: Roll, operation: str, *, break_lock: bool) -> Iterator[Lock]:
+    """The run lock, taken before the verb asks or changes anything, so a roll that would be refused is refused
+    before a confirmation, a diagnosis or a stack update; ``Roll.run`` releases it, and so does leaving this block
+    (a declined confirmation), whichever comes first."""
+    held = roll.lock.acquire(operation, owner(), ttl=LOCK_TTL, break_expired=break_lock)
+    try:
+        yield held
+    finally:
+        roll.lock.release(held)
+
+
+def show_plan(plan: Plan, roll: Roll, ui: UI, drain_timeout: float) -> None:
+    """The plan as the executor will carry it out, after the hosts an interrupted roll left in flight."""
+    interrupted = roll.journal.load()
+    if interrupted is not None and interrupted.group == plan.group:
+        if interrupted.flights:
+            doing = ", ".join(
+                f"{flight['old']} (at {flight.get('phase') or 'start'})" for flight in interrupted.flights
+            )
+            ui.say(f"first, the interrupted {interrupted.operation} is continued: {doing}")
+        plan = plan.excluding({flight["old"] for flight in interrupted.flights} | interrupted.launched())
+    for line in plan.describe(drain_timeout):
+        ui.say(line)
 
 
 def find_host(name: str, snapshot: Snapshot, kube: Kube) -> tuple[str, NodeState | None]:

@@ -1,0 +1,68 @@
+"""``cluster roll``: replace every host, current or not, with the engine `patch` uses, without a stack update."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from provision.verbs.options import Globals, config_option, load_config, yes_option
+
+
+@click.command("roll")
+@config_option
+@yes_option
+@click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
+@click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")
+@click.option("--include-protected", is_flag=True, help="Also replace hosts protected from scale-in.")
+@click.option(
+    "--max-surge",
+    type=click.IntRange(1, 100),
+    metavar="N",
+    help="Replacements booting at once (default: rolling.max_surge).",
+)
+@click.pass_obj
+def command(
+    options: Globals,
+    config_path: Path | None,
+    assume_yes: bool,
+    dry_run: bool,
+    break_lock: bool,
+    include_protected: bool,
+    max_surge: int | None,
+) -> None:
+    """Replace every host of the group, current or not: a new host first, then cordon, drain under the budgets,
+    terminate, as `patch` does, but without changing the stack. For hosts that must all start afresh (a kernel
+    setting, hardware marked for retirement, a suspicion). Run again after a crash, it continues: hosts this roll
+    already launched are not replaced again."""
+    from provision.errors import ClusterError
+    from provision.roll.fleet import Fleet
+    from provision.roll.plan import every_host
+    from provision.ui import UI
+    from provision.verbs.aws import connected
+    from provision.verbs.rolling import engine, holding_lock, kube_or_refuse, owner, show_plan, show_result
+
+    config = load_config(config_path, example_ok=options.sandbox)
+    ui = UI.for_terminal(assume_yes=assume_yes)
+    with connected(config, options) as connection:
+        kube = kube_or_refuse(connection, "roll")
+        fleet = Fleet(connection.cloud, config.stack_name)
+        roll = engine(config, connection, fleet, kube, ui)
+        plan = every_host(
+            fleet.snapshot(),
+            operation="roll",
+            reason="roll of every host",
+            include_protected=include_protected,
+            surge=max_surge or config.rolling.max_surge,
+            overlap=config.rolling.overlap,
+        )
+        show_plan(plan, roll, ui, config.rolling.drain_timeout_seconds)
+        if dry_run:
+            ui.say("dry run: nothing was changed")
+            return
+        with holding_lock(roll, plan.operation, break_lock=break_lock) as held:
+            ui.confirm(f"Replace every host of {plan.group}?", unasked=f"did not roll {plan.group}: rerun with --yes")
+            result = roll.run(plan, owner=owner(), held=held)
+        show_result(result, ui)
+        if result.skipped:
+            raise ClusterError(f"{len(result.skipped)} host(s) were skipped and were not replaced")
