@@ -20,6 +20,7 @@ from provision.heal.actionlog import ActionLog, parse_line
 from provision.heal.consumer import GRACE_SECONDS, Consumer, Stop
 from provision.heal.handler import Handler, Timeouts
 from provision.kube.facade import Kube, connect
+from provision.kube.model import PodState
 from provision.render import names
 from provision.roll.fleet import Host, Snapshot
 from tests.deploykit import config
@@ -493,3 +494,84 @@ def test_a_failing_handler_puts_the_message_back_for_a_retry(rig: Rig, monkeypat
     error = rig.log()[-1]
     assert error["action"] == "error" and "describe failed" in error["error"] and error["attempt"] == "1"
     assert len(rig.queue.messages) == 1 and rig.queue.visible() == 0
+
+
+def test_hosts_leaving_together_are_cordoned_first_heartbeated_while_waiting_and_drained_in_turn(
+    simulator: Simulator, rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scale-in of three whose drains are slow: the budget lets the first go only near its drain timeout (which
+    cannot exceed the hook's), the second likewise, so the third waits far longer than its hook's timeout. The hosts
+    behind the one draining must neither receive its pods nor run out of time."""
+    rig.handler = make_handler(rig.sim, rig.kube, rig.group, rig.records, rig.lines, rig.roll,
+                               config(rolling={"drain_timeout_seconds": int(HOOK_TIMEOUT)},
+                                      lifecycle={"terminate_timeout_seconds": int(HOOK_TIMEOUT)}))  # fmt: skip
+    for index in (4, 5):  # where the pods go
+        rig.group.hosts[host(index).instance_id] = host(index)
+        simulator.world.add_node(node_name(index), provider_id=f"aws:///eu-west-1a/{host(index).instance_id}",
+                                 internal_ip=f"10.0.0.{index}")  # fmt: skip
+    leaving = [1, 2, 3]
+    before = {index: len(rig.pods_on(index)) for index in leaving}
+    for index in leaving:
+        rig.group.terminating(host(index).instance_id)
+        rig.queue.send(event("terminate", index, token=f"tok-{index}"))
+    cordoned_at_first_eviction: list[set[str]] = []
+    evict = rig.kube.evict
+
+    def spy(pod: PodState) -> None:
+        if not cordoned_at_first_eviction:
+            cordoned_at_first_eviction.append({node.name for node in rig.kube.nodes() if node.unschedulable})
+        evict(pod)
+
+    monkeypatch.setattr(rig.kube, "evict", spy)
+    most_on: dict[int, int] = dict.fromkeys(leaving, 0)
+    visible_at: list[float] = []
+    allowed = [-1]
+
+    def world(now: float) -> None:
+        simulator.world.tick()
+        first_gone = host(1).instance_id not in rig.group.hosts
+        opens = 2 * HOOK_TIMEOUT - 120 if first_gone else HOOK_TIMEOUT - 50
+        if allowed[0] != (now >= opens):
+            allowed[0] = now >= opens
+            rig.budget(int(allowed[0]))
+        for index in leaving:
+            if host(index).instance_id in rig.group.hosts:
+                most_on[index] = max(most_on[index], len(rig.pods_on(index)))
+        if rig.queue.visible():
+            visible_at.append(now)
+
+    simulator.clock.on_sleep = world
+    started = simulator.clock.now()
+    rig.consumer().run(once=True)
+
+    assert cordoned_at_first_eviction == [{node_name(index) for index in leaving}], "all three before any eviction"
+    assert rig.group.timed_out == [], "no hook ran out while its host waited its turn"
+    assert rig.group.completed == [(host(index).instance_id, f"tok-{index}", "CONTINUE") for index in leaving]
+    assert rig.actions().count("drained") == 3 and "drain-blocked" not in rig.actions()
+    assert simulator.clock.now() - started > 1.5 * HOOK_TIMEOUT, "the third host waited longer than its hook's timeout"
+    for index in (2, 3):
+        beats = [at for at, instance in rig.group.heartbeats if instance == host(index).instance_id]
+        assert beats[0] == started, "a heartbeat as soon as it is known to wait"
+        assert all(later - earlier < HOOK_TIMEOUT / 3 + 6 for earlier, later in pairwise(beats)), (index, beats)
+        assert most_on[index] <= before[index], "no pod was moved onto a host about to go"
+    assert visible_at == [], "the waiting messages stayed hidden"
+    assert [rig.pods_on(index) for index in leaving] == [[], [], []]
+    assert simulator.world.counters.budget_violations == 0
+    assert rig.queue.messages == {}
+
+
+def test_a_roll_host_leaving_with_others_is_left_to_the_roll(rig: Rig) -> None:
+    rig.roll.add(host(2).instance_id)
+    for index in (1, 2, 3):
+        rig.group.terminating(host(index).instance_id)
+        rig.queue.send(event("terminate", index))
+
+    rig.consumer().run(once=True)
+
+    cordoned = [entry["instance"] for entry in rig.log() if entry["action"] == "cordon"]
+    assert cordoned == [host(1).instance_id, host(3).instance_id], "the roll's host is not heal's to cordon"
+    assert "left-to-roll" in rig.actions()
+    assert host(2).instance_id not in {instance for _, instance in rig.group.heartbeats}
+    assert [instance for instance, _, _ in rig.group.completed] == [host(1).instance_id, host(3).instance_id]
+    node = rig.kube.node(node_name(2))
+    assert node is not None and not node.unschedulable and rig.pods_on(2), "the roll drains it, not heal"

@@ -4,6 +4,9 @@ while the handler works on one (a drain can take many minutes) its visibility is
 it meanwhile. A message whose handling fails comes back after a short delay, and after the queue's redrive limit goes
 to the dead-letter queue instead of looping forever.
 
+The messages received together are handled in turn; those waiting theirs stay hidden too, and the handler sees them
+all first (``Handler.leaving_together``: hosts that leave together are cordoned before the first drain).
+
 Stopping (SIGTERM, Ctrl-C): no new message is received; the one in flight gets a short grace to finish, else it is
 made visible again at once for the next heal to take over. Launches still being watched are released too.
 """
@@ -61,10 +64,14 @@ class Released(Exception):
 
 
 @dataclass
-class _InFlight:
+class _Hidden:
     message: Message
+    hidden_at: float  # when its visibility was last extended (or it was received)
+
+
+@dataclass
+class _InFlight(_Hidden):
     event: LifecycleEvent
-    hidden_at: float
 
 
 class Consumer:
@@ -86,6 +93,7 @@ class Consumer:
         self.stop = stop
         self.watching: dict[str, _InFlight] = {}  # message id -> a launch not settled yet
         self.current: _InFlight | None = None
+        self.queued: list[_Hidden] = []  # the rest of the batch received, waiting their turn
         self.stop_noted = False
 
     def run(self, *, once: bool) -> None:
@@ -123,18 +131,23 @@ class Consumer:
 
     def _work(self, messages: list[Message]) -> bool:
         """Handle each message; False when a stop ended the work (the rest are visible again)."""
-        for index, message in enumerate(messages):
+        received = self.clock.now()
+        self.queued = [_Hidden(message, received) for message in messages]
+        parsed = [_parsed(message) for message in messages]
+        self._leaving_together([event for event in parsed if isinstance(event, LifecycleEvent)])
+        for index, event in enumerate(parsed):
             try:
                 if self.stop.requested:
                     raise Released
-                self._one(message)
+                self._one(self.queued.pop(0), event)
             except Released:
                 self._note_stop()
+                self.queued.clear()
                 for left in messages[index:]:
                     self.queue.hide(left, 0)
                 if self.current is not None:
-                    event = self.current.event
-                    self.log("released", instance=event.instance_id, kind=event.kind, result="back in the queue")
+                    flight = self.current.event
+                    self.log("released", instance=flight.instance_id, kind=flight.kind, result="back in the queue")
                 elif messages[index:]:
                     self.log("released", messages=len(messages[index:]), result="back in the queue, not started")
                 return False
@@ -142,14 +155,20 @@ class Consumer:
                 self.current = None
         return True
 
-    def _one(self, message: Message) -> None:
+    def _leaving_together(self, events: list[LifecycleEvent]) -> None:
         try:
-            event = parse(message.body)
-        except Unreadable as error:
-            self.log("unreadable", message=message.message_id, reason=str(error), result="dropped")
+            self.handler.leaving_together(events)
+        except Exception as error:  # each message is still handled on its own, only without the cordons ahead
+            first = (str(error).splitlines() or [""])[0]
+            self.log("error", error=f"{type(error).__name__}: {first}", result="each host cordoned at its own turn")
+
+    def _one(self, hidden: _Hidden, event: LifecycleEvent | Unreadable) -> None:
+        message = hidden.message
+        if isinstance(event, Unreadable):
+            self.log("unreadable", message=message.message_id, reason=str(event), result="dropped")
             self.queue.delete(message)
             return
-        self.current = _InFlight(message, event, self.clock.now())
+        self.current = _InFlight(message, hidden.hidden_at, event)
         self._settle(self.current, self._handle(self.current))
 
     def _handle(self, flight: _InFlight) -> Outcome:
@@ -204,8 +223,15 @@ class Consumer:
 
     def _keep_hidden(self) -> None:
         now = self.clock.now()
-        flights = [*self.watching.values(), *([self.current] if self.current else [])]
+        flights: list[_Hidden] = [*self.watching.values(), *([self.current] if self.current else []), *self.queued]
         for flight in flights:
             if now - flight.hidden_at >= EXTEND_EVERY:
                 self.queue.hide(flight.message, VISIBILITY_SECONDS)
                 flight.hidden_at = now
+
+
+def _parsed(message: Message) -> LifecycleEvent | Unreadable:
+    try:
+        return parse(message.body)
+    except Unreadable as error:
+        return error

@@ -9,11 +9,15 @@ action already completed ("No active Lifecycle Action found"), another group's h
 logged and dropped. A drain that cannot finish stops heartbeating and is left to the hook's timeout, whose default
 result lets the termination go on: capacity recovery is never blocked for good. While a roll holds the cluster's
 lock, the hosts its journal names are the roll's: it drains and completes them itself.
+
+Hosts that leave together (a scale-in of several, a lower desired capacity) are drained one at a time, in the order
+their messages came: all their nodes are cordoned before the first drain, so no pod is moved onto a host about to go,
+and the hooks of those waiting their turn get heartbeats on the same cadence as the one draining.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -103,8 +107,44 @@ class Handler:
     # few thousand are enough (an older duplicate is still safe: its host is gone or its action completed).
     completed: dict[tuple[str, str, str], None] = field(default_factory=dict)
     first_seen: dict[tuple[str, str, str], float] = field(default_factory=dict)  # launches being watched
+    # Terminations received with others, by event key, until their turn: their hooks get heartbeats meanwhile.
+    waiting: dict[tuple[str, str, str], Heartbeats] = field(default_factory=dict)
+
+    def leaving_together(self, events: Sequence[LifecycleEvent]) -> None:
+        """The events received together, before any is handled. When several are terminations of this group's hosts
+        (not the roll's, each in Terminating:Wait), every one of their nodes is cordoned now, so pods evicted from the
+        first are not rescheduled onto another about to go, and each waits in ``waiting`` until ``handle`` takes it."""
+        self.waiting = {}
+        leaving = {
+            event.key: event
+            for event in events
+            if event.kind == "terminate" and event.group == self.fleet.group and event.key not in self.completed
+        }
+        if len(leaving) < 2:
+            return  # one termination: handle cordons it when it drains, as always
+        owned = self.roll_hosts()
+        snapshot = self.fleet.snapshot()
+        hosts = {
+            key: host
+            for key, event in leaving.items()
+            if event.instance_id not in owned
+            and (host := snapshot.host(event.instance_id)) is not None
+            and host.lifecycle_state == "Terminating:Wait"
+        }
+        if len(hosts) < 2:
+            return
+        nodes = self.kube.match_hosts(self.kube.nodes(), {host.instance_id: host.names for host in hosts.values()})
+        for key, host in hosts.items():
+            node = nodes.get(host.instance_id)
+            if node is not None and not node.unschedulable:
+                self.kube.cordon(node.name)
+                self.log("cordon", instance=host.instance_id, node=node.name, leaving=len(hosts))
+            beats = Heartbeats(self, leaving[key])
+            beats.beat()  # how long it waited in the queue is unknown: its hook's timeout starts again from now
+            self.waiting[key] = beats
 
     def handle(self, event: LifecycleEvent, tick: Tick) -> Outcome:
+        beats = self.waiting.pop(event.key, None)  # its turn: heartbeats from its own drain from now on
         if event.kind == "test":
             self.log("test-notification", group=event.group or None, result="dropped")
             return DONE
@@ -119,11 +159,11 @@ class Handler:
             return DONE
         if event.kind == "launch":
             return self._launch(event)
-        return self._terminate(event, tick)
+        return self._terminate(event, tick, beats or Heartbeats(self, event))
 
     # --- terminating hosts ---
 
-    def _terminate(self, event: LifecycleEvent, tick: Tick) -> Outcome:
+    def _terminate(self, event: LifecycleEvent, tick: Tick, beats: Heartbeats) -> Outcome:
         host = self.fleet.snapshot().host(event.instance_id)
         if host is None:
             self.log("gone", instance=event.instance_id, result="dropped")
@@ -139,20 +179,22 @@ class Handler:
             deleted = clear_dead_node(self.kube, node.name)
             self.log("dead-node-cleared", instance=host.instance_id, node=node.name, pods_deleted=deleted)
         else:
-            self.log("cordon", instance=host.instance_id, node=node.name)
-            blocked = self._drain(event, host, node.name, tick)
+            if not node.unschedulable:  # else cordoned already, with the hosts that leave with it (or by a person)
+                self.log("cordon", instance=host.instance_id, node=node.name)
+            blocked = self._drain(event, host, node.name, tick, beats)
             if blocked is not None:
                 return blocked
         return self._complete(event)
 
-    def _drain(self, event: LifecycleEvent, host: Host, node: str, tick: Tick) -> Outcome | None:
-        """Drain while heartbeating; None when drained, else the outcome that leaves the host to the hook."""
-        beats = Heartbeats(self, event)
+    def _drain(self, event: LifecycleEvent, host: Host, node: str, tick: Tick, beats: Heartbeats) -> Outcome | None:
+        """Drain while heartbeating, to this host's hook and to those of the hosts waiting their turn; None when
+        drained, else the outcome that leaves the host to the hook."""
         beats.beat()
         started = self.clock.now()
 
         def between_waits() -> None:
-            beats.due()
+            for due in (beats, *self.waiting.values()):
+                due.due()
             tick()
 
         drainer = Drainer(self.kube, _Paced(self.clock, between_waits), drain_policy(self.rolling))
