@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +68,43 @@ def test_replace_one_host_by_its_node_name(sandbox: Path) -> None:
     assert first["instance_id"] not in after and second["instance_id"] in after and len(after) == 2
 
 
+def test_roll_replaces_every_host_though_all_are_current_and_replace_finds_a_host_by_its_ip(sandbox: Path) -> None:
+    before = {str(host["instance_id"]) for host in hosts(sandbox)}
+    assert all(host["current"] is True for host in hosts(sandbox)), "nothing for patch to do"
+
+    plan = cluster(sandbox, "--sandbox", "roll", "--dry-run")
+    result = cluster(sandbox, "--sandbox", "roll", "--yes")
+
+    assert plan.returncode == 0 and "dry run: nothing was changed" in plan.stdout, plan.stderr
+    assert all(f"{instance} (" in plan.stdout for instance in before), "the plan names every host"
+    assert result.returncode == 0, result.stderr
+    assert "lowest ready capacity seen: 2" in result.stdout
+    rolled = {str(host["instance_id"]) for host in hosts(sandbox)}
+    assert not before & rolled and len(rolled) == 2
+
+    victim = sorted(rolled)[0]
+    replace = cluster(sandbox, "--sandbox", "replace", private_ip(sandbox, victim), "--dry-run")
+
+    assert replace.returncode == 0, replace.stderr
+    assert f"replace {victim}: 1 host(s)" in replace.stdout, "a private IP names its host"
+
+
+def test_patch_dry_run_prints_the_plan_and_changes_nothing(sandbox: Path) -> None:
+    before = hosts(sandbox)
+
+    result = cluster(sandbox, "--sandbox", "patch", "--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    assert "patch: 2 host(s) of" in result.stdout and "ready capacity never below 2" in result.stdout
+    for host in before:
+        assert f"{host['instance_id']} ({host['availability_zone']}, outdated by the new patch generation)" in (
+            result.stdout
+        )
+    assert "dry run: nothing was changed" in result.stdout
+    assert hosts(sandbox) == before, "no host outdated: the stack was not updated"
+    assert sandbox_lock(sandbox).holder() is None, "a dry run takes no lock"
+
+
 def test_patch_replaces_every_host_and_a_second_patch_run_finds_nothing_left_behind(sandbox: Path) -> None:
     before = {str(host["instance_id"]) for host in hosts(sandbox)}
 
@@ -79,6 +117,8 @@ def test_patch_replaces_every_host_and_a_second_patch_run_finds_nothing_left_beh
     assert all(host["current"] is True and host["ready"] == "yes" for host in after)
     status = cluster(sandbox, "--sandbox", "status")
     assert "suspended processes: none" in status.stdout and "desired 2 (min 1, max 6)" in status.stdout
+    counters = simulator_counters(sandbox)
+    assert counters["evictions"] > 0 and counters["budget_violations"] == 0, counters
 
 
 def test_a_blocked_budget_halts_the_patch_cleanly(sandbox: Path) -> None:
@@ -97,8 +137,8 @@ def test_a_blocked_budget_halts_the_patch_cleanly(sandbox: Path) -> None:
     assert all(host["schedulable"] == "yes" for host in after), "the old node was uncordoned"
     status = cluster(sandbox, "--sandbox", "status")
     assert "suspended processes: none" in status.stdout and "desired 2 (min 1, max 6)" in status.stdout
-    again = cluster(sandbox, "--sandbox", "patch", "--dry-run")
-    assert "another roll holds" not in again.stderr, "the lock was released"
+    assert sandbox_lock(sandbox).holder() is None, "the lock was released"
+    assert simulator_counters(sandbox)["budget_violations"] == 0
 
 
 def sandbox_lock(folder: Path) -> RunLock:
@@ -106,6 +146,14 @@ def sandbox_lock(folder: Path) -> RunLock:
     assert state is not None
     ssm = boto3.client("ssm", endpoint_url=state.aws_endpoint, region_name="eu-west-1")
     return RunLock(Parameters(ssm), "/cluster/demo")
+
+
+def private_ip(folder: Path, instance_id: str) -> str:
+    state = SandboxState.load(folder / ".cluster")
+    assert state is not None
+    ec2 = boto3.client("ec2", endpoint_url=state.aws_endpoint, region_name="eu-west-1")
+    [reservation] = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return str(reservation["Instances"][0]["PrivateIpAddress"])
 
 
 def test_a_second_patch_is_refused_while_a_roll_holds_the_lock_and_changes_nothing(sandbox: Path) -> None:
@@ -120,7 +168,26 @@ def test_a_second_patch_is_refused_while_a_roll_holds_the_lock_and_changes_nothi
     assert hosts(sandbox) == before, "not even the stack was updated: no host is outdated"
 
 
-def test_a_patch_killed_mid_roll_is_finished_by_running_it_again(sandbox: Path) -> None:
+def test_replace_and_roll_are_refused_while_a_patch_runs_before_asking_or_saving_anything(sandbox: Path) -> None:
+    sandbox_lock(sandbox).acquire("patch", "bob@ops-2", ttl=timedelta(hours=1))
+    before = hosts(sandbox)
+    victim = str(before[0]["instance_id"])
+
+    replace = cluster(sandbox, "--sandbox", "replace", victim, "--yes")
+    roll = cluster(sandbox, "--sandbox", "roll", "--yes")
+
+    for refused in (replace, roll):
+        assert refused.returncode == 6, refused.stdout + refused.stderr
+        assert "another roll holds the cluster: patch by bob@ops-2 since " in refused.stderr
+    assert not (sandbox / "diagnostics").exists(), "no diagnostics were taken for a replace that cannot run"
+    assert hosts(sandbox) == before
+
+
+@pytest.mark.parametrize(
+    "kill_at",
+    ["desired capacity ", "drained "],  # the surge just asked for; the first old node drained, not yet terminated
+)
+def test_a_patch_killed_mid_roll_is_finished_by_running_it_again(sandbox: Path, kill_at: str) -> None:
     before = {str(host["instance_id"]) for host in hosts(sandbox)}
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     env |= {"AWS_EC2_METADATA_DISABLED": "true", "PYTHONUNBUFFERED": "1"}
@@ -130,21 +197,33 @@ def test_a_patch_killed_mid_roll_is_finished_by_running_it_again(sandbox: Path) 
     )  # fmt: skip
     assert patch.stdout is not None
     seen = []
-    for line in patch.stdout:  # read as it goes: killed the moment the first old node is drained
+    for line in patch.stdout:  # read as it goes, to kill it the moment it says it reached `kill_at`
         seen.append(line)
-        if line.split(" ", 1)[-1].startswith("drained "):
+        if line.split(" ", 1)[-1].startswith(kill_at):
             patch.send_signal(signal.SIGKILL)  # no chance to clean up: lock, suspensions, surge all left behind
             break
     patch.wait(timeout=60)
     assert patch.returncode == -signal.SIGKILL, "".join(seen)
+    assert sandbox_lock(sandbox).holder() is not None, "the killed patch left its lock"
 
     again = cluster(sandbox, "--sandbox", "patch", "--yes", "--max-surge", "2")
 
     assert again.returncode == 0, again.stdout + again.stderr
     assert "continuing it, with the stack as that patch left it" in again.stdout
+    assert "lowest ready capacity seen: 2" in again.stdout
     after = hosts(sandbox)
-    assert not before & {str(host["instance_id"]) for host in after} and len(after) == 2
+    assert not before & {str(host["instance_id"]) for host in after} and len(after) == 2, "no extra host left"
     assert all(host["current"] is True and host["ready"] == "yes" and host["schedulable"] == "yes" for host in after)
     status = cluster(sandbox, "--sandbox", "status")
     assert "suspended processes: none" in status.stdout and "desired 2 (min 1, max 6)" in status.stdout
     assert sandbox_lock(sandbox).holder() is None, "the lock is released"
+    counters = simulator_counters(sandbox)
+    assert counters["evictions"] > 0 and counters["budget_violations"] == 0, counters
+
+
+def simulator_counters(folder: Path) -> dict[str, int]:
+    state = SandboxState.load(folder / ".cluster")
+    assert state is not None
+    with urllib.request.urlopen(f"{state.kube_url}/simulator/counters", timeout=5) as answer:  # noqa: S310
+        counters: dict[str, int] = json.load(answer)
+    return counters
