@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EXAMPLE, GOLDEN, Outcome
 
 Run = Callable[..., Outcome]
@@ -120,3 +122,23 @@ def test_render_a_given_patch_generation(run_main: Run) -> None:
     assert outcome.code == 0
     assert "!Sub '${ImageId}/7/" in outcome.out
     assert outcome.out.replace("/7/", "/0/") == (GOLDEN / "kubeadm.template.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("violations", "said"),
+    [(2, "2 pod(s) were removed against their disruption budget"), (None, "did not report its budget violations")],
+)
+def test_the_demo_fails_when_a_budget_was_violated_or_cannot_be_counted(
+    run_main: Run, monkeypatch: pytest.MonkeyPatch, violations: int | None, said: str
+) -> None:
+    from provision import demo
+
+    def story(ui: object, *, boot_seconds: float) -> demo.Summary:
+        return demo.Summary(replaced=4, lowest_ready=3, desired=3, healed=1, budget_violations=violations)
+
+    monkeypatch.setattr(demo, "run_demo", story)
+
+    outcome = run_main("demo")
+
+    assert outcome.code == 1
+    assert said in outcome.err

@@ -19,3 +19,7 @@ def command(boot_seconds: float) -> None:
     summary = run_demo(UI.for_terminal(assume_yes=True), boot_seconds=boot_seconds)
     if summary.lowest_ready is not None and summary.lowest_ready < summary.desired:
         raise ClusterError(f"ready capacity fell to {summary.lowest_ready}, below the desired {summary.desired}")
+    if summary.budget_violations is None:
+        raise ClusterError("the API simulator did not report its budget violations, so none can be ruled out")
+    if summary.budget_violations:
+        raise ClusterError(f"{summary.budget_violations} pod(s) were removed against their disruption budget")

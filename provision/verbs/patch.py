@@ -61,7 +61,7 @@ def command(
             if continuing:
                 ui.say("an interrupted patch left its progress: continuing it, with the stack as that patch left it")
             else:
-                Up(config, connection.cloud, ui, timeout=timeout).run(
+                Up(config, connection.cloud, ui, timeout=timeout, kube=connection.kube).run(
                     dry_run=dry_run,
                     join_token=None,
                     next_patch_generation=True,
