@@ -13,9 +13,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from botocore.model import OperationModel
 
 from provision.aws.cloud import Cloud
 from provision.aws.queues import Message, Queue
@@ -25,8 +27,9 @@ from provision.config.schema import ClusterConfig
 from provision.deploy.up import Up
 from provision.heal.actionlog import ActionLog, parse_line
 from provision.heal.consumer import VISIBILITY_SECONDS, Consumer, Stop
-from provision.heal.service import heal_service, queue_url
+from provision.heal.service import connect_queue, heal_service, queue_url
 from provision.kube.facade import Kube, connect
+from provision.render.template import render
 from provision.roll.fleet import Fleet, Snapshot
 from provision.sandbox.hosts import HostSimulator
 from provision.sandbox.state import SandboxState
@@ -34,6 +37,8 @@ from tests.conftest import CLUSTER, EXAMPLE, run_installed
 from tests.deploykit import REGION, TOKEN, config, recording_ui
 from tests.fakeclock import FakeClock
 from tests.simkit import Simulator, simulator, virtual_cloud
+from tests.test_template import as_dict
+from tests.test_template_lifecycle import handler_statements, parameter_granted
 
 __all__ = ["simulator"]  # the fixture
 
@@ -73,13 +78,28 @@ class VirtualPoll:
 
 
 @dataclass
+class AwsCalls:
+    """What heal asks of AWS, as IAM actions, and the parameters it reads: a botocore before-parameter-build handler."""
+
+    actions: set[str] = field(default_factory=set)
+    parameters: set[str] = field(default_factory=set)
+
+    def __call__(self, model: OperationModel, params: dict[str, Any], **_: Any) -> None:
+        self.actions.add(f"{model.service_model.signing_name}:{model.name}")
+        if model.name == "GetParameter":
+            self.parameters.add(str(params["Name"]))
+
+
+@dataclass
 class Sandbox:
     cloud: Cloud
     sim: Simulator
     kube: Kube
     hosts: HostSimulator
     queue: Queue
-    poll: VirtualPoll
+    poll: VirtualPoll  # heal's queue
+    heal_cloud: Cloud  # heal's own clients, whose calls are recorded in ``calls``
+    calls: AwsCalls
     lines: list[str] = field(default_factory=list)
     # Non-DaemonSet pods still on each host's node when the host left the group: what "drained first" means.
     pods_when_gone: dict[str, int] = field(default_factory=dict)
@@ -93,7 +113,7 @@ class Sandbox:
         """Run heal as --watch does until ``done`` holds (or ``deadline`` virtual seconds pass), then stop it."""
         stop = Stop()
         log = ActionLog(self.lines.append)
-        consumer = heal_service(cfg, self.cloud, self.kube, self.poll,
+        consumer = heal_service(cfg, self.heal_cloud, self.kube, self.poll,
                                 self.sim.clock, log, stop)  # fmt: skip
         deadline += self.sim.clock.now()
         nodes = {node.instance_id: node.name for node in self.kube.nodes()}
@@ -143,7 +163,13 @@ def sandbox(simulator: Simulator) -> Iterator[Sandbox]:
         simulator.settle(5)
         queue = Queue.connect(AwsFactory(AwsSettings(region=REGION)), queue_url(cloud, CONFIG))
         kube = Kube(connect(kubeconfig=str(simulator.kubeconfig)))
-        yield Sandbox(cloud, simulator, kube, hosts, queue, VirtualPoll(queue, simulator.clock))
+        # Heal's clients, as the verb builds them, with every call it makes recorded.
+        calls = AwsCalls()
+        factory = AwsFactory(AwsSettings(region=REGION))
+        factory.session().events.register("before-parameter-build", calls)
+        heal_cloud = Cloud.connect(factory, simulator.clock)
+        poll = VirtualPoll(connect_queue(factory, heal_cloud, CONFIG), simulator.clock)
+        yield Sandbox(cloud, simulator, kube, hosts, queue, poll, heal_cloud, calls)
 
 
 def assert_healed_by_heal(sandbox: Sandbox, victim: str) -> None:
@@ -184,6 +210,37 @@ def test_a_host_reported_unhealthy_is_replaced_and_drained_within_its_budget(san
     assert victim not in {host.instance_id for host in sandbox.snapshot().hosts}
     assert_healed_by_heal(sandbox, victim)
     assert "joined" in [entry["action"] for entry in sandbox.log()], "the replacement's launch was reported"
+
+    # What the stack's HealHandlerPolicy grants heal is what heal used; only hiding a message (past 40 s of work, or
+    # at a stop) did not come up in so short a run.
+    template = as_dict(render(CONFIG))
+    granted = {action for actions in handler_statements(template) for action in actions}
+    assert sandbox.calls.actions <= granted, f"not granted: {sandbox.calls.actions - granted}"
+    assert granted - sandbox.calls.actions <= {"sqs:ChangeMessageVisibility"}, "granted and never used"
+    assert sandbox.calls.parameters and all(
+        parameter_granted(template, name, REGION) for name in sandbox.calls.parameters
+    ), sandbox.calls.parameters
+
+
+def test_a_desired_capacity_two_lower_drains_both_removed_hosts_first(sandbox: Sandbox) -> None:
+    group = sandbox.snapshot().group
+
+    boto3.client("autoscaling", region_name=REGION).set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    victims = [host.instance_id for host in sandbox.snapshot().hosts if host.lifecycle_state == "Terminating:Wait"]
+    nodes = {node.instance_id: node.name for node in sandbox.kube.nodes()}
+    moving = sum(1 for victim in victims for pod in sandbox.kube.pods(node=nodes[victim]) if not pod.daemon)
+    sandbox.heal_until(lambda: sandbox.settled(1))
+
+    assert len(victims) == 2 and moving >= 2
+    assert sandbox.settled(1), "one host left, every pod Running and Ready on it"
+    for victim in victims:
+        assert_healed_by_heal(sandbox, victim)
+    log = sandbox.log()
+    cordoned = [entry["instance"] for entry in log if entry["action"] == "cordon"]
+    first_drained = next(index for index, entry in enumerate(log) if entry["action"] == "drained")
+    assert sorted(cordoned) == sorted(victims), "each cordoned once"
+    assert all(entry["action"] != "cordon" for entry in log[first_drained:]), "both before the first drain"
+    assert sandbox.sim.world.counters.evictions == moving, "each pod moved once: none onto the other leaving host"
 
 
 # --- as a user runs it: the sandbox daemon, `cluster up`, and `cluster heal --watch` in the background, real time ---
