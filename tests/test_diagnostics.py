@@ -17,10 +17,15 @@ from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.core_v1 import Event
 
 from provision.aws.cloud import Cloud
+from provision.aws.session import AwsFactory, AwsSettings
+from provision.remote.access import diagnose_before_replace
 from provision.remote.diagnostics import COMMANDS, decode_console_output
+from provision.roll.fleet import Fleet
 from provision.sandbox.state import SandboxState, is_ours
+from provision.verbs.aws import Connection
+from provision.verbs.options import Globals
 from tests.conftest import EXAMPLE, Outcome, run_installed
-from tests.deploykit import REGION
+from tests.deploykit import REGION, config, recording_ui
 from tests.simkit import Simulator, simulator
 from tests.sshkit import Sshd, SshLab, free_port, hosts3, silent_port, ssh_home, ssh_lab, trust
 from tests.test_exec_cli import deployed, map_hosts
@@ -135,6 +140,53 @@ def test_a_hung_host_cannot_hold_the_collection_past_its_bound(
     folder = folder_of(in_tmp)
     assert "stopped after 1s: the rest was not collected" in summary(folder)
     assert (folder / "console-output.txt").exists()
+
+
+# --- the replace path: `replace` calls diagnose_before_replace before its engine runs -------------------------------
+
+
+def before_replace(cloud: Cloud, instance_id: str) -> str:
+    """What the replace verb shows while it saves a host's diagnostics; the call must return for the engine to run."""
+    cfg = config()
+    connection = Connection(cfg, Globals(), AwsFactory(AwsSettings(region=REGION)), cloud)
+    snapshot = Fleet(cloud, cfg.stack_name).snapshot()
+    ui, out = recording_ui()
+    diagnose_before_replace(cfg, connection, snapshot, None, instance_id, ui)
+    return out.getvalue()
+
+
+def test_before_a_replace_a_hung_host_is_held_to_the_replace_limits(
+    cloud: Cloud, ssh_lab: SshLab, ssh_home: Path, silent_port: int, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = deployed(cloud)
+    map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [silent_port] * 3)
+    config_file = ssh_home / ".ssh" / "config"  # so only the collection's own bound can end the wait
+    config_file.write_text(config_file.read_text().replace("ConnectTimeout 1", "ConnectTimeout 600"))
+    monkeypatch.setattr("provision.remote.access.REPLACE_LIMITS_SECONDS", (0.2, 0.5))  # 10 s and 30 s, scaled down
+    (instance_id, _), _, _ = hosts
+
+    shown = before_replace(cloud, instance_id)
+
+    folder = folder_of(in_tmp)
+    assert f"saving the diagnostics of {instance_id} first (at most 0.5s; --no-diagnostics skips this)" in shown
+    assert (
+        f"diagnostics saved in diagnostics/{folder.name}/ (SSH failed: the host did not finish within 0.5s); "
+        "the EC2 console output is saved in its place"
+    ) in shown
+    assert "stopped after 0.5s: the rest was not collected" in summary(folder)
+    assert (folder / "console-output.txt").exists()
+
+
+def test_before_a_replace_a_failure_to_save_is_a_warning_and_the_replace_goes_on(cloud: Cloud, in_tmp: Path) -> None:
+    hosts = deployed(cloud)
+    (in_tmp / "diagnostics").write_text("a file where the folder would go\n")  # so nothing can be saved
+    (instance_id, _), _, _ = hosts
+
+    shown = before_replace(cloud, instance_id)  # returns: the verb goes on to replace the host
+
+    [warning] = [line.partition("WARNING: ")[2] for line in shown.splitlines() if "WARNING: " in line]
+    assert warning.startswith(f"the diagnostics of {instance_id} were not saved ([Errno 20] Not a directory")
+    assert warning.endswith("; replacing it anyway")
 
 
 def test_console_output_is_decoded_from_base64_or_kept_as_text() -> None:
