@@ -241,6 +241,40 @@ def test_without_a_stack_doctor_says_so_and_runs_the_checks_that_need_no_group(c
     assert why["outdated hosts"] == why["NotReady nodes"] == "there is no stack cluster-demo"
 
 
+def test_an_in_service_host_whose_node_is_gone_is_a_host_without_a_node(sandbox: Sandbox) -> None:
+    instance = sandbox.first_host()
+    sandbox.kube.delete_node(sandbox.node_of(instance))  # as `kubectl delete node` does; the host runs on
+    sandbox.sim.settle(2)
+
+    [finding] = [finding for finding in problems(sandbox.doctor()) if instance in finding.resources]
+
+    assert (finding.severity, finding.check) == (Severity.PROBLEM, "nodes")
+    assert finding.what == "no node for this host (InService)"
+    assert finding.cause.startswith("InService since launch ")
+    assert finding.cause.endswith(" ago, and no node has its id, DNS name or IP")
+    assert finding.next_step == f"cluster replace {instance} --dead"
+
+
+def test_an_abandoned_launch_names_the_step_its_boot_script_failed_at(sandbox: Sandbox) -> None:
+    before = sandbox.snapshot()
+    sandbox.hosts.faults.boot_fails_next = 1  # its boot script records the failed step and abandons the launch
+    sandbox.cloud.groups.set_size(before.group, desired=before.desired + 1)
+    sandbox.sim.settle(1)
+    [failed] = {host.instance_id for host in sandbox.snapshot().hosts} - {host.instance_id for host in before.hosts}
+    sandbox.sim.settle(14)
+
+    [finding] = [finding for finding in sandbox.doctor().findings if finding.check == "boot"]
+
+    assert finding.resources == (failed,)
+    assert finding.what.startswith("launch abandoned at step join (exit 1) ")
+    assert finding.what.endswith("; the group replaced the host")
+    assert finding.cause == "kubeadm join: couldn't validate the identity of the API Server"  # its last log line
+    assert finding.next_step == (
+        f"aws ssm get-parameter --name {names.host_records_path(CONFIG.parameter_path)}/{failed}/boot "
+        "--query Parameter.Value --output text"
+    )
+
+
 # --- through the CLI edge ---
 
 

@@ -397,6 +397,8 @@ def hosts_without_node(obs: Observations) -> list[Finding]:
             findings.append(Finding(OK, "nodes", what, (host.instance_id,)))
             continue
         record = boot.get(host.instance_id)
+        # A host past Pending did boot; its node may have joined and been deleted since, so say no more than "no node".
+        what = "no node joined for this host" if host.lifecycle_state.startswith("Pending") else "no node for this host"
         cause = (
             f"its boot failed at step {record.step} (exit {record.exit_code})"
             if record
@@ -406,7 +408,7 @@ def hosts_without_node(obs: Observations) -> list[Finding]:
             Finding(
                 PROBLEM,
                 "nodes",
-                f"no node joined for this host ({host.lifecycle_state})",
+                f"{what} ({host.lifecycle_state})",
                 (host.instance_id,),
                 cause,
                 obs.invocation.cluster(f"replace {host.instance_id} --dead"),
