@@ -466,10 +466,6 @@ def _members(snapshot: Snapshot | None) -> set[str]:
     return {host.instance_id for host in snapshot.hosts} if snapshot else set()
 
 
-def _in_flight(obs: Observations) -> set[str]:
-    return obs.hosts_in_flight()
-
-
 def _of_this_cluster(node: NodeState, obs: Observations) -> bool:
     """A node of this cluster's hosts: its instance carries the cluster's tag, or it carries every label the
     configuration gives the hosts' nodes. Nodes of other groups and of the control plane are none of doctor's
