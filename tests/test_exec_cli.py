@@ -3,8 +3,10 @@ over real sshd instances through the user's ~/.ssh/config, which maps each host'
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import logging
 import os
 import pty
 import select
@@ -14,13 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provision.aws.cloud import Cloud
 from provision.deploy.up import Up
 from provision.roll.fleet import Fleet
 from tests.conftest import EXAMPLE, Outcome
 from tests.deploykit import TOKEN, config, recording_ui
-from tests.sshkit import Sshd, SshLab, hosts3, silent_port, ssh_home, ssh_lab, trust
+from tests.sshkit import Sshd, SshLab, hosts3, silent_port, ssh_home, ssh_lab, trust, write_key
 
 __all__ = ["hosts3", "silent_port", "ssh_home", "ssh_lab"]  # fixtures
 
@@ -92,6 +96,51 @@ def test_a_host_that_hangs_or_cannot_be_reached_is_a_row_too(
     assert [row["state"] for row in rows] == ["timed out", "timed out", "unreachable"]
     assert rows[0]["output"] == "hi\n" and rows[0]["error"] == "timed out after 0.5s"
     assert rows[2]["error"] == f"[127.0.0.1]:{silent_port}: the SSH handshake did not finish within 1s"
+
+
+def secrets_of(key_file: Path) -> list[str]:
+    """Every form in which a private key could leak: the file, each base64 line of its body and the whole body,
+    and the raw private key in base64 and hex."""
+    text = key_file.read_text()
+    body = [line for line in text.splitlines() if line and not line.startswith("-----")]
+    private = serialization.load_ssh_private_key(text.encode(), password=None)
+    assert isinstance(private, Ed25519PrivateKey)
+    raw = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return [text, *body, "".join(body), base64.b64encode(raw).decode(), raw.hex()]
+
+
+def test_debug_output_and_paramikos_debug_log_never_show_a_private_key(
+    run_main: Run,
+    cluster: list[tuple[str, str]],
+    ssh_lab: SshLab,
+    ssh_home: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="paramiko")  # an earlier run without --debug may have quietened it
+    ok = run_main("--debug", "exec", "-c", str(EXAMPLE), "--all", "--", "true")
+    # Then the first host is offered a key it does not know: the failure, its traceback and paramiko's retries.
+    stranger = tmp_path / "stranger"
+    write_key(stranger)
+    config = ssh_home / ".ssh" / "config"
+    config.write_text(
+        config.read_text().replace(f"IdentityFile {ssh_lab.user_key_file}", f"IdentityFile {stranger}", 1)
+    )
+    refused = run_main("--debug", "exec", "-c", str(EXAMPLE), "--all", "--", "true")
+
+    assert ok.code == 0, ok.err
+    assert refused.code == 1 and "refused every key" in refused.out
+    assert "Traceback" in refused.err, "--debug showed the traceback"
+    logged = caplog.text
+    assert "Authentication (publickey) successful!" in logged, "paramiko's debug log was on and captured"
+    assert "Authentication (publickey) failed." in logged
+    shown = {"stdout": ok.out + refused.out, "stderr": ok.err + refused.err, "the log": logged}
+    for secret in secrets_of(ssh_lab.user_key_file) + secrets_of(stranger):
+        for where, text in shown.items():
+            assert secret not in text, f"key material in {where}"
 
 
 def test_an_unknown_host_key_is_refused_per_host_and_accepted_with_the_flag(
