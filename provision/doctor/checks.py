@@ -256,7 +256,7 @@ def suspended_processes(obs: Observations) -> list[Finding]:
 
 def roll_lock(obs: Observations) -> list[Finding]:
     lock = obs.lock
-    lock_name = f"{obs.parameter_path}/roll-lock"
+    lock_name = names.roll_lock_parameter(obs.parameter_path)
     if lock is None:
         return [Finding(OK, "lock", "no roll holds the lock")]
     if lock.expired(obs.now):
@@ -296,7 +296,7 @@ def roll_lock(obs: Observations) -> list[Finding]:
 
 
 def interrupted_roll(obs: Observations) -> list[Finding]:
-    journal_name = f"{obs.parameter_path}/roll-state"
+    journal_name = names.roll_state_parameter(obs.parameter_path)
     if obs.journal_error:
         return [
             Finding(

@@ -144,8 +144,8 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Resource=[
                     Sub(f"{arn}:ssm:{where}:parameter{name}")
                     for name in (
-                        f"{config.parameter_path}/roll-lock",  # provision.roll.lock.RunLock
-                        f"{config.parameter_path}/roll-state",  # provision.roll.journal.Journal
+                        names.roll_lock_parameter(config.parameter_path),
+                        names.roll_state_parameter(config.parameter_path),
                         f"{names.host_records_path(config.parameter_path)}/*",
                     )
                 ],

@@ -49,6 +49,16 @@ def join_token_parameter(parameter_path: str) -> str:
     return f"{parameter_path}/join-token"
 
 
+def roll_lock_parameter(parameter_path: str) -> str:
+    """The run lock every roll takes (``provision.roll.lock``); heal and doctor read it."""
+    return f"{parameter_path}/roll-lock"
+
+
+def roll_state_parameter(parameter_path: str) -> str:
+    """The roll's journal of its progress (``provision.roll.journal``); heal and doctor read it."""
+    return f"{parameter_path}/roll-state"
+
+
 def host_records_path(parameter_path: str) -> str:
     """Below this path each host keeps ``<instance-id>/boot`` (why its boot failed) and ``<instance-id>/health``."""
     return f"{parameter_path}/hosts"

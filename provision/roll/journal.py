@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from provision.aws.parameters import Parameters
+from provision.render import names
 
 
 @dataclass
@@ -34,7 +35,7 @@ class RollRecord:
 class Journal:
     def __init__(self, parameters: Parameters, parameter_path: str) -> None:
         self.parameters = parameters
-        self.name = f"{parameter_path}/roll-state"
+        self.name = names.roll_state_parameter(parameter_path)
 
     def load(self) -> RollRecord | None:
         raw = self.parameters.value(self.name)

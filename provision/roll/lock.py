@@ -15,6 +15,7 @@ from pathlib import Path
 
 from provision.aws.parameters import Parameters
 from provision.errors import ClusterError, ExitCode
+from provision.render import names
 
 Now = Callable[[], datetime]
 
@@ -55,7 +56,7 @@ class Lock:
 class RunLock:
     def __init__(self, parameters: Parameters, parameter_path: str, *, now: Now | None = None) -> None:
         self.parameters = parameters
-        self.name = f"{parameter_path}/roll-lock"
+        self.name = names.roll_lock_parameter(parameter_path)
         self.now = now or (lambda: datetime.now(UTC))
 
     def holder(self) -> Lock | None:
