@@ -405,3 +405,49 @@ def test_killed_at_any_boundary_the_same_command_with_break_lock_finishes_the_jo
     assert boundary == "restoring" or result.replaced, "the second run did the rest"
     assert world.lowest_ready == HOSTS, "ready capacity never below the desired capacity, across both runs"
     assert_done_and_clean(world, parameters)
+
+
+@pytest.mark.parametrize("surge", [1, 2])
+def test_killed_between_terminating_a_host_and_journaling_it_no_extra_host_is_launched(
+    surge: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old host is gone, its decrement made, but the journal still says `migrated`: the next run must not count
+    it as in flight and raise the size again, which launches a host too many (and restoring the size would then let
+    the group terminate a host of its choosing, undrained)."""
+    world = World.with_hosts(HOSTS)
+    parameters = FakeParameters(world)
+    terminate = FakeFleet.terminate
+
+    def killed_after(self: FakeFleet, instance_id: str) -> None:
+        terminate(self, instance_id)
+        world.killed = True
+        raise Killed("killed with the host terminated, before the journal said so")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(FakeFleet, "terminate", killed_after)
+        with pytest.raises(Killed):
+            roll(world, parameters, surge=surge)
+    world.killed = False
+    world.clock.sleep(LOCK_TTL.total_seconds())
+
+    roll(world, parameters, surge=surge, break_lock=True)
+
+    assert world.peak_hosts <= HOSTS + surge * 2, "never more hosts than the plan's surge"
+    assert_done_and_clean(world, parameters)
+
+
+def test_a_size_changed_by_someone_else_mid_roll_is_left_as_it_is_and_said() -> None:
+    world, parameters = World.with_hosts(HOSTS), FakeParameters()
+    said: list[str] = []
+
+    def autoscaler_scales_up(phase: str) -> None:
+        if phase == "cordoned" and world.desired == HOSTS + 1:  # the first host drains: pending pods, one host more
+            world.desired += 1
+            world.fill()
+
+    roll(world, parameters, checkpoint=autoscaler_scales_up, said=said)
+
+    assert world.desired == HOSTS + 1, "the autoscaler's host is not taken away (which would terminate one undrained)"
+    assert world.max_size == HOSTS * 2, "the maximum is put back"
+    assert any(f"desired capacity is {HOSTS + 1}, not the {HOSTS} it had before the roll" in line for line in said)
+    assert world.cordoned == set() and world.suspended == [] and parameters.values == {}

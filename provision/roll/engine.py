@@ -120,8 +120,9 @@ class Roll:
             doing = ", ".join(f"{flight['old']} at phase {flight.get('phase') or 'start'}" for flight in record.flights)
             self.ui.say(f"continuing the {record.operation} that stopped" + (f" with {doing}" if doing else ""))
             # A crash between writing a flight and raising the size left its replacement unlaunched: launch it.
-            surged = record.original_desired + sum(1 for flight in record.flights if flight["phase"] != "terminated")
-            if self.fleet.snapshot().desired < surged:
+            snapshot = self.fleet.snapshot()
+            surged = _surged_size(record, snapshot)
+            if snapshot.desired < surged:
                 self.fleet.set_size(desired=surged, max_size=max(record.original_max, surged))
             return record
         record = RollRecord(plan.operation, plan.group, plan.desired, plan.max_size)
@@ -157,12 +158,13 @@ class Roll:
                 self._await_steady_group(record)
             elif self._sick_group_nodes(record):
                 return  # the hosts in flight go on; the gate is tried again when the next one is Ready
-        before = ",".join(host.instance_id for host in self.fleet.snapshot().hosts)
+        snapshot = self.fleet.snapshot()
+        before = ",".join(host.instance_id for host in snapshot.hosts)
         for step in (pending.popleft() for _ in range(room)):
             flight = {"old": step.old, "phase": "surged", "before": before, "zone": step.zone, "reason": step.reason}
             record.flights.append(flight | ({"dead": "yes"} if step.dead else {}))
             self._started[step.old] = self.clock.now()
-        desired = record.original_desired + len(record.flights)
+        desired = _surged_size(record, snapshot)
         self.journal.save(record)  # the flights are known before the group grows, so an undo finds their hosts
         self.fleet.set_size(desired=desired, max_size=max(record.original_max, desired))
         self.ui.say(f"desired capacity {desired - room} → {desired}: {room} replacement(s) launch first")
@@ -399,8 +401,8 @@ class Roll:
                     self._remove_surge_host(surge_host)
             record.flights.remove(flight)
         # What is still above the size is surge the group has not launched yet (or never will): lower the size.
-        target = record.original_desired + sum(1 for flight in record.flights if flight["phase"] != "terminated")
         snapshot = self.fleet.snapshot()
+        target = _surged_size(record, snapshot)
         if snapshot.desired > target:
             self.fleet.set_size(desired=target, max_size=max(record.original_max, target))
         self.journal.save(record)
@@ -450,9 +452,19 @@ class Roll:
             self.ui.warn(f"could not remove {SURGE_ANNOTATION} from the new hosts' nodes: {error}")
 
     def _restore_size(self, record: RollRecord) -> None:
+        """Every host's decrement has brought the desired capacity back; only the maximum is put back. A desired
+        capacity that differs was changed by something else (an autoscaler, a person, a surge host that could not
+        be drained): it is left as it is, since lowering it would let the group terminate a host of its own choosing,
+        undrained."""
         snapshot = self.fleet.snapshot()
-        if (snapshot.desired, snapshot.max_size) != (record.original_desired, record.original_max):
-            self.fleet.set_size(desired=record.original_desired, max_size=record.original_max)
+        if snapshot.desired != record.original_desired:
+            self.ui.warn(
+                f"the group's desired capacity is {snapshot.desired}, not the {record.original_desired} it had before "
+                "the roll; left as it is (`cluster status` shows its hosts)"
+            )
+        max_size = max(record.original_max, snapshot.desired)
+        if snapshot.max_size != max_size:
+            self.fleet.set_size(desired=snapshot.desired, max_size=max_size)
 
     # --- observations ---
 
@@ -481,6 +493,16 @@ class Roll:
 
 class SkipHost(ClusterError):
     """The policy says to skip a host whose drain is blocked; the roll goes on with the next one."""
+
+
+def _surged_size(record: RollRecord, snapshot: Snapshot) -> int:
+    """The group's size with the roll's surge: one more host for each host in flight whose old host still serves. An
+    old host terminated already (its decrement made, perhaps by a run killed before it could journal that) counts no
+    more, else the next run would launch a host too many."""
+    olds = [snapshot.host(flight["old"]) for flight in record.flights]
+    return record.original_desired + sum(
+        1 for old in olds if old is not None and not old.lifecycle_state.startswith("Terminating")
+    )
 
 
 def _olds(record: RollRecord) -> set[str]:
