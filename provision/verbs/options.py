@@ -39,6 +39,24 @@ def yes_option(function: F) -> F:
     return click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to confirmations.")(function)
 
 
+def break_lock_option(function: F) -> F:
+    return click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")(function)
+
+
+def many_hosts_options(function: F) -> F:
+    """What `patch` and `roll`, which replace many hosts, let the user choose."""
+    function = click.option(
+        "--max-surge",
+        type=click.IntRange(1, 100),
+        metavar="N",
+        help="Replacements booting at once (default: rolling.max_surge).",
+    )(function)
+    function = click.option("--include-protected", is_flag=True, help="Also replace hosts protected from scale-in.")(
+        function
+    )
+    return break_lock_option(function)
+
+
 def join_token(token_file: Path | None) -> str | None:
     """The kubeadm join token from --join-token-file or $CLUSTER_JOIN_TOKEN (never from the command line itself)."""
     if token_file is not None:

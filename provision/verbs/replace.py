@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import Globals, config_option, load_config, yes_option
+from provision.verbs.options import Globals, break_lock_option, config_option, load_config, yes_option
 
 
 @click.command("replace")
@@ -15,7 +15,7 @@ from provision.verbs.options import Globals, config_option, load_config, yes_opt
 @yes_option
 @click.option("--dead", is_flag=True, help="The host is dead: do not wait for evictions; delete its pods and node.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
-@click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")
+@break_lock_option
 @click.option("--no-diagnostics", is_flag=True, help="Do not save the host's logs and state (./diagnostics/) first.")
 @click.pass_obj
 def command(

@@ -6,21 +6,14 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import Globals, config_option, load_config, yes_option
+from provision.verbs.options import Globals, config_option, load_config, many_hosts_options, yes_option
 
 
 @click.command("roll")
 @config_option
 @yes_option
 @click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
-@click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")
-@click.option("--include-protected", is_flag=True, help="Also replace hosts protected from scale-in.")
-@click.option(
-    "--max-surge",
-    type=click.IntRange(1, 100),
-    metavar="N",
-    help="Replacements booting at once (default: rolling.max_surge).",
-)
+@many_hosts_options
 @click.pass_obj
 def command(
     options: Globals,
