@@ -30,23 +30,20 @@ def command(
     every host boots with the latest security updates, update the stack (diff and confirmation as in `up`), then
     roll every outdated host: a patched replacement first, cordon, drain under the budgets, terminate."""
     from contextlib import nullcontext
+    from functools import partial
 
     from provision.deploy.up import Up
-    from provision.errors import ClusterError
-    from provision.roll.fleet import Fleet
     from provision.roll.plan import every_host, outdated
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.rolling import engine, holding_lock, kube_or_refuse, owner, show_plan, show_result
+    from provision.verbs.rolling import engine, finish, holding_lock, owner, show_plan
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes)
     with connected(config, options) as connection:
-        kube = kube_or_refuse(connection, "patch")
-        fleet = Fleet(connection.cloud, config.stack_name)
-        roll = engine(config, connection, fleet, kube, ui)
-        surge, overlap = max_surge or config.rolling.max_surge, config.rolling.overlap
-        hosts = len(fleet.snapshot().hosts)
+        roll = engine(config, connection, ui, verb="patch")
+        surge = max_surge or config.rolling.max_surge
+        hosts = len(roll.fleet.snapshot().hosts)
         interrupted = roll.journal.load()
         continuing = interrupted is not None and interrupted.operation == "patch"
         # The lock is held from before the stack update: a second patch must not raise the generation mid-roll.
@@ -60,29 +57,19 @@ def command(
                     next_patch_generation=True,
                     then=f", then replace its {hosts} host(s) {'one' if surge == 1 else surge} at a time",
                 )
-            if dry_run and not continuing:
-                # The new patch generation is not in the stack yet; once it is, every host is outdated.
-                plan = every_host(
-                    fleet.snapshot(),
-                    operation="patch",
-                    reason="outdated by the new patch generation",
-                    include_protected=include_protected,
-                    surge=surge,
-                    overlap=overlap,
-                )
-            else:
-                plan = outdated(
-                    fleet.snapshot(),
-                    operation="patch",
-                    include_protected=include_protected,
-                    surge=surge,
-                    overlap=overlap,
-                )
-            show_plan(plan, roll, ui, config.rolling.drain_timeout_seconds)
+            # A dry run has not put the new patch generation in the stack; once it is there, every host is outdated.
+            fresh = dry_run and not continuing
+            select = partial(every_host, reason="outdated by the new patch generation") if fresh else outdated
+            plan = select(
+                roll.fleet.snapshot(),
+                operation="patch",
+                include_protected=include_protected,
+                surge=surge,
+                overlap=config.rolling.overlap,
+            )
+            show_plan(plan, roll, ui)
             if dry_run:
                 ui.say("dry run: nothing was changed")
                 return
             result = roll.run(plan, owner=owner(), held=held)
-        show_result(result, ui)
-        if result.skipped:
-            raise ClusterError(f"{len(result.skipped)} host(s) were skipped and are still outdated")
+        finish(result, ui)

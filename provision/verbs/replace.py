@@ -31,26 +31,22 @@ def command(
     """Replace HOST (an instance id, node name, private DNS name or private IP): a new host first, then cordon,
     drain under the PodDisruptionBudgets, terminate. Only what the replacement needs is waited for. A host whose node
     is NotReady is treated as dead. First its diagnostics are saved (see `cluster diagnose`), within a short bound."""
-    from provision.errors import ClusterError
-    from provision.roll.fleet import Fleet
     from provision.roll.plan import one_host
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.rolling import engine, find_host, holding_lock, kube_or_refuse, owner, show_plan, show_result
+    from provision.verbs.rolling import engine, find_host, finish, holding_lock, owner, show_plan
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes)
     with connected(config, options) as connection:
-        kube = kube_or_refuse(connection, "replace")
-        fleet = Fleet(connection.cloud, config.stack_name)
-        roll = engine(config, connection, fleet, kube, ui)
-        snapshot = fleet.snapshot()
-        instance_id, node = find_host(host, snapshot, kube)
+        roll = engine(config, connection, ui, verb="replace")
+        snapshot = roll.fleet.snapshot()
+        instance_id, node = find_host(host, snapshot, roll.kube)
         if not dead and node is not None and not node.ready:
             ui.say(f"the node {node.name} of {instance_id} is NotReady: replacing it as a dead host")
             dead = True
         plan = one_host(snapshot, instance_id, operation=f"replace {instance_id}", dead=dead)
-        show_plan(plan, roll, ui, config.rolling.drain_timeout_seconds)
+        show_plan(plan, roll, ui)
         if dry_run:
             ui.say("dry run: nothing was changed")
             return
@@ -63,8 +59,6 @@ def command(
             if not no_diagnostics:
                 from provision.remote.access import diagnose_before_replace
 
-                diagnose_before_replace(config, connection, snapshot, kube, instance_id, ui)
+                diagnose_before_replace(config, connection, snapshot, roll.kube, instance_id, ui)
             result = roll.run(plan, owner=owner(), held=held)
-        show_result(result, ui)
-        if result.skipped:
-            raise ClusterError(f"{instance_id} was not replaced: {result.skipped[0][1]}")
+        finish(result, ui)

@@ -28,34 +28,28 @@ def command(
     terminate, as `patch` does, but without changing the stack. For hosts that must all start afresh (a kernel
     setting, hardware marked for retirement, a suspicion). Run again after a crash, it continues: hosts this roll
     already launched are not replaced again."""
-    from provision.errors import ClusterError
-    from provision.roll.fleet import Fleet
     from provision.roll.plan import every_host
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.rolling import engine, holding_lock, kube_or_refuse, owner, show_plan, show_result
+    from provision.verbs.rolling import engine, finish, holding_lock, owner, show_plan
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes)
     with connected(config, options) as connection:
-        kube = kube_or_refuse(connection, "roll")
-        fleet = Fleet(connection.cloud, config.stack_name)
-        roll = engine(config, connection, fleet, kube, ui)
+        roll = engine(config, connection, ui, verb="roll")
         plan = every_host(
-            fleet.snapshot(),
+            roll.fleet.snapshot(),
             operation="roll",
             reason="roll of every host",
             include_protected=include_protected,
             surge=max_surge or config.rolling.max_surge,
             overlap=config.rolling.overlap,
         )
-        show_plan(plan, roll, ui, config.rolling.drain_timeout_seconds)
+        show_plan(plan, roll, ui)
         if dry_run:
             ui.say("dry run: nothing was changed")
             return
         with holding_lock(roll, plan.operation, break_lock=break_lock) as held:
             ui.confirm(f"Replace every host of {plan.group}?", unasked=f"did not roll {plan.group}: rerun with --yes")
             result = roll.run(plan, owner=owner(), held=held)
-        show_result(result, ui)
-        if result.skipped:
-            raise ClusterError(f"{len(result.skipped)} host(s) were skipped and were not replaced")
+        finish(result, ui)

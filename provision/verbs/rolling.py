@@ -1,5 +1,5 @@
 """What `patch`, `replace` and `roll` share: finding a host by any of its names, building the roll engine, and the
-table. Imported only by those verbs (it loads boto3 and lightkube)."""
+closing table. Imported only by those verbs (it loads boto3 and lightkube)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig
-from provision.errors import UsageError
+from provision.errors import ClusterError, UsageError
 from provision.kube.facade import Kube
 from provision.kube.model import NodeState
 from provision.roll.engine import LOCK_TTL, Roll, RollResult
@@ -29,11 +29,12 @@ def kube_or_refuse(connection: Connection, verb: str) -> Kube:
     return kube
 
 
-def engine(config: ClusterConfig, connection: Connection, fleet: Fleet, kube: Kube, ui: UI) -> Roll:
+def engine(config: ClusterConfig, connection: Connection, ui: UI, *, verb: str) -> Roll:
+    """The roll engine on this cluster's group and nodes; ``verb`` names what needs the Kubernetes API."""
     parameters = connection.cloud.parameters
     return Roll(
-        fleet,
-        kube,
+        Fleet(connection.cloud, config.stack_name),
+        kube_or_refuse(connection, verb),
         Journal(parameters, config.parameter_path),
         RunLock(parameters, config.parameter_path),
         ui,
@@ -58,7 +59,7 @@ def holding_lock(roll: Roll, operation: str, *, break_lock: bool) -> Iterator[Lo
         roll.lock.release(held)
 
 
-def show_plan(plan: Plan, roll: Roll, ui: UI, drain_timeout: float) -> None:
+def show_plan(plan: Plan, roll: Roll, ui: UI) -> None:
     """The plan as the executor will carry it out, after the hosts an interrupted roll left in flight."""
     interrupted = roll.journal.load()
     if interrupted is not None and interrupted.group == plan.group:
@@ -68,7 +69,7 @@ def show_plan(plan: Plan, roll: Roll, ui: UI, drain_timeout: float) -> None:
             )
             ui.say(f"first, the interrupted {interrupted.operation} is continued: {doing}")
         plan = plan.excluding({flight["old"] for flight in interrupted.flights} | interrupted.launched())
-    for line in plan.describe(drain_timeout):
+    for line in plan.describe(roll.rolling.drain_timeout_seconds):
         ui.say(line)
 
 
@@ -83,10 +84,16 @@ def find_host(name: str, snapshot: Snapshot, kube: Kube) -> tuple[str, NodeState
     raise UsageError(f"no host {name!r} in {snapshot.group} (give an instance id, node name, private DNS name or IP)")
 
 
-def show_result(result: RollResult, ui: UI) -> None:
+def finish(result: RollResult, ui: UI) -> None:
+    """The closing table; a host that was skipped (its drain blocked under the skip policy) makes the verb fail."""
     rows = [[item.old, item.new, item.old_image, item.new_image, f"{item.seconds:.0f}s"] for item in result.replaced]
     ui.table(["replaced", "by", "old image", "new image", "took"], rows, title="Replaced hosts")
     for old, why in result.skipped:
         ui.warn(f"skipped {old}: {why}")
     if result.lowest_ready is not None:
         ui.say(f"lowest ready capacity seen: {result.lowest_ready}")
+    if result.skipped:
+        skipped = ", ".join(old for old, _ in result.skipped)
+        raise ClusterError(
+            f"{len(result.skipped)} host(s) skipped and not replaced ({skipped}): see the warnings above"
+        )
