@@ -129,9 +129,8 @@ def test_a_hung_host_cannot_hold_the_collection_past_its_bound(
     run_main: Run, cloud: Cloud, ssh_lab: SshLab, ssh_home: Path, silent_port: int, in_tmp: Path
 ) -> None:
     hosts = deployed(cloud)
-    map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [silent_port] * 3)
-    config = ssh_home / ".ssh" / "config"
-    config.write_text(config.read_text().replace("ConnectTimeout 1", "ConnectTimeout 600"))
+    # ConnectTimeout 600: only the collection's own bound can end the wait.
+    map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [silent_port] * 3, connect_timeout=600)
     (instance_id, _), _, _ = hosts
 
     outcome = run_main("diagnose", "-c", str(EXAMPLE), instance_id, "--timeout", "1")
@@ -159,9 +158,8 @@ def test_before_a_replace_a_hung_host_is_held_to_the_replace_limits(
     cloud: Cloud, ssh_lab: SshLab, ssh_home: Path, silent_port: int, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hosts = deployed(cloud)
-    map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [silent_port] * 3)
-    config_file = ssh_home / ".ssh" / "config"  # so only the collection's own bound can end the wait
-    config_file.write_text(config_file.read_text().replace("ConnectTimeout 1", "ConnectTimeout 600"))
+    # ConnectTimeout 600: only the collection's own bound can end the wait.
+    map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [silent_port] * 3, connect_timeout=600)
     monkeypatch.setattr("provision.remote.access.REPLACE_LIMITS_SECONDS", (0.2, 0.5))  # 10 s and 30 s, scaled down
     (instance_id, _), _, _ = hosts
 
