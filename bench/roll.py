@@ -8,10 +8,11 @@ Kubernetes are the in-memory models of the engine tests (tests/rollfakes.py), wh
 host is InService with its node Ready `--boot` seconds after launch; an evicted pod is gone `--drain` seconds after
 its eviction and Ready elsewhere at once.
 
-Lower bound, for this engine's rules (at most `surge` hosts booting at once, one host drained at a time): the boots
-come in ceil(n / surge) waves, the drains one after another, and neither the first drain nor the last can start before
-a boot ends: max(ceil(n / surge) * boot + drain, boot + n * drain); without overlap every wave's drains also wait for
-its boot: ceil(n / surge) * boot + n * drain.
+Lower bound, for this engine's rules (at most `surge` hosts booting at once, and the hosts of one wave drained
+together once their replacements are Ready): the boots come in ceil(n / surge) waves, so do the drains, one wave after
+another, and neither the first drain nor the last can start before a boot ends:
+max(waves * boot + drain, boot + waves * drain); without overlap every wave's drain also waits for its boot:
+waves * (boot + drain).
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def sequential_roll(hosts: int, args: argparse.Namespace) -> tuple[float, float,
 def lower_bound(hosts: int, surge: int, overlap: bool, boot: float, drain: float) -> float:
     waves = math.ceil(hosts / surge)
     if not overlap:
-        return waves * boot + hosts * drain
-    return max(waves * boot + drain, boot + hosts * drain)
+        return waves * (boot + drain)
+    return max(waves * boot + drain, boot + waves * drain)
 
 
 def main() -> None:

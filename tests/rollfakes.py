@@ -70,6 +70,7 @@ class World:
     # invariants seen
     lowest_ready: int | None = None
     peak_hosts: int = 0
+    peak_draining: int = 0  # the most nodes with pods evicted and not yet gone at one moment
     forced: list[str] = field(default_factory=list)  # pods deleted past their budget
     annotations: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> its annotations now
     annotated: set[str] = field(default_factory=set)  # nodes that were ever given an annotation
@@ -122,6 +123,7 @@ class World:
         ready = sum(1 for i in self.machines if self.node_ready(i) and i not in self.cordoned)
         self.lowest_ready = ready if self.lowest_ready is None else min(self.lowest_ready, ready)
         self.peak_hosts = max(self.peak_hosts, len(self.machines))
+        self.peak_draining = max(self.peak_draining, len({self.pods[pod] for pod in self.evicted}))
 
     def alive(self) -> None:
         if self.killed:

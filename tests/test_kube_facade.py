@@ -117,6 +117,42 @@ def test_drain_evicts_workloads_leaves_daemonsets_and_the_pods_come_back_elsewhe
     assert simulator.world.counters.budget_violations == 0
 
 
+def test_nodes_drained_together_are_all_cordoned_first_so_each_pod_is_evicted_once(simulator: Simulator) -> None:
+    nodes(simulator, "node-a", "node-b", "node-c")
+    simulator.deployment("web", 6)
+    simulator.settle(5)
+    kube = kube_for(simulator)
+    leaving = {node: pods_on(kube, node, "web") for node in ("node-a", "node-b")}
+    assert all(leaving.values())
+
+    reports = drainer(simulator, kube).drain_all(["node-a", "node-b"])
+
+    assert [report.node for report in reports] == ["node-a", "node-b"]
+    assert [sorted(ref.split("/")[1] for ref in report.evicted) for report in reports] == list(leaving.values())
+    assert simulator.world.counters.evictions == sum(map(len, leaving.values())), "no pod moved onto b from a"
+    simulator.settle(5)
+    assert pods_on(kube, "node-a", "web") == pods_on(kube, "node-b", "web") == []
+    assert len(pods_on(kube, "node-c", "web")) == 6
+
+
+def test_under_skip_a_node_the_budgets_keep_goes_back_and_the_other_is_drained(simulator: Simulator) -> None:
+    nodes(simulator, "node-a")
+    crowd_onto_first_node(simulator, "web", 2, "node-b")
+    simulator.budget("web", "web", minAvailable=2)
+    simulator.deployment("api", 4)  # spread over both nodes; no budget
+    simulator.settle(5)
+    kube = kube_for(simulator)
+    assert pods_on(kube, "node-b", "api") and not pods_on(kube, "node-b", "web")
+    simulator.world.add_node("node-c", provider_id="aws:///eu-west-1c/i-00000000000000009")
+
+    kept, drained = drainer(simulator, kube, on_blocked_budget="skip").drain_all(["node-a", "node-b"])
+
+    assert kept.skipped and [blocker.budget for blocker in kept.blocked] == ["default/web", "default/web"]
+    assert not drained.skipped and drained.evicted and pods_on(kube, "node-b", "api") == []
+    assert pods_on(kube, "node-a", "web"), "the budget kept them"
+    assert simulator.world.counters.budget_violations == 0
+
+
 def test_a_budget_that_lets_one_pod_go_at_a_time_takes_several_rounds(simulator: Simulator) -> None:
     nodes(simulator, "node-a")
     crowd_onto_first_node(simulator, "web", 3, "node-b", "node-c")

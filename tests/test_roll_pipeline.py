@@ -117,7 +117,43 @@ def test_overlap_and_a_larger_surge_make_the_roll_faster() -> None:
 
     assert took[1, False] >= 6 * (120 + 60), "one host at a time: a boot and a drain each"
     assert took[1, True] < took[1, False] * 0.8, "the next boot overlaps the current drain"
-    assert took[3, True] < took[1, True] * 0.7, "three boots at once"
+    assert took[3, True] < took[1, True] * 0.4, "three boots at once, and three drains"
+
+
+@pytest.mark.parametrize(("surge", "overlap"), [(1, True), (2, False), (3, True)])
+def test_a_surge_of_n_drains_n_hosts_at_once_each_with_its_replacement_ready(surge: int, overlap: bool) -> None:
+    world, parameters = World.with_hosts(6, boot=120, drain=600, pods_per_host=2), FakeParameters()
+    said: list[str] = []
+
+    result = roll(world, parameters, surge=surge, overlap=overlap, said=said)
+
+    assert len(result.replaced) == 6
+    assert world.peak_draining == surge, "as many hosts drain at once as the surge, never more"
+    assert world.lowest_ready == 6, "each draining host's replacement was Ready before it was cordoned"
+    drained = [line for line in said if "drained i-" in line]
+    assert len(drained) == 6
+    assert_done_and_clean(world, parameters, hosts=6)
+
+
+def test_hosts_drained_together_are_all_cordoned_first_so_no_pod_moves_twice() -> None:
+    world, parameters = World.with_hosts(4, drain=60, pods_per_host=2), FakeParameters()
+    moves: dict[str, int] = {}
+    where = dict(world.pods)
+    observe = world.clock.on_sleep
+    assert observe is not None
+
+    def count_moves(now: float) -> None:
+        observe(now)
+        for pod, node in world.pods.items():
+            if where[pod] != node:
+                moves[pod] = moves.get(pod, 0) + 1
+                where[pod] = node
+
+    world.clock.on_sleep = count_moves
+
+    roll(world, parameters, surge=4, overlap=False)
+
+    assert sorted(moves) == sorted(world.pods) and set(moves.values()) == {1}, "every pod moved, each once"
 
 
 def test_a_node_that_flaps_delays_the_next_host_until_it_is_steady() -> None:

@@ -201,11 +201,11 @@ class Handler:
         try:
             report = drainer.drain(node)
         except DrainBlocked as blocked:
-            blockers = " | ".join(blocker.explain() for blocker in blocked.report.blocked)
+            blockers = " | ".join(b.explain() for kept in blocked.reports for b in kept.blocked)
             return self._leave_to_timeout(event, host, node, beats, blockers)
         except ClusterError as error:  # pods the policy refuses to evict, pods that never go away
             return self._leave_to_timeout(event, host, node, beats, str(error))
-        if report.blocked:  # on_blocked_budget = "skip"
+        if report.skipped:  # on_blocked_budget = "skip"
             blockers = " | ".join(blocker.explain() for blocker in report.blocked)
             return self._leave_to_timeout(event, host, node, beats, blockers)
         self.log(

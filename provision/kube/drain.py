@@ -4,6 +4,8 @@
   (refused up front, before anything is evicted, unless the policy allows them).
 - A 429 (a PodDisruptionBudget would be violated) is retried with backoff until the node's deadline; 404 is done.
 - After the evictions are accepted, the drain waits for the pods to be gone.
+- Several nodes drain at once (``drain_all``): all are cordoned before the first eviction, so no evicted pod lands on
+  a node about to be drained, and they share one eviction loop and one deadline.
 - At the deadline the policy decides: ``wait`` raises ``DrainBlocked`` naming pods, budgets and what they need;
   ``skip`` returns the blockers to the caller; ``force`` deletes the remaining pods, bypassing the budgets.
 """
@@ -67,12 +69,18 @@ class DrainReport:
     blocked: list[Blocker] = field(default_factory=list)
     refused_evictions: int = 0
 
+    @property
+    def skipped(self) -> bool:
+        """Left with pods the budgets kept, under the skip policy (under force the blockers were deleted)."""
+        return bool(self.blocked) and not self.forced
+
 
 class DrainBlocked(ClusterError):
-    def __init__(self, report: DrainReport, seconds: float) -> None:
-        self.report = report
-        reasons = " | ".join(blocker.explain() for blocker in report.blocked)
-        super().__init__(f"drain of node {report.node} stopped after {seconds:.0f}s: {reasons}")
+    def __init__(self, reports: Sequence[DrainReport], seconds: float) -> None:
+        self.reports = [report for report in reports if report.blocked]
+        nodes = ", ".join(report.node for report in self.reports)
+        reasons = " | ".join(blocker.explain() for report in self.reports for blocker in report.blocked)
+        super().__init__(f"drain of node {nodes} stopped after {seconds:.0f}s: {reasons}")
 
 
 class Drainer:
@@ -82,31 +90,44 @@ class Drainer:
         self.policy = policy
 
     def drain(self, node: str) -> DrainReport:
-        report = DrainReport(node)
-        self.kube.cordon(node)
-        pods = self.kube.pods(node=node)
-        to_evict = self._select(pods, report)
+        [report] = self.drain_all([node])
+        return report
+
+    def drain_all(self, nodes: Sequence[str]) -> list[DrainReport]:
+        """Drain ``nodes`` together; one report each, in their order. Under the skip policy a node whose pods the
+        budgets kept returns with its blockers, and the others are drained all the same."""
+        reports = {node: DrainReport(node) for node in nodes}
+        for node in nodes:
+            self.kube.cordon(node)
+        # Every node's pods are checked before the first eviction: a refusal leaves all of them as they were.
+        remaining = {
+            pod.ref: (node, pod) for node in nodes for pod in self._select(self.kube.pods(node=node), reports[node])
+        }
         deadline = self.clock.now() + self.policy.timeout_seconds
         backoff = FIRST_BACKOFF
-        remaining = {pod.ref: pod for pod in to_evict}
         while remaining:
-            blockers: list[Blocker] = []
-            for ref, pod in list(remaining.items()):
+            for report in reports.values():
+                report.blocked = []
+            for ref, (node, pod) in list(remaining.items()):
                 blocker = self._evict(pod)
                 if blocker is None:
-                    report.evicted.append(ref)
+                    reports[node].evicted.append(ref)
                     del remaining[ref]
                 else:
-                    report.refused_evictions += 1
-                    blockers.append(blocker)
+                    reports[node].refused_evictions += 1
+                    reports[node].blocked.append(blocker)
             if not remaining:
                 break
             if self.clock.now() >= deadline:
-                return self._at_deadline(report, list(remaining.values()), blockers)
+                self._at_deadline(list(reports.values()), [pod for _, pod in remaining.values()])
+                deadline = self.clock.now() + self.policy.timeout_seconds  # for the forced pods to go
+                break
             self.clock.sleep(min(backoff, max(deadline - self.clock.now(), 0.1)))
             backoff = min(backoff * 2, MAX_BACKOFF)
-        self._wait_gone(node, [*report.evicted, *report.forced], deadline)
-        return report
+        # Under the skip policy a blocked node's evicted pods are not waited for: that node goes back in service.
+        gone = {report.node: [*report.evicted, *report.forced] for report in reports.values() if not report.skipped}
+        self._wait_gone(gone, deadline)
+        return list(reports.values())
 
     def _select(self, pods: Sequence[PodState], report: DrainReport) -> list[PodState]:
         """The pods to evict; refuses up front (evicting nothing) when the policy forbids some of them."""
@@ -162,26 +183,29 @@ class Drainer:
             )
         return Blocker(pod.ref, "the API refused the eviction (429) without a budget that covers the pod")
 
-    def _at_deadline(self, report: DrainReport, remaining: list[PodState], blockers: list[Blocker]) -> DrainReport:
-        report.blocked = blockers
+    def _at_deadline(self, reports: list[DrainReport], remaining: list[PodState]) -> None:
+        """The policy's answer to the pods still refused at the deadline (their nodes' reports hold the blockers)."""
         if self.policy.on_blocked_budget == "skip":
-            return report
+            return
         if self.policy.on_blocked_budget == "wait":
-            raise DrainBlocked(report, self.policy.timeout_seconds)
+            raise DrainBlocked(reports, self.policy.timeout_seconds)
         for pod in remaining:  # force: explicitly configured, so the budgets are overridden
             self.kube.delete_pod(pod)
-            report.forced.append(pod.ref)
-        self._wait_gone(report.node, report.forced, self.clock.now() + self.policy.timeout_seconds)
-        return report
+            next(report for report in reports if report.node == pod.node).forced.append(pod.ref)
 
-    def _wait_gone(self, node: str, refs: list[str], deadline: float) -> None:
-        wanted = set(refs)
+    def _wait_gone(self, refs: dict[str, list[str]], deadline: float) -> None:
+        """Until the pods ``refs`` names on each node are gone from it."""
+        wanted = {node: set(names) for node, names in refs.items() if names}
         while wanted:
-            still = {pod.ref for pod in self.kube.pods(node=node)} & wanted
-            if not still:
+            for node in list(wanted):
+                wanted[node] &= {pod.ref for pod in self.kube.pods(node=node)}
+                if not wanted[node]:
+                    del wanted[node]
+            if not wanted:
                 return
             if self.clock.now() >= deadline:
+                still = ", ".join(sorted(ref for names in wanted.values() for ref in names))
                 raise ClusterError(
-                    f"node {node}: evicted pods still terminating after the deadline: {', '.join(sorted(still))}"
+                    f"node {', '.join(wanted)}: evicted pods still terminating after the deadline: {still}"
                 )
             self.clock.sleep(2.0)

@@ -4,8 +4,9 @@ For each host of the plan, in phases written to the journal before moving on (so
 crash or Ctrl-C): raise the desired capacity so its replacement launches first; wait until the new host is InService
 and its node Ready; cordon the old node (ready capacity never drops below the desired capacity); drain it through the
 Eviction API; wait until its pods run elsewhere; terminate it with a decrement, completing its termination hook at
-once. Hosts go through this as a pipeline: up to ``surge`` replacements boot at once and, with overlap, the next ones
-boot while the current old host drains, so a roll takes about as long as its boots rather than boots plus drains.
+once. Hosts go through this as a pipeline: up to ``surge`` replacements boot at once, their old hosts are cordoned
+together and drained together once every one of them has its replacement Ready, and, with overlap, the next ones boot
+while these drain, so a roll takes about as long as its boots rather than boots plus drains.
 The lock is held and the fighting processes suspended for the whole roll. When a host's step fails, what the roll
 started is undone (surge hosts terminated, old nodes uncordoned) before the error goes up.
 """
@@ -142,7 +143,7 @@ class Roll:
             except BaseException:
                 self._undo(list(record.flights), record)
                 raise
-            self._finish(record.flights[0], record, plan, pending)
+            self._finish(record.flights[: plan.surge], record, plan, pending)
             held = self.lock.refresh(held, ttl=LOCK_TTL)
 
     def _launch(self, pending: deque[Replacement], record: RollRecord, plan: Plan) -> None:
@@ -171,69 +172,81 @@ class Roll:
         self._measure()
         self.checkpoint("surged")
 
-    def _finish(self, flight: dict[str, str], record: RollRecord, plan: Plan, pending: deque[Replacement]) -> None:
-        """Take the oldest host in flight through its remaining phases. A blocked drain under the skip policy undoes
-        this host only; any other failure undoes every host in flight and stops the roll."""
-        old = flight["old"]
-        self.ui.say(f"replacing {old} ({flight.get('zone', '?')}, {flight.get('reason', 'in flight')})")
-        started = self._started.setdefault(old, self.clock.now())
-        old_host = self.fleet.snapshot().host(old)
+    def _finish(self, batch: list[dict[str, str]], record: RollRecord, plan: Plan, pending: deque[Replacement]) -> None:
+        """Take the oldest hosts in flight (up to the surge: they launched their replacements together) through their
+        remaining phases together. A blocked drain under the skip policy undoes that host only; any other failure
+        undoes every host in flight and stops the roll."""
+        started: dict[str, float] = {}
+        old_hosts: dict[str, Host | None] = {}
+        snapshot = self.fleet.snapshot()
+        for flight in batch:
+            old = flight["old"]
+            self.ui.say(f"replacing {old} ({flight.get('zone', '?')}, {flight.get('reason', 'in flight')})")
+            started[old] = self._started.setdefault(old, self.clock.now())
+            old_hosts[old] = snapshot.host(old)
         try:
-            self._phases(flight, record, after_ready=lambda: self._launch(pending, record, plan))
-        except SkipHost as skip:
-            self._undo([flight], record)
-            self.result.skipped.append((old, str(skip)))
-            self.ui.warn(f"skipped {old}: {skip}")
-            return
+            skipped = self._phases(batch, record, after_ready=lambda: self._launch(pending, record, plan))
         except (KeyboardInterrupt, SystemExit):
             raise  # an interrupt leaves the journal as it is: the next run continues from here
         except BaseException:
             self._undo(list(record.flights), record)
             raise
-        new = flight.get("new", "")
-        record.replacements.append(new)  # taken: no later host in flight may claim it
-        replacement = self.fleet.snapshot().host(new)
-        self.result.replaced.append(
-            Replaced(
-                old,
-                new,
-                old_host.image if old_host else "",
-                replacement.image if replacement else "",
-                self.clock.now() - started,
+        snapshot = self.fleet.snapshot()
+        for flight in batch:
+            old = flight["old"]
+            if old in skipped:
+                continue
+            new = flight.get("new", "")
+            record.replacements.append(new)  # taken: no later host in flight may claim it
+            old_host, replacement = old_hosts[old], snapshot.host(new)
+            self.result.replaced.append(
+                Replaced(
+                    old,
+                    new,
+                    old_host.image if old_host else "",
+                    replacement.image if replacement else "",
+                    self.clock.now() - started[old],
+                )
             )
-        )
-        record.flights.remove(flight)
-        self.journal.save(record)
-        self.ui.say(f"replaced {old} by {new or '?'}")
+            record.flights.remove(flight)
+            self.journal.save(record)
+            self.ui.say(f"replaced {old} by {new or '?'}")
 
-    def _phases(self, flight: dict[str, str], record: RollRecord, *, after_ready: Callable[[], None]) -> None:
-        """Each phase runs unless the journal says it is done; each is safe to repeat after a crash."""
-        old, dead = flight["old"], bool(flight.get("dead"))
-        if self._before(flight, "replacement-ready"):
-            flight["new"] = self._await_replacement(flight, record)
-            self._advance(record, flight, "replacement-ready")
-        if self._before(flight, "cordoned"):
-            after_ready()  # the next replacements boot while this host drains
-        old_node = self._node_of(old)
-        if self._before(flight, "cordoned"):
-            if old_node is not None:
-                self.kube.cordon(old_node.name)
-                flight["node"] = old_node.name
-            self._advance(record, flight, "cordoned")
-        if self._before(flight, "drained"):
-            if not dead:
-                owners = self._drain(old, old_node)
-                flight["owners"] = ";".join(f"{o.kind}/{o.namespace}/{o.name}={n}" for o, n in owners.items())
-            self._advance(record, flight, "drained")
-        if self._before(flight, "migrated"):
-            self._await_migration(flight, old_node)
-            self._advance(record, flight, "migrated")
-        if self._before(flight, "terminated"):
-            self._terminate(old)
-            if dead and flight.get("node"):
-                deleted = clear_dead_node(self.kube, flight["node"])
-                self.ui.say(f"deleted {deleted} pod(s) of the dead node {flight['node']} and the node itself")
-            self._advance(record, flight, "terminated")
+    def _phases(
+        self, batch: list[dict[str, str]], record: RollRecord, *, after_ready: Callable[[], None]
+    ) -> dict[str, str]:
+        """Each phase runs for every host of the batch unless the journal says it is done for that host; each is safe
+        to repeat after a crash. Returns the hosts the skip policy gave up on (undone already), with why."""
+        for flight in batch:
+            if self._before(flight, "replacement-ready"):
+                flight["new"] = self._await_replacement(flight, record)
+                self._advance(record, flight, "replacement-ready")
+        if any(self._before(flight, "cordoned") for flight in batch):
+            after_ready()  # the next replacements boot while these hosts drain
+        # Every old node of the batch is cordoned before any drains, so no pod moves from one onto another; each
+        # has its own Ready replacement, so ready capacity stays at the desired capacity.
+        nodes = {flight["old"]: self._node_of(flight["old"]) for flight in batch}
+        for flight in batch:
+            if self._before(flight, "cordoned"):
+                node = nodes[flight["old"]]
+                if node is not None:
+                    self.kube.cordon(node.name)
+                    flight["node"] = node.name
+                self._advance(record, flight, "cordoned")
+        skipped = self._drain_phase(batch, record, nodes)
+        batch = [flight for flight in batch if flight["old"] not in skipped]
+        for flight in batch:
+            if self._before(flight, "migrated"):
+                self._await_migration(flight, nodes[flight["old"]])
+                self._advance(record, flight, "migrated")
+        for flight in batch:
+            if self._before(flight, "terminated"):
+                self._terminate(flight["old"])
+                if flight.get("dead") and flight.get("node"):
+                    deleted = clear_dead_node(self.kube, flight["node"])
+                    self.ui.say(f"deleted {deleted} pod(s) of the dead node {flight['node']} and the node itself")
+                self._advance(record, flight, "terminated")
+        return skipped
 
     def _before(self, flight: dict[str, str], phase: str) -> bool:
         done = flight.get("phase", "")
@@ -332,19 +345,47 @@ class Roll:
                 return host
         return None
 
-    def _drain(self, old: str, node: NodeState | None) -> dict[Owner, int]:
-        """Drain the node; returns each moved pod's owner and the Ready count it had before, to get back to."""
-        if node is None:
-            self.ui.say(f"{old} has no node: nothing to drain")
+    def _drain_phase(
+        self, batch: list[dict[str, str]], record: RollRecord, nodes: dict[str, NodeState | None]
+    ) -> dict[str, str]:
+        """The batch's hosts not drained yet drained together (a dead host's pods cannot be evicted: it has nothing
+        to do here). Hosts the skip policy gives up on are undone and returned, with why."""
+        draining = [flight for flight in batch if self._before(flight, "drained")]
+        skipped = self._drain([flight for flight in draining if not flight.get("dead")], nodes)
+        for flight in draining:
+            if flight["old"] not in skipped:
+                self._advance(record, flight, "drained")
+        for flight in [flight for flight in batch if flight["old"] in skipped]:
+            self._undo([flight], record)
+            self.result.skipped.append((flight["old"], skipped[flight["old"]]))
+            self.ui.warn(f"skipped {flight['old']}: {skipped[flight['old']]}")
+        return skipped
+
+    def _drain(self, flights: list[dict[str, str]], nodes: dict[str, NodeState | None]) -> dict[str, str]:
+        """Drain these hosts' nodes together. Each flight records its moved pods' owners and the Ready count each had
+        before, to get back to. Returns the hosts whose drain the skip policy gave up on, with the blockers."""
+        by_node: dict[str, dict[str, str]] = {}
+        for flight in flights:
+            node = nodes[flight["old"]]
+            if node is None:
+                self.ui.say(f"{flight['old']} has no node: nothing to drain")
+            else:
+                by_node[node.name] = flight
+        if not by_node:
             return {}
-        pods = self.kube.pods(node=node.name)
-        before = ready_counts(self.kube, owners_of(pods))
-        report = Drainer(self.kube, self.clock, drain_policy(self.rolling)).drain(node.name)
-        if report.blocked and not report.forced:  # skip policy; under force the blockers were deleted
-            raise SkipHost("; ".join(blocker.explain() for blocker in report.blocked))
-        self.ui.say(f"drained {node.name}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
-        moved = owners_of([pod for pod in pods if pod.ref in report.evicted or pod.ref in report.forced])
-        return {owner: before[owner] for owner in moved}
+        pods = {name: self.kube.pods(node=name) for name in by_node}
+        before = ready_counts(self.kube, owners_of([pod for listed in pods.values() for pod in listed]))
+        reports = Drainer(self.kube, self.clock, drain_policy(self.rolling)).drain_all(list(by_node))
+        skipped: dict[str, str] = {}
+        for report in reports:
+            flight = by_node[report.node]
+            if report.skipped:
+                skipped[flight["old"]] = "; ".join(blocker.explain() for blocker in report.blocked)
+                continue
+            self.ui.say(f"drained {report.node}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
+            moved = owners_of([pod for pod in pods[report.node] if pod.ref in {*report.evicted, *report.forced}])
+            flight["owners"] = ";".join(f"{o.kind}/{o.namespace}/{o.name}={before[o]}" for o in moved)
+        return skipped
 
     def _await_migration(self, flight: dict[str, str], node: NodeState | None) -> None:
         owners: dict[Owner, int | None] = {}
@@ -489,10 +530,6 @@ class Roll:
         )
         lowest = self.result.lowest_ready
         self.result.lowest_ready = ready if lowest is None else min(lowest, ready)
-
-
-class SkipHost(ClusterError):
-    """The policy says to skip a host whose drain is blocked; the roll goes on with the next one."""
 
 
 def _surged_size(record: RollRecord, snapshot: Snapshot) -> int:
