@@ -487,3 +487,24 @@ def test_a_size_changed_by_someone_else_mid_roll_is_left_as_it_is_and_said() -> 
     assert world.max_size == HOSTS * 2, "the maximum is put back"
     assert any(f"desired capacity is {HOSTS + 1}, not the {HOSTS} it had before the roll" in line for line in said)
     assert world.cordoned == set() and world.suspended == [] and parameters.values == {}
+
+
+@pytest.mark.parametrize(
+    ("surge", "overlap", "pace"),
+    [
+        (1, True, "one at a time, the next booting while the current host drains;"),
+        (1, False, "one at a time;"),
+        (2, True, "2 at a time (their replacements booting together, then their nodes drained together), the next"),
+        (5, True, "5 at a time (their replacements booting together, then their nodes drained together);"),
+    ],
+)
+def test_the_plan_says_how_many_hosts_go_at_once(surge: int, overlap: bool, pace: str) -> None:
+    plan = outdated(
+        FakeFleet(World.with_hosts(HOSTS)).snapshot(),
+        operation="patch",
+        include_protected=False,
+        surge=surge,
+        overlap=overlap,
+    )
+
+    assert f"patch: {HOSTS} host(s) of hosts, {pace}" in plan.describe(600)[0]

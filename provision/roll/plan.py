@@ -44,9 +44,14 @@ class Plan:
     def describe(self, drain_timeout: float) -> list[str]:
         if not self.replacements:
             return [f"{self.operation}: nothing to replace in {self.group}"]
-        pace = "one at a time" if self.surge == 1 else f"{self.surge} replacements booting at a time"
-        if self.overlap and len(self.replacements) > 1:
-            pace += ", the next booting while the current host drains"
+        if self.surge == 1:
+            pace = "one at a time"
+            if self.overlap and len(self.replacements) > 1:
+                pace += ", the next booting while the current host drains"
+        else:
+            pace = f"{self.surge} at a time (their replacements booting together, then their nodes drained together)"
+            if self.overlap and len(self.replacements) > self.surge:
+                pace += ", the next ones booting while these drain"
         lines = [
             f"{self.operation}: {len(self.replacements)} host(s) of {self.group}, {pace}; ready capacity never below "
             f"{self.desired}, at most {self.peak_size} hosts at once:"
