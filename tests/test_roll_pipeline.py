@@ -199,8 +199,11 @@ def test_a_budget_that_never_allows_eviction_stops_cleanly_naming_it() -> None:
     before = set(world.machines)
     world.budget = 0
 
-    with pytest.raises(DrainBlocked, match="PodDisruptionBudget default/web needs 10 healthy pod"):
+    with pytest.raises(DrainBlocked, match="PodDisruptionBudget default/web needs 10 healthy pod") as blocked:
         roll(world, parameters, surge=2, drain_timeout_seconds=120)
+
+    assert str(blocked.value).startswith("drain of nodes i-"), "both hosts of the wave drained together, both named"
+    assert len(blocked.value.reports) == 2
 
     assert_untouched(world, parameters, before)
 

@@ -78,9 +78,9 @@ class DrainReport:
 class DrainBlocked(ClusterError):
     def __init__(self, reports: Sequence[DrainReport], seconds: float) -> None:
         self.reports = [report for report in reports if report.blocked]
-        nodes = ", ".join(report.node for report in self.reports)
+        nodes = ("node " if len(self.reports) == 1 else "nodes ") + ", ".join(report.node for report in self.reports)
         reasons = " | ".join(blocker.explain() for report in self.reports for blocker in report.blocked)
-        super().__init__(f"drain of node {nodes} stopped after {seconds:.0f}s: {reasons}")
+        super().__init__(f"drain of {nodes} stopped after {seconds:.0f}s: {reasons}")
 
 
 class Drainer:
