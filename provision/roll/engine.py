@@ -134,7 +134,7 @@ class Roll:
 
     def _pipeline(self, plan: Plan, record: RollRecord, held: Lock) -> None:
         """The hosts an interrupted run left in flight, then the plan's others, as a pipeline (see ``_launch``)."""
-        pending = deque(plan.excluding(_olds(record) | record.launched()).replacements)
+        pending = deque(plan.excluding(record.not_to_plan()).replacements)
         while pending or record.flights:
             try:
                 self._launch(pending, record, plan)
@@ -292,11 +292,11 @@ class Roll:
         """The gate before each host: the group's own InService hosts whose node is not Ready (hosts this roll is
         already replacing excepted: their replacement is under way). Unrelated nodes elsewhere do not matter."""
         snapshot = self.fleet.snapshot()
-        nodes = self._nodes(snapshot)
+        nodes, replacing = self._nodes(snapshot), record.olds()
         return [
             host.instance_id
             for host in snapshot.hosts
-            if host.lifecycle_state == "InService" and not _ready(nodes, host) and host.instance_id not in _olds(record)
+            if host.lifecycle_state == "InService" and not _ready(nodes, host) and host.instance_id not in replacing
         ]
 
     def _await_replacement(self, flight: dict[str, str], record: RollRecord) -> str:
@@ -540,10 +540,6 @@ def _surged_size(record: RollRecord, snapshot: Snapshot) -> int:
     return record.original_desired + sum(
         1 for old in olds if old is not None and not old.lifecycle_state.startswith("Terminating")
     )
-
-
-def _olds(record: RollRecord) -> set[str]:
-    return {flight["old"] for flight in record.flights}
 
 
 def _ready(nodes: dict[str, NodeState], host: Host) -> bool:

@@ -23,9 +23,18 @@ class RollRecord:
     flights: list[dict[str, str]] = field(default_factory=list)
     replacements: list[str] = field(default_factory=list)  # hosts this roll launched and put in service
 
+    def olds(self) -> set[str]:
+        """The old hosts in flight: being replaced."""
+        return {flight["old"] for flight in self.flights}
+
     def launched(self) -> set[str]:
         """The hosts this roll launched, in service or still coming: never hosts for it to replace."""
         return set(self.replacements) | {flight["new"] for flight in self.flights if flight.get("new")}
+
+    def not_to_plan(self) -> set[str]:
+        """What a plan continuing this roll leaves out: the hosts in flight (finished first, from the journal) and
+        the hosts it launched."""
+        return self.olds() | self.launched()
 
     def hosts_in_flight(self) -> set[str]:
         """The instances this roll is working on (old hosts and their replacements): other tools leave them be."""

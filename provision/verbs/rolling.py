@@ -68,7 +68,7 @@ def show_plan(plan: Plan, roll: Roll, ui: UI) -> None:
                 f"{flight['old']} (at {flight.get('phase') or 'start'})" for flight in interrupted.flights
             )
             ui.say(f"first, the interrupted {interrupted.operation} is continued: {doing}")
-        plan = plan.excluding({flight["old"] for flight in interrupted.flights} | interrupted.launched())
+        plan = plan.excluding(interrupted.not_to_plan())
     for line in plan.describe(roll.rolling.drain_timeout_seconds):
         ui.say(line)
 
