@@ -28,16 +28,16 @@ from provision.config.schema import ClusterConfig
 from provision.deploy.down import down
 from provision.deploy.status import collect, show
 from provision.deploy.up import Up
+from provision.fleet.observe import Fleet
 from provision.heal.actionlog import ActionLog
 from provision.heal.consumer import Stop
 from provision.heal.service import connect_queue, heal_service
 from provision.kube.facade import Kube, connect
 from provision.render.names import host_records_path
 from provision.roll.engine import Roll, RollResult
-from provision.roll.fleet import Fleet
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
-from provision.roll.plan import Plan, one_host, outdated
+from provision.roll.plan import Budget, Plan, Strategy, one_host, outdated
 from provision.sandbox import control
 from provision.sandbox.state import SandboxState
 from provision.ui import UI
@@ -50,6 +50,7 @@ class Summary:
     replaced: int = 0
     lowest_ready: int | None = None
     desired: int = 0
+    unavailable: int = 0  # the budget's: ready capacity may go this far below the desired capacity
     healed: int = 0  # terminations `cluster heal` drained and completed (not left to the hook's timeout)
     budget_violations: int | None = None  # healthy pods removed against their budget, as the API simulator counted
 
@@ -60,13 +61,15 @@ class Summary:
             self.lowest_ready = result.lowest_ready if lowest is None else min(lowest, result.lowest_ready)
 
 
-def run_demo(ui: UI, *, boot_seconds: float) -> Summary:
+def run_demo(
+    ui: UI, *, boot_seconds: float, max_surge: int | str | None = None, max_unavailable: int | str | None = None
+) -> Summary:
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="cluster-demo-"))
     ui.say("== starting a fresh sandbox: moto as AWS, a Kubernetes API simulator, hosts that boot and join")
     state = control.start(folder, boot_seconds=boot_seconds)
     try:
-        summary = _story(ui, state)
+        summary = _story(ui, state, max_surge, max_unavailable)
         counters = _counters(state)
         summary.budget_violations = counters.get("budget_violations")
     finally:
@@ -77,7 +80,10 @@ def run_demo(ui: UI, *, boot_seconds: float) -> Summary:
         [
             ["hosts replaced", str(summary.replaced)],
             ["time", f"{time.monotonic() - started:.0f}s"],
-            ["lowest ready capacity seen", f"{summary.lowest_ready} (desired {summary.desired})"],
+            [
+                "lowest ready capacity seen",
+                f"{summary.lowest_ready} (desired {summary.desired}, at most {summary.unavailable} out at once)",
+            ],
             ["sick hosts drained by cluster heal", f"{summary.healed} (completed by heal, not by the hook's timeout)"],
             ["evictions", str(counters.get("evictions", 0))],
             ["evictions refused by budgets", str(counters.get("evictions_refused", 0))],
@@ -88,7 +94,7 @@ def run_demo(ui: UI, *, boot_seconds: float) -> Summary:
     return summary
 
 
-def _story(ui: UI, state: SandboxState) -> Summary:
+def _story(ui: UI, state: SandboxState, max_surge: int | str | None, max_unavailable: int | str | None) -> Summary:
     settings = AwsSettings(region="eu-west-1", endpoint_url=state.aws_endpoint, static_credentials=("demo", "demo"))
     with aws_errors(settings):
         factory = AwsFactory(settings)
@@ -101,7 +107,11 @@ def _story(ui: UI, state: SandboxState) -> Summary:
         Up(config, cloud, ui, timeout=600, kube=lambda: (kube, "")).run(dry_run=False, join_token=_token())
         _status(ui, config, cloud, kube)
 
-        fleet = Fleet(cloud, config.stack_name)
+        fleet = Fleet.of_stack(cloud, config.stack_name, kube=kube)
+        budget = Budget.resolve(
+            config.rolling, config.hosts.desired_capacity, max_surge=max_surge, max_unavailable=max_unavailable
+        )
+        summary.unavailable = budget.unavailable
         victim = fleet.snapshot().hosts[0].instance_id
         ui.say(f"== cluster replace {victim}: a new host first, then cordon, drain under the budget, terminate")
         summary.add(_roll(ui, config, cloud, kube, one_host(fleet.snapshot(), victim, operation="replace", dead=False)))
@@ -110,6 +120,7 @@ def _story(ui: UI, state: SandboxState) -> Summary:
         Up(config, cloud, ui, timeout=600, kube=lambda: (kube, "")).run(
             dry_run=False, join_token=None, next_patch_generation=True
         )
+        fleet.template_changed()
         summary.add(
             _roll(
                 ui,
@@ -120,8 +131,8 @@ def _story(ui: UI, state: SandboxState) -> Summary:
                     fleet.snapshot(),
                     operation="patch",
                     include_protected=False,
-                    surge=config.rolling.max_surge,
-                    overlap=config.rolling.overlap,
+                    budget=budget,
+                    strategy=Strategy.of(config.rolling),
                 ),
             )
         )
@@ -137,7 +148,7 @@ def _roll(ui: UI, config: ClusterConfig, cloud: Cloud, kube: Kube, plan: Plan) -
     for line in plan.describe(config.rolling.drain_timeout_seconds):
         ui.say(line)
     engine = Roll(
-        Fleet(cloud, config.stack_name),
+        Fleet.of_stack(cloud, config.stack_name, kube=kube),
         kube,
         Journal(cloud.parameters, config.parameter_path),
         RunLock(cloud.parameters, config.parameter_path),
@@ -171,7 +182,7 @@ def _heal(ui: UI, config: ClusterConfig, cloud: Cloud, factory: AwsFactory, kube
     thread = threading.Thread(target=heal.run, kwargs={"once": False}, name="cluster-heal", daemon=True)
     thread.start()
     try:
-        fleet = Fleet(cloud, config.stack_name)
+        fleet = Fleet.of_stack(cloud, config.stack_name)
         victim = fleet.snapshot().hosts[0].instance_id
         # What the health agent does after `failures_before_unhealthy` failed checks (a full disk: the kubelet runs).
         record = f"{host_records_path(config.parameter_path)}/{victim}/health"

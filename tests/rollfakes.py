@@ -23,14 +23,17 @@ from lightkube.models.policy_v1 import PodDisruptionBudgetSpec, PodDisruptionBud
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from provision.aws.groups import Group, Groups, Member
+from provision.aws.instances import Instance, Instances, TemplateVersion
 from provision.aws.parameters import Parameters
 from provision.errors import ClusterError
+from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
 from provision.kube.model import NodeState, Owner, PodState
-from provision.roll.fleet import Fleet, Host, Snapshot
+from provision.render import names
 from tests.fakeclock import FakeClock
 
 CURRENT, OLD = "ami-new/1/digest", "ami-old/0/digest"
+ZONES = ("zone-a", "zone-b", "zone-c")
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 WEB = Owner("ReplicaSet", "default", "web")
 
@@ -40,7 +43,9 @@ class Machine:
     instance_id: str
     launched: float
     fingerprint: str
+    zone: str = "zone-a"
     joins: bool = True
+    leaving: bool = False  # terminated, held in Terminating:Wait until its lifecycle action is completed
 
 
 @dataclass
@@ -55,7 +60,11 @@ class World:
     cordoned: set[str] = field(default_factory=set)
     evicted: dict[str, float] = field(default_factory=dict)  # pod -> when
     pods: dict[str, str] = field(default_factory=dict)  # pod -> node (= instance id)
-    calls: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)  # AWS operations, one per call
+    kube_calls: Counter[str] = field(default_factory=Counter)  # Kubernetes requests, "verb resource"
+    described: Counter[str] = field(default_factory=Counter)  # instances described, how often each
+    restarts: dict[str, int] = field(default_factory=dict)  # pod -> restart count (a crash-looping pod rises)
+    crashing: set[str] = field(default_factory=set)  # nodes whose pods crash-loop (a new configuration's fault)
     suspended: list[str] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=itertools.count)
     # faults
@@ -91,11 +100,28 @@ class World:
         return world
 
     def launch(self, fingerprint: str) -> None:
-        machine = Machine(f"i-{next(self.ids):017x}", self.clock.now(), fingerprint)
+        machine = Machine(f"i-{next(self.ids):017x}", self.clock.now(), fingerprint, zone=self._emptiest_zone())
         if self.never_join_next > 0:
             self.never_join_next -= 1
             machine.joins = False
         self.machines[machine.instance_id] = machine
+
+    def _emptiest_zone(self) -> str:
+        """As AWS balances a group: the zone with the fewest hosts, the first such by name."""
+        counts = Counter(m.zone for m in self.machines.values() if not m.leaving)
+        return min(ZONES, key=lambda zone: (counts[zone], zone))
+
+    def zone_of(self, instance_id: str) -> str:
+        return self.machines[instance_id].zone
+
+    def remove(self, instance_id: str) -> None:
+        """The host is gone: its node with it, and any pod left on it is lost (recreated elsewhere)."""
+        self.machines.pop(instance_id, None)
+        self.cordoned.discard(instance_id)
+        self.annotations.pop(instance_id, None)
+        for pod in [pod for pod, node in self.pods.items() if node == instance_id]:
+            self.evicted.setdefault(pod, self.clock.now() - self.drain)
+        self.observe()
 
     def listed(self) -> list[str]:
         return [i for i, m in self.machines.items() if self.clock.now() - m.launched >= self.listing_delay]
@@ -112,7 +138,9 @@ class World:
 
     def settle(self) -> None:
         """Evicted pods are gone after the drain time and run again at once on a Ready, schedulable node."""
-        targets = [i for i in self.machines if self.node_ready(i) and i not in self.cordoned] or list(self.machines)
+        targets = [
+            i for i, m in self.machines.items() if self.node_ready(i) and i not in self.cordoned and not m.leaving
+        ] or list(self.machines)
         for pod, when in list(self.evicted.items()):
             if self.clock.now() - when >= self.drain:
                 del self.evicted[pod]
@@ -120,7 +148,9 @@ class World:
 
     def observe(self) -> None:
         self.settle()
-        ready = sum(1 for i in self.machines if self.node_ready(i) and i not in self.cordoned)
+        ready = sum(
+            1 for i, m in self.machines.items() if self.node_ready(i) and i not in self.cordoned and not m.leaving
+        )
         self.lowest_ready = ready if self.lowest_ready is None else min(self.lowest_ready, ready)
         self.peak_hosts = max(self.peak_hosts, len(self.machines))
         self.peak_draining = max(self.peak_draining, len({self.pods[pod] for pod in self.evicted}))
@@ -130,7 +160,8 @@ class World:
             raise Killed("the roll's process is gone")
 
     def fill(self) -> None:
-        while len(self.machines) < self.desired:
+        """Launch while the group has fewer hosts than desired (hosts held in their terminate hook do not count)."""
+        while sum(1 for m in self.machines.values() if not m.leaving) < self.desired:
             self.launch(CURRENT)
 
     def unavailable(self) -> int:
@@ -138,17 +169,71 @@ class World:
 
 
 class FakeGroups(Groups):
+    """Auto Scaling as the typed facade sees it: one method call is one AWS call, counted by its operation name."""
+
     def __init__(self, world: World) -> None:
         self.world = world
 
     def find(self, name: str) -> Group | None:
         self.world.alive()
         self.world.calls["DescribeAutoScalingGroups"] += 1
+        self.world.observe()
         members = [
-            Member(i, "zone-a", _state(self.world, i), "Healthy", i in self.world.protected)
+            Member(i, self.world.zone_of(i), _state(self.world, i), "Healthy", i in self.world.protected)
             for i in self.world.listed()
         ]
-        return Group(name, 0, self.world.max_size, self.world.desired, members, list(self.world.suspended))
+        return Group(
+            name,
+            0,
+            self.world.max_size,
+            self.world.desired,
+            members,
+            list(self.world.suspended),
+            launch_template_version="2",
+            zones=ZONES,
+            seen_at=EPOCH + timedelta(seconds=self.world.clock.now()),
+        )
+
+    def set_size(self, name: str, *, desired: int, max_size: int | None = None) -> None:
+        self.world.alive()
+        self.world.calls["UpdateAutoScalingGroup"] += 1
+        max_size = self.world.max_size if max_size is None else max_size
+        if desired > max_size:  # as AWS answers: a ValidationError, nothing changed
+            raise ClusterError(f"UpdateAutoScalingGroup: desired capacity {desired} above the maximum {max_size}")
+        self.world.desired, self.world.max_size = desired, max_size
+        self.world.peak_max_size = max(self.world.peak_max_size, max_size)
+        self.world.fill()
+        self.world.observe()
+        if self.world.fail_next_resize:
+            self.world.fail_next_resize = False
+            raise ClusterError("UpdateAutoScalingGroup: the answer timed out")
+
+    def terminate(self, instance_id: str, *, decrement: bool) -> None:
+        self.world.alive()
+        self.world.calls["TerminateInstanceInAutoScalingGroup"] += 1
+        if instance_id in self.world.refuse_termination:
+            raise ClusterError(f"TerminateInstanceInAutoScalingGroup refused {instance_id}")
+        machine = self.world.machines.get(instance_id)
+        if machine is not None and not machine.leaving:
+            machine.leaving = True  # held in Terminating:Wait by the group's terminate hook
+            if decrement:
+                self.world.desired -= 1
+            self.world.fill()
+        self.world.observe()
+
+    def complete_action(
+        self, name: str, hook: str, instance_id: str, token: str, result: Literal["CONTINUE", "ABANDON"]
+    ) -> bool:
+        self.world.alive()
+        self.world.calls["CompleteLifecycleAction"] += 1
+        machine = self.world.machines.get(instance_id)
+        if machine is None or not machine.leaving:
+            return False  # as AWS answers: no active lifecycle action
+        self.world.remove(instance_id)
+        return True
+
+    def use_launch_template_version(self, name: str, template_id: str, version: str) -> None:
+        raise AssertionError("the fake group launches the current version already")
 
     def suspend(self, name: str, processes: list[str]) -> None:
         self.world.alive()
@@ -161,97 +246,77 @@ class FakeGroups(Groups):
         self.world.suspended = [process for process in self.world.suspended if process not in processes]
 
 
-class FakeFleet(Fleet):
+class FakeInstances(Instances):
     def __init__(self, world: World) -> None:
         self.world = world
-        self.group = "hosts"
-        self._groups = FakeGroups(world)
 
-    @property
-    def groups(self) -> Groups:
-        return self._groups
-
-    def snapshot(self) -> Snapshot:
+    def describe(self, instance_ids: list[str]) -> dict[str, Instance]:
         self.world.alive()
-        self.world.calls.update(["DescribeAutoScalingGroups", "DescribeInstances", "DescribeLaunchTemplateVersions"])
-        self.world.observe()
-        hosts = tuple(
-            Host(
-                m.instance_id,
-                "zone-a",
-                _state(self.world, m.instance_id),
-                "Healthy",
-                m.instance_id in self.world.protected,
-                m.fingerprint,
-                m.fingerprint.split("/")[0],
+        self.world.calls["DescribeInstances"] += 1
+        self.world.described.update(instance_ids)
+        return {
+            i: Instance(
+                i,
+                "running",
                 EPOCH + timedelta(seconds=m.launched),
-                (m.instance_id,),
+                m.fingerprint.split("/")[0],
+                i,
+                i,
+                {names.FINGERPRINT_TAG: m.fingerprint},
             )
-            for m in map(self.world.machines.__getitem__, self.world.listed())
-        )
-        return Snapshot(
-            "hosts", self.world.desired, 0, self.world.max_size, CURRENT, hosts, tuple(self.world.suspended)
-        )
+            for i in instance_ids
+            if (m := self.world.machines.get(i)) is not None
+        }
 
-    def launch_current_configuration(self) -> str | None:
+    def launch_template(self, launch_template_id: str) -> TemplateVersion:
         self.world.alive()
-        return None
+        self.world.calls["DescribeLaunchTemplateVersions"] += 1
+        return TemplateVersion("2", {names.FINGERPRINT_TAG: CURRENT})
 
-    def set_size(self, *, desired: int, max_size: int) -> None:
-        self.world.alive()
-        self.world.calls["UpdateAutoScalingGroup"] += 1
-        if desired > max_size:  # as AWS answers: a ValidationError, nothing changed
-            raise ClusterError(f"UpdateAutoScalingGroup: desired capacity {desired} above the maximum {max_size}")
-        self.world.desired, self.world.max_size = desired, max_size
-        self.world.peak_max_size = max(self.world.peak_max_size, max_size)
-        self.world.fill()
-        self.world.observe()
-        if self.world.fail_next_resize:
-            self.world.fail_next_resize = False
-            raise ClusterError("UpdateAutoScalingGroup: the answer timed out")
 
-    def terminate(self, instance_id: str) -> None:
-        self.world.alive()
-        self.world.calls["TerminateInstanceInAutoScalingGroup"] += 1
-        if instance_id in self.world.refuse_termination:
-            raise ClusterError(f"TerminateInstanceInAutoScalingGroup refused {instance_id}")
-        if self.world.machines.pop(instance_id, None) is not None:
-            self.world.desired -= 1
-            self.world.cordoned.discard(instance_id)  # its node goes with it, and any pod left on it is lost
-            self.world.annotations.pop(instance_id, None)
-            for pod in [pod for pod, node in self.world.pods.items() if node == instance_id]:
-                self.world.evicted.setdefault(pod, self.world.clock.now() - self.world.drain)
-        self.world.observe()
-
-    def complete_termination(self, instance_id: str) -> bool:
-        self.world.alive()
-        return False
+def fake_fleet(world: World, *, kube: bool = True) -> Fleet:
+    """The real fleet over the fake facades; with the nodes joined (``kube``), as the roll uses it."""
+    return Fleet(FakeGroups(world), FakeInstances(world), "hosts", "lt-hosts", kube=FakeKube(world) if kube else None)
 
 
 class FakeKube(Kube):
+    """The Kubernetes facade: one method call is one request, counted as "verb resource"."""
+
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def nodes(self) -> list[NodeState]:
+    def _call(self, request: str) -> None:
         self.world.alive()
+        self.world.kube_calls[request] += 1
+
+    def nodes(self) -> list[NodeState]:
+        self._call("list nodes")
         self.world.observe()
         return [
-            NodeState(i, f"aws:///zone-a/{i}", (i,), self.world.node_ready(i), i in self.world.cordoned)
-            for i in self.world.machines
+            NodeState(
+                i,
+                f"aws:///{m.zone}/{i}",
+                (i,),
+                self.world.node_ready(i),
+                i in self.world.cordoned,
+                annotations=dict(self.world.annotations.get(i, {})),
+                ready_since=EPOCH + timedelta(seconds=m.launched + self.world.boot),
+            )
+            for i, m in self.world.machines.items()
             if self.world.booted(i)
         ]
 
     def cordon(self, name: str) -> None:
-        self.world.alive()
+        self._call("patch node")
         self.world.cordoned.add(name)
         self.world.observe()
 
     def uncordon(self, name: str) -> None:
-        self.world.alive()
+        self._call("patch node")
         self.world.cordoned.discard(name)
 
     def annotate(self, name: str, annotations: dict[str, str | None]) -> None:
-        self.world.alive()
+        self._call("patch node")
         current = self.world.annotations.setdefault(name, {})
         for key, value in annotations.items():
             if value is None:
@@ -261,32 +326,35 @@ class FakeKube(Kube):
                 self.world.annotated.add(name)
 
     def delete_node(self, name: str) -> None:
-        self.world.alive()
+        self._call("delete node")
         self.world.cordoned.discard(name)
 
     def pods(self, *, node: str | None = None, namespace: str | None = None) -> list[PodState]:
-        self.world.alive()
+        self._call("list pods")
         self.world.observe()
+        crashing = self.world.crashing
         return [
             PodState(
                 "default",
                 pod,
                 where,
                 "Running",
-                self.world.node_ready(where) and pod not in self.world.evicted,
+                self.world.node_ready(where) and pod not in self.world.evicted and where not in crashing,
                 pod in self.world.evicted,
                 WEB,
                 {"app": "web"},
                 False,
                 False,
                 "",
+                restarts=self.world.restarts.get(pod, 0),
+                waiting_reason="CrashLoopBackOff" if where in crashing else "",
             )
             for pod, where in self.world.pods.items()
             if node is None or where == node
         ]
 
     def evict(self, pod: PodState) -> None:
-        self.world.alive()
+        self._call("create eviction")
         if pod.name in self.world.evicted:
             return
         budget = self.world.budget
@@ -297,17 +365,17 @@ class FakeKube(Kube):
         self.world.evicted[pod.name] = self.world.clock.now()
 
     def delete_pod(self, pod: PodState, *, grace_seconds: int | None = None) -> None:
-        self.world.alive()
+        self._call("delete pod")
         if pod.name not in self.world.evicted and self.world.budget is not None:
             self.world.forced.append(pod.name)
         self.world.evicted[pod.name] = self.world.clock.now() - self.world.drain  # gone at once
 
     def wanted_replicas(self, owner: Owner) -> int | None:
-        self.world.alive()
+        self._call("get replicaset")
         return len(self.world.pods)
 
     def budgets(self, namespace: str) -> list[PodDisruptionBudget]:
-        self.world.alive()
+        self._call("list poddisruptionbudgets")
         if self.world.budget is None:
             return []
         healthy = len(self.world.pods) - self.world.unavailable()
@@ -332,24 +400,25 @@ class FakeParameters(Parameters):
         self.values: dict[str, str] = {}
         self.world = world  # given: the parameters answer only while the roll's process is alive
 
-    def create(self, name: str, value: str) -> bool:
+    def _call(self, operation: str) -> None:
         if self.world is not None:
             self.world.alive()
+            self.world.calls[operation] += 1
+
+    def create(self, name: str, value: str) -> bool:
+        self._call("PutParameter")
         return self.values.setdefault(name, value) == value
 
     def put(self, name: str, value: str, *, tier: Literal["Standard", "Intelligent-Tiering"] = "Standard") -> None:
-        if self.world is not None:
-            self.world.alive()
+        self._call("PutParameter")
         self.values[name] = value
 
     def value(self, name: str) -> str | None:
-        if self.world is not None:
-            self.world.alive()
+        self._call("GetParameter")
         return self.values.get(name)
 
     def remove(self, name: str) -> None:
-        if self.world is not None:
-            self.world.alive()
+        self._call("DeleteParameter")
         self.values.pop(name, None)
 
 
@@ -359,6 +428,8 @@ class Killed(BaseException):
 
 
 def _state(world: World, instance_id: str) -> str:
+    if world.machines[instance_id].leaving:
+        return "Terminating:Wait"
     return "InService" if world.booted(instance_id) else "Pending"
 
 

@@ -20,7 +20,7 @@ from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
 from provision.remote.access import diagnose_before_replace
 from provision.remote.diagnostics import COMMANDS, decode_console_output
-from provision.roll.fleet import Fleet
+from provision.fleet.observe import Fleet
 from provision.sandbox.state import SandboxState, is_ours
 from provision.verbs.aws import Connection
 from provision.verbs.options import Globals
@@ -148,7 +148,7 @@ def before_replace(cloud: Cloud, instance_id: str) -> str:
     """What the replace verb shows while it saves a host's diagnostics; the call must return for the engine to run."""
     cfg = config()
     connection = Connection(cfg, Globals(), AwsFactory(AwsSettings(region=REGION)), cloud)
-    snapshot = Fleet(cloud, cfg.stack_name).snapshot()
+    snapshot = Fleet.of_stack(cloud, cfg.stack_name).snapshot()
     ui, out = recording_ui()
     diagnose_before_replace(cfg, connection, snapshot, None, instance_id, ui)
     return out.getvalue()

@@ -16,7 +16,7 @@ from provision.doctor.checks import diagnose
 from provision.doctor.findings import Finding, Report, Severity
 from provision.doctor.observe import Invocation, Observations
 from provision.kube.model import NodeState
-from provision.roll.fleet import Host, Snapshot
+from provision.fleet.model import Host, Snapshot
 from provision.roll.journal import RollRecord
 from provision.roll.lock import Lock
 

@@ -21,7 +21,8 @@ from provision.doctor.findings import Finding, Report, Severity
 from provision.doctor.observe import gather
 from provision.kube.facade import Kube, connect
 from provision.render import names
-from provision.roll.fleet import Fleet, Snapshot
+from provision.fleet.observe import Fleet
+from provision.fleet.model import Snapshot
 from provision.roll.journal import Journal, RollRecord
 from provision.roll.lock import RunLock
 from provision.sandbox.hosts import HostSimulator
@@ -43,7 +44,7 @@ class Sandbox:
     hosts: HostSimulator
 
     def snapshot(self) -> Snapshot:
-        return Fleet(self.cloud, CONFIG.stack_name).snapshot()
+        return Fleet.of_stack(self.cloud, CONFIG.stack_name).snapshot()
 
     def first_host(self) -> str:
         return self.snapshot().hosts[0].instance_id

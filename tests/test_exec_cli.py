@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provision.aws.cloud import Cloud
 from provision.deploy.up import Up
-from provision.roll.fleet import Fleet
+from provision.fleet.observe import Fleet
 from tests.conftest import EXAMPLE, Outcome
 from tests.deploykit import TOKEN, config, recording_ui
 from tests.sshkit import Sshd, SshLab, hosts3, silent_port, ssh_home, ssh_lab, trust, write_key
@@ -35,7 +35,7 @@ def deployed(cloud: Cloud) -> list[tuple[str, str]]:
     """The example cluster on moto: (instance id, private IP) of its three hosts."""
     cfg = config()
     Up(cfg, cloud, recording_ui()[0], timeout=600).run(dry_run=False, join_token=TOKEN)
-    return [(host.instance_id, host.names[1]) for host in Fleet(cloud, cfg.stack_name).snapshot().hosts]
+    return [(host.instance_id, host.names[1]) for host in Fleet.of_stack(cloud, cfg.stack_name).snapshot().hosts]
 
 
 # Room for a real sshd's handshake on a loaded machine (four test workers on two cores; 1 s failed now and then).

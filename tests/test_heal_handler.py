@@ -22,7 +22,7 @@ from provision.heal.handler import Handler, Timeouts
 from provision.kube.facade import Kube, connect
 from provision.kube.model import PodState
 from provision.render import names
-from provision.roll.fleet import Host, Snapshot
+from provision.fleet.model import Host, Snapshot
 from tests.deploykit import config
 from tests.simkit import Simulator, simulator
 

@@ -30,7 +30,8 @@ from provision.heal.consumer import VISIBILITY_SECONDS, Consumer, Stop
 from provision.heal.service import connect_queue, heal_service, queue_url
 from provision.kube.facade import Kube, connect
 from provision.render.template import render
-from provision.roll.fleet import Fleet, Snapshot
+from provision.fleet.observe import Fleet
+from provision.fleet.model import Snapshot
 from provision.sandbox.hosts import HostSimulator
 from provision.sandbox.state import SandboxState
 from tests.conftest import CLUSTER, EXAMPLE, run_installed
@@ -105,7 +106,7 @@ class Sandbox:
     pods_when_gone: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> Snapshot:
-        return Fleet(self.cloud, CONFIG.stack_name).snapshot()
+        return Fleet.of_stack(self.cloud, CONFIG.stack_name).snapshot()
 
     def heal_until(
         self, done: Callable[[], bool], *, cfg: ClusterConfig = CONFIG, deadline: float = DEADLINE
@@ -268,7 +269,7 @@ def test_heal_watch_drains_the_host_a_lower_desired_capacity_removes(live_sandbo
     settings = AwsSettings(region=REGION, endpoint_url=state.aws_endpoint, static_credentials=("sandbox", "sandbox"))
     cloud = Cloud.connect(AwsFactory(settings), SystemClock())
     queue = Queue.connect(AwsFactory(settings), queue_url(cloud, CONFIG))
-    fleet = Fleet(cloud, CONFIG.stack_name)
+    fleet = Fleet.of_stack(cloud, CONFIG.stack_name)
     kube = Kube(connect(state.kubeconfig))
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     heal = subprocess.Popen([CLUSTER, "--sandbox", "heal", "--watch"], cwd=folder, env=env, stdin=subprocess.DEVNULL,

@@ -17,7 +17,7 @@ from provision.errors import ClusterError
 from provision.kube.drain import DrainBlocked
 from provision.kube.facade import Kube, connect
 from provision.roll.engine import PHASES, Roll, RollResult
-from provision.roll.fleet import Fleet
+from provision.fleet.observe import Fleet
 from provision.roll.journal import Journal
 from provision.roll.lock import Locked, RunLock
 from provision.roll.plan import one_host, outdated
@@ -45,7 +45,7 @@ class Rig:
     ui: UI = field(default_factory=lambda: recording_ui()[0])
 
     def fleet(self) -> Fleet:
-        return Fleet(self.cloud, AFTER.stack_name)
+        return Fleet.of_stack(self.cloud, AFTER.stack_name)
 
     def roll(
         self, *, interrupt_at: str | None = None, replace: str | None = None, dead: bool = False, **rolling: object

@@ -16,15 +16,17 @@ from provision.clock import WaitTimeout
 from provision.config.schema import Rolling
 from provision.errors import ClusterError
 from provision.kube.drain import DrainBlocked
-from provision.roll.engine import LOCK_TTL, PHASES, SURGE_ANNOTATION, Roll, RollResult
-from provision.roll.fleet import Snapshot
+from provision.fleet.model import Snapshot
+from provision.roll.engine import LOCK_TTL, SURGE_ANNOTATION, Roll, RollResult
 from provision.roll.journal import Journal
 from provision.roll.lock import Locked, RunLock
-from provision.roll.plan import Plan, every_host, outdated
+from provision.roll.plan import Budget, Plan, Strategy, every_host, outdated
+from provision.roll.state import SEQUENCE, Kind
 from tests.deploykit import recording_ui
-from tests.rollfakes import CURRENT, EPOCH, OLD, FakeFleet, FakeKube, FakeParameters, Killed, World
+from tests.rollfakes import CURRENT, EPOCH, OLD, FakeGroups, FakeKube, FakeParameters, Killed, World, fake_fleet
 
 HOSTS = 5
+PHASES = [phase.value for phase in SEQUENCE[Kind.SURGE]]
 BOUNDARIES = ("locked", *PHASES[:3], "mid-drain", *PHASES[3:], "restoring")
 
 
@@ -37,6 +39,7 @@ def roll(
     parameters: FakeParameters,
     *,
     surge: int = 1,
+    unavailable: int = 0,
     overlap: bool = True,
     checkpoint: Callable[[str], None] | None = None,
     said: list[str] | None = None,
@@ -47,11 +50,20 @@ def roll(
 ) -> RollResult:
     """One run of the command: a plan from a fresh snapshot (``select``: `patch`'s outdated hosts by default), then
     the engine, with the lock on the virtual clock."""
-    fleet = FakeFleet(world)
-    plan = select(
-        fleet.snapshot(), operation="patch", include_protected=include_protected, surge=surge, overlap=overlap
+    settings = Rolling.model_validate(
+        {"drain_timeout_seconds": 600, "ready_timeout_seconds": 600, "overlap": overlap}
+        | {"max_surge": surge, "max_unavailable": unavailable}
+        | rolling
     )
-    settings = Rolling.model_validate({"drain_timeout_seconds": 600, "ready_timeout_seconds": 600} | rolling)
+    fleet = fake_fleet(world)
+    snapshot = fleet.snapshot()
+    plan = select(
+        snapshot,
+        operation="patch",
+        include_protected=include_protected,
+        budget=Budget.resolve(settings, snapshot.desired),
+        strategy=Strategy.of(settings),
+    )
     ui, out = recording_ui()
     try:
         return Roll(
@@ -276,11 +288,11 @@ def test_a_surge_host_not_yet_listed_is_waited_for_and_removed_rather_than_an_ol
 def test_a_crash_between_recording_a_host_and_raising_the_size_is_continued(monkeypatch: pytest.MonkeyPatch) -> None:
     world, parameters = World.with_hosts(HOSTS), FakeParameters()
 
-    def killed(self: FakeFleet, *, desired: int, max_size: int) -> None:
+    def killed(self: FakeGroups, name: str, *, desired: int, max_size: int | None = None) -> None:
         raise Interrupted("killed before the size changed")
 
     with monkeypatch.context() as patched:
-        patched.setattr(FakeFleet, "set_size", killed)
+        patched.setattr(FakeGroups, "set_size", killed)
         with pytest.raises(Interrupted):
             roll(world, parameters)
     assert world.desired == HOSTS and "/cluster/test/roll-state" in parameters.values, "a host the group never grew for"
@@ -330,7 +342,7 @@ def test_hosts_protected_from_scale_in_are_left_alone_unless_asked() -> None:
     world, parameters = World.with_hosts(HOSTS), FakeParameters()
     guarded = sorted(world.machines)[0]
     world.protected.add(guarded)
-    plan = outdated(FakeFleet(world).snapshot(), operation="patch", include_protected=False)
+    plan = outdated(fake_fleet(world).snapshot(), operation="patch", include_protected=False)
     assert any(f"left alone: {guarded} (protected from scale-in" in line for line in plan.describe(600))
 
     result = roll(world, parameters)
@@ -393,7 +405,7 @@ def test_a_forced_roll_replaces_current_hosts_too_and_continues_without_replacin
             stops.append(phase)
             raise Interrupted(phase)
 
-    assert outdated(FakeFleet(world).snapshot(), operation="patch", include_protected=False).replacements == ()
+    assert outdated(fake_fleet(world).snapshot(), operation="patch", include_protected=False).replacements == ()
     with pytest.raises(Interrupted):
         roll(world, parameters, select=every, checkpoint=checkpoint)
     launched = world.peak_hosts
@@ -455,15 +467,15 @@ def test_killed_between_terminating_a_host_and_journaling_it_no_extra_host_is_la
     the group terminate a host of its choosing, undrained)."""
     world = World.with_hosts(HOSTS)
     parameters = FakeParameters(world)
-    terminate = FakeFleet.terminate
+    terminate = FakeGroups.terminate
 
-    def killed_after(self: FakeFleet, instance_id: str) -> None:
-        terminate(self, instance_id)
+    def killed_after(self: FakeGroups, instance_id: str, *, decrement: bool) -> None:
+        terminate(self, instance_id, decrement=decrement)
         world.killed = True
         raise Killed("killed with the host terminated, before the journal said so")
 
     with monkeypatch.context() as patched:
-        patched.setattr(FakeFleet, "terminate", killed_after)
+        patched.setattr(FakeGroups, "terminate", killed_after)
         with pytest.raises(Killed):
             roll(world, parameters, surge=surge)
     world.killed = False
@@ -503,11 +515,10 @@ def test_a_size_changed_by_someone_else_mid_roll_is_left_as_it_is_and_said() -> 
 )
 def test_the_plan_says_how_many_hosts_go_at_once(surge: int, overlap: bool, pace: str) -> None:
     plan = outdated(
-        FakeFleet(World.with_hosts(HOSTS)).snapshot(),
+        fake_fleet(World.with_hosts(HOSTS)).snapshot(),
         operation="patch",
         include_protected=False,
-        surge=surge,
-        overlap=overlap,
+        budget=Budget(surge, 0, overlap),
     )
 
     assert f"patch: {HOSTS} host(s) of hosts, {pace}" in plan.describe(600)[0]

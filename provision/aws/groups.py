@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import ClientError
@@ -31,6 +33,8 @@ class Group:
     members: list[Member]
     suspended_processes: list[str]
     launch_template_version: str = ""
+    zones: tuple[str, ...] = ()
+    seen_at: datetime | None = None  # AWS's clock when it answered (its Date header)
 
     @property
     def in_service(self) -> list[Member]:
@@ -43,7 +47,9 @@ class Groups:
 
     def find(self, name: str) -> Group | None:
         # The group's description lists every member, so one call serves any number of hosts.
-        groups = self.client.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        answer = self.client.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        groups = answer["AutoScalingGroups"]
+        date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date", "")
         if not groups:
             return None
         [raw] = groups
@@ -64,6 +70,8 @@ class Groups:
             ],
             suspended_processes=sorted(p["ProcessName"] for p in raw.get("SuspendedProcesses", [])),
             launch_template_version=raw.get("LaunchTemplate", {}).get("Version", ""),
+            zones=tuple(sorted(raw.get("AvailabilityZones", []))),
+            seen_at=parsedate_to_datetime(date) if date else None,
         )
 
     # --- what a roll changes ---
@@ -78,6 +86,16 @@ class Groups:
         self.client.update_auto_scaling_group(
             AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateId": template_id, "Version": version}
         )
+
+    def terminate(self, instance_id: str, *, decrement: bool) -> None:
+        """Terminate a member; one already gone from its group (ValidationError) is not an error."""
+        try:
+            self.client.terminate_instance_in_auto_scaling_group(
+                InstanceId=instance_id, ShouldDecrementDesiredCapacity=decrement
+            )
+        except ClientError as error:
+            if error_code(error) != "ValidationError":
+                raise
 
     def suspend(self, name: str, processes: list[str]) -> None:
         if processes:

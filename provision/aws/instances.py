@@ -24,9 +24,20 @@ class Instance:
     tags: dict[str, str]
 
 
+@dataclass(frozen=True)
+class TemplateVersion:
+    version: str  # "" when the template has none
+    tags: dict[str, str]
+
+
 class Instances:
     def __init__(self, client: EC2Client) -> None:
         self.client = client
+
+    def describe(self, instance_ids: list[str]) -> dict[str, Instance]:
+        """These instances, by a filter rather than InstanceIds: one AWS does not know yet (just launched) is left
+        out instead of failing the call."""
+        return self._describe([{"Name": "instance-id", "Values": instance_ids}])
 
     def of_group(self, group_name: str) -> dict[str, Instance]:
         return self._describe(
@@ -64,21 +75,18 @@ class Instances:
         vpcs = self.client.describe_vpcs(Filters=[{"Name": f"tag:{cluster_tag}", "Values": [cluster]}])["Vpcs"]
         return sorted(vpc["VpcId"] for vpc in vpcs)
 
-    def latest_launch_template_version(self, launch_template_id: str) -> str:
+    def launch_template(self, launch_template_id: str) -> TemplateVersion:
+        """The template's latest version: its number and the instance tags a host launched now would carry."""
         versions = self.client.describe_launch_template_versions(
             LaunchTemplateId=launch_template_id, Versions=["$Latest"]
         )["LaunchTemplateVersions"]
-        return str(versions[0]["VersionNumber"]) if versions else ""
-
-    def launch_template_tags(self, launch_template_id: str) -> dict[str, str]:
-        """The instance tags of the template's latest version: what a host launched now would carry."""
-        versions = self.client.describe_launch_template_versions(
-            LaunchTemplateId=launch_template_id, Versions=["$Latest"]
-        )["LaunchTemplateVersions"]
-        specs = versions[0].get("LaunchTemplateData", {}).get("TagSpecifications", []) if versions else []
-        return {
+        if not versions:
+            return TemplateVersion("", {})
+        specs = versions[0].get("LaunchTemplateData", {}).get("TagSpecifications", [])
+        tags = {
             tag["Key"]: tag["Value"]
             for spec in specs
             if spec.get("ResourceType") == "instance"
             for tag in spec.get("Tags", [])
         }
+        return TemplateVersion(str(versions[0]["VersionNumber"]), tags)

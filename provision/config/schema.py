@@ -12,6 +12,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from provision.config.types import (
+    AlarmName,
     ApiEndpoint,
     CaCertHash,
     Cidr,
@@ -19,6 +20,7 @@ from provision.config.types import (
     DnfRelease,
     FieldProblem,
     FilePath,
+    HostShare,
     ImageSource,
     IngressCidr,
     InstanceType,
@@ -138,9 +140,13 @@ class Patching(Section):
 
 
 class Rolling(Section):
-    max_surge: Annotated[int, Field(ge=1, le=100)] = 1
+    max_surge: HostShare = 1
     overlap: bool = True
-    max_unavailable: Annotated[int, Field(ge=0, le=100)] = 0
+    max_unavailable: HostShare = 0
+    canary: Annotated[int, Field(ge=1, le=100)] = 1
+    bake_seconds: Annotated[int, Field(ge=0, le=86_400)] = 0
+    halt_on_alarms: list[AlarmName] = Field(default_factory=list, max_length=100)
+    order: Literal["oldest", "zone"] = "oldest"
     drain_timeout_seconds: Seconds = 900
     ready_timeout_seconds: Seconds = 900
     on_blocked_budget: Literal["wait", "skip", "force"] = "wait"
@@ -148,11 +154,12 @@ class Rolling(Section):
     evict_unmanaged_pods: bool = False
 
     @model_validator(mode="after")
-    def _capacity_kept(self) -> Rolling:
-        if self.max_unavailable:
+    def _some_room(self) -> Rolling:
+        if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
             raise FieldProblem(
                 "max_unavailable",
-                "must be 0: a roll never takes ready capacity below the desired size (raise max_surge to go faster)",
+                "and max_surge are both 0: a roll needs room to launch a host first (max_surge) or to take one out "
+                "first (max_unavailable)",
             )
         return self
 

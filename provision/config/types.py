@@ -125,3 +125,18 @@ LabelValue = Annotated[
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IngressCidr = Annotated[str, AfterValidator(_cidr), AfterValidator(_world_closed)]
 Seconds = Annotated[int, Field(ge=1, le=86_400)]
+
+
+# A count of hosts, or a percentage of the group's desired capacity ("25%"), as kops and Cluster API take them.
+def _share(value: int | str) -> int | str:
+    if isinstance(value, int) and 0 <= value <= 100:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"(100|[1-9]?[0-9])%", value):
+        return value
+    raise ValueError(f"{value!r} is neither a number of hosts from 0 to 100 nor a percentage such as '25%'")
+
+
+HostShare = Annotated[int | str, AfterValidator(_share)]
+AlarmName = Annotated[
+    str, _check(r"[A-Za-z0-9 _.:/#()+=@-]{1,255}", "a CloudWatch alarm name (letters, digits, spaces, _.:/#()+=@-)")
+]

@@ -14,10 +14,10 @@ from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
 from provision.deploy.host_records import health_records
 from provision.errors import ClusterError
+from provision.fleet.observe import Fleet
 from provision.kube.model import NodeState
 from provision.render import names
 from provision.render.names import host_records_path
-from provision.roll.fleet import Fleet
 from provision.ui import UI
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
     try:
-        snapshot = Fleet(cloud, config.stack_name).snapshot()
+        snapshot = Fleet.of_stack(cloud, config.stack_name).snapshot()
     except ClusterError:  # no group (yet, or any more): the stack's status is still worth showing
         return StatusReport(config.stack_name, stack.status, "", 0, 0, 0, [], "", [])
     # The latest launch template version says what a host launched now carries; the stack output can lag behind.

@@ -129,7 +129,7 @@ class Up:
         if stack is None or stack.status == "REVIEW_IN_PROGRESS":
             return 0
         template_id = self.cloud.stacks.resources(self.name).get(names.LAUNCH_TEMPLATE, "")
-        tags = self.cloud.instances.launch_template_tags(template_id) if template_id else {}
+        tags = self.cloud.instances.launch_template(template_id).tags if template_id else {}
         return names.patch_generation(tags.get(names.FINGERPRINT_TAG, ""))
 
     def _changed_parameters(self, stack: Stack | None, parameters: dict[str, str]) -> list[str]:

@@ -11,9 +11,9 @@ from provision.deploy.report import describe_event
 from provision.deploy.up import EXPLAIN, RECREATE_STATES
 from provision.doctor.findings import Finding, Report, Severity, Skipped
 from provision.doctor.observe import Observations
+from provision.fleet.model import Snapshot
 from provision.kube.model import NodeState
 from provision.render import names
-from provision.roll.fleet import Snapshot
 from provision.roll.plan import outdated
 
 PROBLEM, WARNING, OK = Severity.PROBLEM, Severity.WARNING, Severity.OK
@@ -312,7 +312,8 @@ def interrupted_roll(obs: Observations) -> list[Finding]:
     if record is None:
         return [Finding(OK, "roll", "no interrupted roll")]
     flights = "; ".join(
-        f"{flight.get('old', '?')} → {flight.get('new') or '(no replacement yet)'} at phase {flight.get('phase', '?')}"
+        f"{flight.old} → {flight.new or '(no replacement yet)'} at phase "
+        + (flight.phase.value if flight.phase else "start")
         for flight in record.flights
     )
     if obs.lock_live():

@@ -16,11 +16,13 @@ from provision.config.schema import ClusterConfig
 from provision.deploy.host_records import BootRecord, HealthRecord, boot_records, health_records
 from provision.deploy.report import root_causes
 from provision.errors import ClusterError
+from provision.fleet.model import Snapshot
+from provision.fleet.observe import Fleet
 from provision.kube.model import NodeState
 from provision.render import names
-from provision.roll.fleet import Fleet, Snapshot
-from provision.roll.journal import Journal, RollRecord
+from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
+from provision.roll.state import RollRecord
 
 if TYPE_CHECKING:
     from provision.kube.facade import Kube
@@ -104,7 +106,7 @@ def gather(
     snapshot, no_group = None, f"there is no stack {config.stack_name}"
     if stack is not None:
         try:
-            snapshot, no_group = Fleet(cloud, config.stack_name).snapshot(), ""
+            snapshot, no_group = Fleet.of_stack(cloud, config.stack_name).snapshot(), ""
         except ClusterError as error:
             no_group = str(error)
     nodes: tuple[NodeState, ...] | None = None

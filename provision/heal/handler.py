@@ -25,13 +25,13 @@ from provision.clock import Clock
 from provision.config.schema import Rolling
 from provision.deploy.host_records import boot_record
 from provision.errors import ClusterError
+from provision.fleet.model import Host, Snapshot
 from provision.heal.actionlog import ActionLog
 from provision.heal.events import LifecycleEvent
 from provision.kube.drain import DrainBlocked, Drainer
 from provision.kube.facade import Kube
 from provision.kube.removal import clear_dead_node, drain_policy
 from provision.render import names
-from provision.roll.fleet import Host, Snapshot
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
 
@@ -42,7 +42,7 @@ COMPLETED_KEPT = 4096
 
 
 class Fleet(Protocol):
-    """The group as heal sees it (``provision.roll.fleet.Fleet``)."""
+    """The group as heal sees it (``provision.fleet.observe.Fleet``)."""
 
     group: str
 

@@ -9,12 +9,12 @@ from provision.aws.session import AwsFactory
 from provision.clock import Clock
 from provision.config.schema import ClusterConfig
 from provision.errors import ClusterError
+from provision.fleet.observe import Fleet
 from provision.heal.actionlog import ActionLog
 from provision.heal.consumer import WAIT_SECONDS, Consumer, LifecycleQueue, Stop
 from provision.heal.handler import Handler, Timeouts, roll_in_progress
 from provision.kube.facade import Kube
 from provision.render import names
-from provision.roll.fleet import Fleet
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
 
@@ -43,7 +43,7 @@ def heal_service(
     *,
     wait_seconds: int = WAIT_SECONDS,
 ) -> Consumer:
-    fleet = Fleet(cloud, config.stack_name)
+    fleet = Fleet.of_stack(cloud, config.stack_name)
     # The hooks as deployed set the heartbeat cadence; the configuration only when the group has none (yet).
     hooks = cloud.groups.hook_timeouts(fleet.group)
     handler = Handler(

@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +28,8 @@ from provision.kube.selectors import label_selector_object
 FIRST_BACKOFF = 1.0
 FINISHED = {"Succeeded", "Failed"}
 MAX_BACKOFF = 5.0  # kubectl drain retries every 5 s; longer only delays the roll once the budget allows
+GONE_POLL = 2.0  # once the usual time for evicted pods to go has passed
+MAX_GONE_BACKOFF = 8.0  # before this drainer has seen pods go: the grace period is often 30 s
 
 
 @dataclass(frozen=True)
@@ -88,21 +91,25 @@ class Drainer:
         self.kube = kube
         self.clock = clock
         self.policy = policy
+        self._gone: list[float] = []  # seconds from the last eviction to the pods gone, seen by this drainer
 
     def drain(self, node: str) -> DrainReport:
         [report] = self.drain_all([node])
         return report
 
-    def drain_all(self, nodes: Sequence[str]) -> list[DrainReport]:
+    def drain_all(
+        self, nodes: Sequence[str], *, pods: Mapping[str, Sequence[PodState]] | None = None
+    ) -> list[DrainReport]:
         """Drain ``nodes`` together; one report each, in their order. Under the skip policy a node whose pods the
-        budgets kept returns with its blockers, and the others are drained all the same."""
+        budgets kept returns with its blockers, and the others are drained all the same. ``pods``: the caller has
+        cordoned the nodes and listed their pods since, so neither is done again."""
         reports = {node: DrainReport(node) for node in nodes}
-        for node in nodes:
-            self.kube.cordon(node)
+        if pods is None:
+            for node in nodes:
+                self.kube.cordon(node)
+            pods = {node: self.kube.pods(node=node) for node in nodes}
         # Every node's pods are checked before the first eviction: a refusal leaves all of them as they were.
-        remaining = {
-            pod.ref: (node, pod) for node in nodes for pod in self._select(self.kube.pods(node=node), reports[node])
-        }
+        remaining = {pod.ref: (node, pod) for node in nodes for pod in self._select(pods[node], reports[node])}
         deadline = self.clock.now() + self.policy.timeout_seconds
         backoff = FIRST_BACKOFF
         while remaining:
@@ -194,18 +201,27 @@ class Drainer:
             next(report for report in reports if report.node == pod.node).forced.append(pod.ref)
 
     def _wait_gone(self, refs: dict[str, list[str]], deadline: float) -> None:
-        """Until the pods ``refs`` names on each node are gone from it."""
+        """Until the pods ``refs`` names on each node are gone from it: first for as long as pods took to go in
+        this drainer's earlier drains, then in short polls; with nothing learnt yet, polls that back off."""
         wanted = {node: set(names) for node, names in refs.items() if names}
+        if not wanted:
+            return
+        start = self.clock.now()
+        if self._gone:  # a little less than usual, then short polls: the figure learnt stays close to the truth
+            self.clock.sleep(min(0.9 * statistics.median(self._gone), max(deadline - start, 0.0)))
+        pause = FIRST_BACKOFF
         while wanted:
             for node in list(wanted):
                 wanted[node] &= {pod.ref for pod in self.kube.pods(node=node)}
                 if not wanted[node]:
                     del wanted[node]
             if not wanted:
+                self._gone.append(self.clock.now() - start)
                 return
             if self.clock.now() >= deadline:
                 still = ", ".join(sorted(ref for names in wanted.values() for ref in names))
                 raise ClusterError(
                     f"node {', '.join(wanted)}: evicted pods still terminating after the deadline: {still}"
                 )
-            self.clock.sleep(2.0)
+            self.clock.sleep(pause)
+            pause = min(pause * 2, GONE_POLL if self._gone else MAX_GONE_BACKOFF)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from lightkube.resources.core_v1 import Node, Pod
 
@@ -21,6 +22,7 @@ class NodeState:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     taints: tuple[tuple[str, str, str], ...] = ()  # (key, value, effect)
+    ready_since: datetime | None = None  # when its Ready condition last changed
 
     @property
     def instance_id(self) -> str | None:
@@ -31,6 +33,7 @@ class NodeState:
     def of(cls, node: Node) -> NodeState:
         meta, spec, status = node.metadata, node.spec, node.status
         conditions = (status.conditions if status else None) or []
+        ready = next((c for c in conditions if c.type == "Ready"), None)
         return cls(
             name=meta.name if meta and meta.name else "",
             provider_id=(spec.providerID if spec else None) or "",
@@ -40,6 +43,7 @@ class NodeState:
             labels=dict((meta.labels if meta else None) or {}),
             annotations=dict((meta.annotations if meta else None) or {}),
             taints=tuple((t.key, t.value or "", t.effect) for t in ((spec.taints if spec else None) or [])),
+            ready_since=ready.lastTransitionTime if ready is not None else None,
         )
 
 
@@ -66,6 +70,8 @@ class PodState:
     mirror: bool
     emptydir: bool
     unschedulable_reason: str
+    restarts: int = 0  # summed over its containers
+    waiting_reason: str = ""  # a container's, e.g. CrashLoopBackOff
 
     @property
     def ref(self) -> str:
@@ -82,6 +88,8 @@ class PodState:
         controller = next((ref for ref in ((meta.ownerReferences if meta else None) or []) if ref.controller), None)
         conditions = (status.conditions if status else None) or []
         scheduled = next((c for c in conditions if c.type == "PodScheduled" and c.status == "False"), None)
+        containers = (status.containerStatuses if status else None) or []
+        waiting = next((c.state.waiting.reason for c in containers if c.state and c.state.waiting), None)
         return cls(
             namespace=namespace,
             name=(meta.name if meta else None) or "",
@@ -94,4 +102,6 @@ class PodState:
             mirror=MIRROR_ANNOTATION in ((meta.annotations if meta else None) or {}),
             emptydir=any(volume.emptyDir is not None for volume in ((spec.volumes if spec else None) or [])),
             unschedulable_reason=(scheduled.message or scheduled.reason or "") if scheduled else "",
+            restarts=sum(c.restartCount or 0 for c in containers),
+            waiting_reason=waiting or "",
         )

@@ -15,11 +15,11 @@ import click
 
 if TYPE_CHECKING:
     from provision.config.schema import ClusterConfig
+    from provision.fleet.model import Snapshot
     from provision.kube.facade import Kube
     from provision.remote.connect import Connector
     from provision.remote.diagnostics import Evidence, Limits
     from provision.remote.targets import Target
-    from provision.roll.fleet import Snapshot
     from provision.ui import UI
     from provision.verbs.aws import Connection
     from provision.verbs.options import Globals
@@ -47,15 +47,15 @@ class Reach:
 
 @contextmanager
 def reach(config: ClusterConfig, options: Globals, *, accept_new_host_key: bool, source: str) -> Iterator[Reach]:
+    from provision.fleet.observe import Fleet
     from provision.remote.connect import Connector, SshSettings
-    from provision.roll.fleet import Fleet
     from provision.verbs.aws import connected
 
     _quiet_paramiko(options.debug)
     settings = SshSettings.of(config.ssh, accept_new_host_key=accept_new_host_key, source=source)
     with connected(config, options) as connection, Connector(settings) as connector:
         kube, _unreachable = connection.kube()
-        snapshot = Fleet(connection.cloud, config.stack_name).snapshot()
+        snapshot = Fleet.of_stack(connection.cloud, config.stack_name, kube=kube).snapshot()
         yield Reach(connection, snapshot, kube, connector)
 
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from provision.errors import UsageError
+from provision.fleet.model import Host, Snapshot
 from provision.kube.facade import Kube
 from provision.kube.model import NodeState
-from provision.roll.fleet import Host, Snapshot
 from provision.verbs.rolling import find_host
 
 
@@ -25,8 +25,8 @@ class Target:
 
 
 def every_host(snapshot: Snapshot, kube: Kube | None) -> list[Target]:
-    nodes = _nodes_of(snapshot, kube)
-    return [_target(host, nodes.get(host.instance_id)) for host in snapshot.hosts]
+    """Every host, with its node when the snapshot was taken with the Kubernetes API (``kube`` given)."""
+    return [_target(host, host.node if kube is not None else None) for host in snapshot.hosts]
 
 
 def named_hosts(names: Sequence[str], snapshot: Snapshot, kube: Kube | None) -> list[Target]:
@@ -35,7 +35,7 @@ def named_hosts(names: Sequence[str], snapshot: Snapshot, kube: Kube | None) -> 
     targets: dict[str, Target] = {}
     for name in names:
         if kube is not None:
-            instance_id, node = find_host(name, snapshot, kube)
+            instance_id, node = find_host(name, snapshot)
         else:
             instance_id, node = _find_without_kube(name, snapshot), None
         host = snapshot.host(instance_id)
@@ -52,12 +52,6 @@ def _find_without_kube(name: str, snapshot: Snapshot) -> str:
         f"no host {name!r} in {snapshot.group} (give an instance id, private DNS name or IP; node names need the "
         "Kubernetes API, which is not reachable)"
     )
-
-
-def _nodes_of(snapshot: Snapshot, kube: Kube | None) -> dict[str, NodeState]:
-    if kube is None:
-        return {}
-    return kube.match_hosts(kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
 
 
 def _target(host: Host, node: NodeState | None) -> Target:

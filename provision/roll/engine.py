@@ -1,46 +1,50 @@
-"""The executor: the only code that changes hosts during a roll.
+"""The roll: observe → decide → act, until ``decide`` says done.
 
-For each host of the plan, in phases written to the journal before moving on (so the same command continues after a
-crash or Ctrl-C): raise the desired capacity so its replacement launches first; wait until the new host is InService
-and its node Ready; cordon the old node (ready capacity never drops below the desired capacity); drain it through the
-Eviction API; wait until its pods run elsewhere; terminate it with a decrement, completing its termination hook at
-once. Hosts go through this as a pipeline: up to ``surge`` replacements boot at once, their old hosts are cordoned
-together and drained together once every one of them has its replacement Ready, and, with overlap, the next ones boot
-while these drain, so a roll takes about as long as its boots rather than boots plus drains.
-The lock is held and the fighting processes suspended for the whole roll. When a host's step fails, what the roll
-started is undone (surge hosts terminated, old nodes uncordoned) before the error goes up.
+Each tick observes the group once (``Observer``), asks the pure ``decide`` for the actions the journal's record and
+that observation call for, and carries them out here, the only code that changes hosts during a roll, journaling
+each change before the step that depends on it, so the same command continues after a crash or Ctrl-C. The lock is
+held and the fighting processes suspended for the whole roll. When a step fails, what the roll started is undone
+(surge hosts terminated, old nodes uncordoned) before the error goes up; a halt (a failed bake, an alarm) stops
+with the new hosts serving and the journal keeping the place.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from provision.clock import Clock, WaitTimeout, wait_until
 from provision.config.schema import Rolling
 from provision.errors import ClusterError
+from provision.fleet.observe import Fleet
 from provision.kube.drain import Drainer
 from provision.kube.facade import Kube
-from provision.kube.migration import migration, owners_of, ready_counts
-from provision.kube.model import NodeState, Owner
+from provision.kube.migration import owners_of, ready_counts
 from provision.kube.removal import clear_dead_node, drain_policy
-from provision.roll.fleet import Fleet, Host, Snapshot
-from provision.roll.journal import Journal, RollRecord
+from provision.roll import decide as act
+from provision.roll.decide import Action, Observation, Policy, decide
+from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
-from provision.roll.plan import Plan, Replacement
+from provision.roll.observer import AlarmReader, Observer
+from provision.roll.plan import Plan
+from provision.roll.state import Canary, Flight, Kind, Phase, RollRecord
 from provision.roll.suspension import processes_suspended
 from provision.ui import UI
 
-PHASES = ("surged", "replacement-ready", "cordoned", "drained", "migrated", "terminated")
-GATE_CONFIRMATIONS = 2  # as kops validates twice: one Ready answer from a flapping node is not enough
-POLL_SECONDS = 3.0  # AWS and the API server answer these reads cheaply; a roll should not lag behind them
 SURGE_VISIBLE_SECONDS = 60.0  # a launched instance is listed by its group within seconds; past this it never was
 LOCK_TTL = timedelta(hours=2)
+LOCK_REFRESH_SECONDS = 900.0  # well inside the TTL; each refresh is two SSM calls
 SURGE_ANNOTATION = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 
 Checkpoint = Callable[[str], None]
+
+
+class RollHalted(ClusterError):
+    """The roll stopped on purpose (a failed bake, an alarm): nothing to undo, the journal keeps its place."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Roll:
         rolling: Rolling,
         *,
         checkpoint: Checkpoint | None = None,
+        alarms: AlarmReader | None = None,
     ) -> None:
         self.fleet = fleet
         self.kube = kube
@@ -80,8 +85,12 @@ class Roll:
         self.clock = clock
         self.rolling = rolling
         self.checkpoint = checkpoint or (lambda _phase: None)
+        self.observer = Observer(fleet, kube, clock, alarms=alarms, alarm_names=rolling.halt_on_alarms)
         self.result = RollResult()
-        self._started: dict[str, float] = {}  # old host -> when its replacement launched, for the closing table
+        self._images: dict[str, str] = {}  # instance -> image, for the closing table once the old host is gone
+        self._admitted: dict[str, float] = {}  # old host -> when this run took it, for the closing table
+        self.drainer = Drainer(kube, clock, drain_policy(rolling))  # one for the run: it learns how long pods take
+        self._said = ""
 
     def run(self, plan: Plan, *, owner: str, break_lock: bool = False, held: Lock | None = None) -> RollResult:
         """Carry out the plan. ``held``: the run lock, when the caller took it earlier (``patch`` holds it across its
@@ -98,9 +107,13 @@ class Roll:
             with processes_suspended(self.fleet.groups, self.journal, record) as suspended:
                 self.ui.say(f"suspended {', '.join(suspended) or 'nothing'} for the roll")
                 try:
-                    self._pipeline(plan, record, held)
+                    self._loop(plan, record, held)
                 except (KeyboardInterrupt, SystemExit):
                     raise  # the roll is not over: its new hosts stay marked until the rerun finishes
+                except RollHalted:
+                    self._unmark(record)
+                    self._restore_size(record)
+                    raise
                 except BaseException:
                     self._unmark(record)
                     raise
@@ -113,355 +126,278 @@ class Roll:
             self.lock.release(held)
 
     def _record(self, plan: Plan) -> RollRecord:
-        """The interrupted roll's record, when there is one for this group; hosts it left in flight are finished
+        """The interrupted roll's record, when there is one for this group: hosts it left in flight are finished
         first, even when this plan would not list them (say, a `replace` of a current host interrupted, then a
         `patch`), so nothing is left half-done."""
         record = self.journal.load()
         if record is not None and record.group == plan.group:
-            doing = ", ".join(f"{flight['old']} at phase {flight.get('phase') or 'start'}" for flight in record.flights)
+            doing = ", ".join(f"{flight.old} at phase {_phase(flight)}" for flight in record.flights)
             self.ui.say(f"continuing the {record.operation} that stopped" + (f" with {doing}" if doing else ""))
-            # A crash between writing a flight and raising the size left its replacement unlaunched: launch it.
-            snapshot = self.fleet.snapshot()
-            surged = _surged_size(record, snapshot)
-            if snapshot.desired < surged:
-                self.fleet.set_size(desired=surged, max_size=max(record.original_max, surged))
+            for flight in record.flights:
+                flight.entered = self._admitted[flight.old] = self.clock.now()  # its timeouts run from now
             return record
-        record = RollRecord(plan.operation, plan.group, plan.desired, plan.max_size)
+        first = self.fleet.snapshot()
+        record = RollRecord(
+            plan.operation, plan.group, plan.desired, plan.max_size, started=first.at or datetime.now(UTC)
+        )
+        if not plan.strategy.bake_seconds:
+            record.canary = Canary.PASSED
         self.journal.save(record)
         return record
 
-    # --- the pipeline ---
+    # --- the loop ---
 
-    def _pipeline(self, plan: Plan, record: RollRecord, held: Lock) -> None:
-        """The hosts an interrupted run left in flight, then the plan's others, as a pipeline (see ``_launch``)."""
-        pending = deque(plan.excluding(record.not_to_plan()).replacements)
-        while pending or record.flights:
+    def _loop(self, plan: Plan, record: RollRecord, held: Lock) -> None:
+        policy = Policy(
+            plan.excluding(record.not_to_plan()).replacements,
+            plan.strategy,
+            plan.gated,
+            self.rolling.ready_timeout_seconds,
+        )
+        refreshed = self.clock.now()
+        while True:
+            seen = self.observer.observe(record)
+            self._measure(seen)
+            skipped = {old for old, _why in self.result.skipped}  # left as they were: not tried again in this run
+            if skipped:
+                policy = dataclasses.replace(policy, queue=tuple(s for s in policy.queue if s.old not in skipped))
+            actions = decide(record, seen, plan.budget, policy)
             try:
-                self._launch(pending, record, plan)
+                progressed = self._act(actions, record, seen)
             except (KeyboardInterrupt, SystemExit):
                 raise  # the journal knows the hosts in flight: the next run continues them
+            except RollHalted:
+                raise
             except BaseException:
                 self._undo(list(record.flights), record)
                 raise
-            self._finish(record.flights[: plan.surge], record, plan, pending)
-            held = self.lock.refresh(held, ttl=LOCK_TTL)
+            if any(isinstance(action, act.Done) for action in actions):
+                return
+            wait = next((action for action in actions if isinstance(action, act.Wait)), None)
+            if wait is not None or not progressed:
+                self.clock.sleep(wait.seconds if wait else act.POLL_SECONDS)
+            if self.clock.now() - refreshed >= LOCK_REFRESH_SECONDS:
+                held, refreshed = self.lock.refresh(held, ttl=LOCK_TTL), self.clock.now()
 
-    def _launch(self, pending: deque[Replacement], record: RollRecord, plan: Plan) -> None:
-        """Start replacements while the plan's surge allows: at most ``surge`` booting, and (with overlap) as many
-        again whose old hosts drain. A failed gate stops the roll only when nothing is in flight; otherwise the
-        hosts in flight finish first and the gate is tried again."""
-        booting = sum(1 for flight in record.flights if self._before(flight, "replacement-ready"))
-        room = min(plan.surge - booting, plan.surge * (2 if plan.overlap else 1) - len(record.flights), len(pending))
-        if room <= 0:
-            return
-        if plan.gated:
-            if not record.flights:
-                self._await_steady_group(record)
-            elif self._sick_group_nodes(record):
-                return  # the hosts in flight go on; the gate is tried again when the next one is Ready
-        snapshot = self.fleet.snapshot()
-        before = ",".join(host.instance_id for host in snapshot.hosts)
-        for step in (pending.popleft() for _ in range(room)):
-            flight = {"old": step.old, "phase": "surged", "before": before, "zone": step.zone, "reason": step.reason}
-            record.flights.append(flight | ({"dead": "yes"} if step.dead else {}))
-            self._started[step.old] = self.clock.now()
-        desired = _surged_size(record, snapshot)
-        self.journal.save(record)  # the flights are known before the group grows, so an undo finds their hosts
-        self.fleet.set_size(desired=desired, max_size=max(record.original_max, desired))
-        self.ui.say(f"desired capacity {desired - room} → {desired}: {room} replacement(s) launch first")
-        self._measure()
-        self.checkpoint("surged")
-
-    def _finish(self, batch: list[dict[str, str]], record: RollRecord, plan: Plan, pending: deque[Replacement]) -> None:
-        """Take the oldest hosts in flight (up to the surge: they launched their replacements together) through their
-        remaining phases together. A blocked drain under the skip policy undoes that host only; any other failure
-        undoes every host in flight and stops the roll."""
-        started: dict[str, float] = {}
-        old_hosts: dict[str, Host | None] = {}
-        snapshot = self.fleet.snapshot()
-        for flight in batch:
-            old = flight["old"]
-            self.ui.say(f"replacing {old} ({flight.get('zone', '?')}, {flight.get('reason', 'in flight')})")
-            started[old] = self._started.setdefault(old, self.clock.now())
-            old_hosts[old] = snapshot.host(old)
-        try:
-            skipped = self._phases(batch, record, after_ready=lambda: self._launch(pending, record, plan))
-        except (KeyboardInterrupt, SystemExit):
-            raise  # an interrupt leaves the journal as it is: the next run continues from here
-        except BaseException:
-            self._undo(list(record.flights), record)
-            raise
-        snapshot = self.fleet.snapshot()
-        for flight in batch:
-            old = flight["old"]
-            if old in skipped:
-                continue
-            new = flight.get("new", "")
-            record.replacements.append(new)  # taken: no later host in flight may claim it
-            old_host, replacement = old_hosts[old], snapshot.host(new)
-            self.result.replaced.append(
-                Replaced(
-                    old,
-                    new,
-                    old_host.image if old_host else "",
-                    replacement.image if replacement else "",
-                    self.clock.now() - started[old],
-                )
-            )
-            record.flights.remove(flight)
-            self.journal.save(record)
-            self.ui.say(f"replaced {old} by {new or '?'}")
-
-    def _phases(
-        self, batch: list[dict[str, str]], record: RollRecord, *, after_ready: Callable[[], None]
-    ) -> dict[str, str]:
-        """Each phase runs for every host of the batch unless the journal says it is done for that host; each is safe
-        to repeat after a crash. Returns the hosts the skip policy gave up on (undone already), with why."""
-        for flight in batch:
-            if self._before(flight, "replacement-ready"):
-                flight["new"] = self._await_replacement(flight, record)
-                self._advance(record, flight, "replacement-ready")
-        if any(self._before(flight, "cordoned") for flight in batch):
-            after_ready()  # the next replacements boot while these hosts drain
-        # Every old node of the batch is cordoned before any drains, so no pod moves from one onto another; each
-        # has its own Ready replacement, so ready capacity stays at the desired capacity.
-        nodes = {flight["old"]: self._node_of(flight["old"]) for flight in batch}
-        for flight in batch:
-            if self._before(flight, "cordoned"):
-                node = nodes[flight["old"]]
-                if node is not None:
-                    self.kube.cordon(node.name)
-                    flight["node"] = node.name
-                self._advance(record, flight, "cordoned")
-        skipped = self._drain_phase(batch, record, nodes)
-        batch = [flight for flight in batch if flight["old"] not in skipped]
-        for flight in batch:
-            if self._before(flight, "migrated"):
-                self._await_migration(flight, nodes[flight["old"]])
-                self._advance(record, flight, "migrated")
-        for flight in batch:
-            if self._before(flight, "terminated"):
-                self._terminate(flight["old"])
-                if flight.get("dead") and flight.get("node"):
-                    deleted = clear_dead_node(self.kube, flight["node"])
-                    self.ui.say(f"deleted {deleted} pod(s) of the dead node {flight['node']} and the node itself")
-                self._advance(record, flight, "terminated")
-        return skipped
-
-    def _before(self, flight: dict[str, str], phase: str) -> bool:
-        done = flight.get("phase", "")
-        return PHASES.index(phase) > (PHASES.index(done) if done else -1)
-
-    def _advance(self, record: RollRecord, flight: dict[str, str], phase: str) -> None:
-        flight["phase"] = phase
-        self.journal.save(record)
-        self._measure()
-        self.checkpoint(phase)
-
-    def _await_steady_group(self, record: RollRecord) -> None:
-        """The gate with nothing in flight: the group's nodes Ready in ``GATE_CONFIRMATIONS`` checks in a row, so a
-        node that flaps does not let the roll take the next host at the wrong moment. A node that stays NotReady
-        until the deadline stops the roll, naming it."""
-        streak = 0
-        sick: list[str] = []
-
-        def steady() -> bool | None:
-            nonlocal streak, sick
-            now_sick = self._sick_group_nodes(record)
-            if now_sick and now_sick != sick:
-                self.ui.say(f"waiting for the node of {', '.join(now_sick)} to be Ready before the next host")
-            sick, streak = (now_sick or sick), (0 if now_sick else streak + 1)
-            return True if streak >= GATE_CONFIRMATIONS else None
-
-        try:
-            wait_until(
-                steady,
-                clock=self.clock,
-                timeout=self.rolling.ready_timeout_seconds,
-                interval=POLL_SECONDS,
-                what="the group's nodes to be Ready",
-                next_step="",
-            )
-        except WaitTimeout as timeout:
-            raise ClusterError(
-                f"not starting the next host: the node of {', '.join(sick) or '?'} is not Ready (waited "
-                f"{self.rolling.ready_timeout_seconds}s); `cluster replace` it first, or find why with `cluster doctor`"
-            ) from timeout
-
-    def _sick_group_nodes(self, record: RollRecord) -> list[str]:
-        """The gate before each host: the group's own InService hosts whose node is not Ready (hosts this roll is
-        already replacing excepted: their replacement is under way). Unrelated nodes elsewhere do not matter."""
-        snapshot = self.fleet.snapshot()
-        nodes, replacing = self._nodes(snapshot), record.olds()
-        return [
-            host.instance_id
-            for host in snapshot.hosts
-            if host.lifecycle_state == "InService" and not _ready(nodes, host) and host.instance_id not in replacing
-        ]
-
-    def _await_replacement(self, flight: dict[str, str], record: RollRecord) -> str:
-        """The flight's replacement (see ``_claim``), once it is InService with a Ready node."""
-
-        def ready_new_host() -> str | None:
-            snapshot = self.fleet.snapshot()
-            host = self._claim(flight, record, snapshot)
-            if host is None:
-                return None
-            if host.fingerprint != snapshot.fingerprint:
-                raise ClusterError(
-                    f"the replacement {host.instance_id} launched with configuration {host.fingerprint}, not the "
-                    f"current {snapshot.fingerprint}: the group does not launch the current launch template"
-                )
-            nodes = self._nodes(snapshot)
-            if host.lifecycle_state != "InService" or not _ready(nodes, host):
-                return None
-            self.kube.annotate(nodes[host.instance_id].name, {SURGE_ANNOTATION: "true"})  # no scale-down mid-roll
-            return host.instance_id
-
-        return wait_until(
-            ready_new_host,
-            clock=self.clock,
-            timeout=self.rolling.ready_timeout_seconds,
-            interval=POLL_SECONDS,
-            what="the replacement host to be InService with a Ready node",
-            next_step="`cluster status` shows the new host; its boot record (cluster doctor) says why it did not join",
-        )
-
-    def _claim(self, flight: dict[str, str], record: RollRecord, snapshot: Snapshot) -> Host | None:
-        """The flight's replacement: a host that was not in the group when the flight launched and that no other
-        flight has taken (replacements are interchangeable). Claimed as soon as it is seen, before it is ready, so
-        an undo can remove it."""
-        if flight.get("new"):
-            host = snapshot.host(flight["new"])
-            if host is not None:
-                return host
-            del flight["new"]  # its launch was abandoned and it is gone: the group launches another
-        before = set(flight.get("before", "").split(","))
-        taken = {other.get("new") for other in record.flights} | set(record.replacements)
-        for host in snapshot.hosts:
-            if host.instance_id not in before and host.instance_id not in taken:
-                flight["new"] = host.instance_id
+    def _act(self, actions: list[Action], record: RollRecord, seen: Observation) -> bool:
+        """Carry out one tick's actions in order; the journal is written before a step that changes AWS or the nodes'
+        pods, and at the end of the tick, then the phases entered are reported. True when the tick changed the
+        record or the world."""
+        entered: list[Phase] = []
+        dirty = progressed = False
+        for action in actions:
+            if isinstance(action, act.Resize | act.Drain | act.Terminate) and dirty:
                 self.journal.save(record)
-                return host
-        return None
+                dirty = False
+            if isinstance(action, act.Halt):
+                self.journal.save(record)
+            handler = self._handlers[type(action)]
+            effect = handler(action, record, seen)
+            if effect is not None:
+                progressed = True
+                dirty = dirty or effect.changed_record
+                entered += [effect.entered] if effect.entered else []
+        if dirty:
+            self.journal.save(record)
+        for phase in entered:
+            self.checkpoint(phase.value)
+        return progressed
 
-    def _drain_phase(
-        self, batch: list[dict[str, str]], record: RollRecord, nodes: dict[str, NodeState | None]
-    ) -> dict[str, str]:
-        """The batch's hosts not drained yet drained together (a dead host's pods cannot be evicted: it has nothing
-        to do here). Hosts the skip policy gives up on are undone and returned, with why."""
-        draining = [flight for flight in batch if self._before(flight, "drained")]
-        skipped = self._drain([flight for flight in draining if not flight.get("dead")], nodes)
-        for flight in draining:
-            if flight["old"] not in skipped:
-                self._advance(record, flight, "drained")
-        for flight in [flight for flight in batch if flight["old"] in skipped]:
-            self._undo([flight], record)
-            self.result.skipped.append((flight["old"], skipped[flight["old"]]))
-            self.ui.warn(f"skipped {flight['old']}: {skipped[flight['old']]}")
-        return skipped
+    @property
+    def _handlers(self) -> dict[type, Callable[[Any, RollRecord, Observation], _Effect | None]]:
+        return {
+            act.Admit: self._admit,
+            act.Claim: self._claim,
+            act.Advance: self._advance_all,
+            act.Resize: self._resize,
+            act.Mark: self._mark,
+            act.Cordon: self._cordon,
+            act.Drain: self._drain_action,
+            act.Terminate: self._terminate,
+            act.CompleteHook: self._complete_hook,
+            act.Finish: self._finish_action,
+            act.Bake: self._bake,
+            act.Say: self._say,
+            act.Fail: self._fail,
+            act.Halt: self._halt,
+            act.Wait: _nothing,
+            act.Done: _nothing,
+        }
 
-    def _drain(self, flights: list[dict[str, str]], nodes: dict[str, NodeState | None]) -> dict[str, str]:
-        """Drain these hosts' nodes together. Each flight records its moved pods' owners and the Ready count each had
-        before, to get back to. Returns the hosts whose drain the skip policy gave up on, with the blockers."""
-        by_node: dict[str, dict[str, str]] = {}
+    # --- one handler per action: None when it changed nothing ---
+
+    def _admit(self, action: act.Admit, record: RollRecord, seen: Observation) -> _Effect:
+        record.flights += [copy.copy(flight) for flight in action.flights]
+        record.waves += 1
+        for flight in action.flights:
+            self._admitted[flight.old] = seen.now
+            self.ui.say(f"replacing {flight.old} ({flight.zone or '?'}, {flight.reason or 'in flight'})")
+        surging = any(flight.phase is Phase.LAUNCHED for flight in action.flights)
+        return _Effect(Phase.LAUNCHED if surging else None)
+
+    def _claim(self, action: act.Claim, record: RollRecord, seen: Observation) -> _Effect:
+        _flight(record, action.old).new = action.new
+        return _Effect()
+
+    def _advance_all(self, action: act.Advance, record: RollRecord, seen: Observation) -> _Effect:
+        for old in action.olds:
+            self._advance(_flight(record, old), action.phase, seen)
+        return _Effect(action.phase)
+
+    def _resize(self, action: act.Resize, record: RollRecord, seen: Observation) -> _Effect:
+        self.fleet.set_size(desired=action.desired, max_size=action.max_size)
+        self.ui.say(f"desired capacity {seen.fleet.desired} → {action.desired}: replacement(s) launch")
+        return _Effect(changed_record=False)
+
+    def _mark(self, action: act.Mark, record: RollRecord, seen: Observation) -> _Effect:
+        self.kube.annotate(action.node, {SURGE_ANNOTATION: "true"})  # no scale-down mid-roll
+        return _Effect(changed_record=False)
+
+    def _cordon(self, action: act.Cordon, record: RollRecord, seen: Observation) -> _Effect:
+        for old in action.olds:
+            flight, host = _flight(record, old), seen.fleet.host(old)
+            if host is not None and host.node is not None:
+                self.kube.cordon(host.node.name)
+                flight.node = host.node.name
+        return _Effect()
+
+    def _drain_action(self, action: act.Drain, record: RollRecord, seen: Observation) -> _Effect:
+        self._drain([_flight(record, old) for old in action.olds], record, seen)
+        return _Effect(Phase.DRAINED)
+
+    def _terminate(self, action: act.Terminate, record: RollRecord, seen: Observation) -> _Effect:
+        for old in action.olds:
+            flight = _flight(record, old)
+            self.fleet.terminate(old)
+            if flight.dead and flight.node:
+                deleted = clear_dead_node(self.kube, flight.node)
+                self.ui.say(f"deleted {deleted} pod(s) of the dead node {flight.node} and the node itself")
+            self._advance(flight, Phase.TERMINATED, seen)
+        return _Effect(Phase.TERMINATED)
+
+    def _complete_hook(self, action: act.CompleteHook, record: RollRecord, seen: Observation) -> None:
+        self.fleet.complete_termination(action.instance_id)
+        # not progress by itself: a hook not reached yet is completed at a later tick
+
+    def _finish_action(self, action: act.Finish, record: RollRecord, seen: Observation) -> _Effect:
+        self._finish(_flight(record, action.old), record)
+        return _Effect()
+
+    def _bake(self, action: act.Bake, record: RollRecord, seen: Observation) -> _Effect:
+        record.canary = action.canary
+        record.bake_started = self.clock.now() if action.canary is Canary.BAKING else None
+        return _Effect()
+
+    def _say(self, action: act.Say, record: RollRecord, seen: Observation) -> None:
+        if action.text != self._said:  # the same wait said once, not every tick
+            self.ui.say(action.text)
+        self._said = action.text
+
+    def _fail(self, action: act.Fail, record: RollRecord, seen: Observation) -> None:
+        raise action.error
+
+    def _halt(self, action: act.Halt, record: RollRecord, seen: Observation) -> None:
+        raise RollHalted(
+            f"roll halted: {action.why}. The new hosts keep serving and the rest are untouched; run the same "
+            "command again once the cause is fixed"
+        )
+
+    def _advance(self, flight: Flight, phase: Phase, seen: Observation) -> None:
+        if phase is Phase.READY:
+            self.observer.booted(_boot_seconds(seen, flight))
+        flight.phase = phase
+        flight.entered = seen.now
+
+    def _drain(self, flights: list[Flight], record: RollRecord, seen: Observation) -> None:
+        """Drain these hosts' nodes together (cordoned already). Each flight records its moved pods' owners and the
+        Ready count each had before, to get back to. Hosts the skip policy gives up on are undone."""
+        by_node: dict[str, Flight] = {}
         for flight in flights:
-            node = nodes[flight["old"]]
-            if node is None:
-                self.ui.say(f"{flight['old']} has no node: nothing to drain")
+            if flight.dead:
+                continue  # a dead node's pods cannot be evicted: they are deleted with it after its termination
+            if not flight.node:
+                self.ui.say(f"{flight.old} has no node: nothing to drain")
             else:
-                by_node[node.name] = flight
-        if not by_node:
-            return {}
-        pods = {name: self.kube.pods(node=name) for name in by_node}
-        before = ready_counts(self.kube, owners_of([pod for listed in pods.values() for pod in listed]))
-        reports = Drainer(self.kube, self.clock, drain_policy(self.rolling)).drain_all(list(by_node))
+                by_node[flight.node] = flight
         skipped: dict[str, str] = {}
-        for report in reports:
-            flight = by_node[report.node]
-            if report.skipped:
-                skipped[flight["old"]] = "; ".join(blocker.explain() for blocker in report.blocked)
-                continue
-            self.ui.say(f"drained {report.node}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
-            moved = owners_of([pod for pod in pods[report.node] if pod.ref in {*report.evicted, *report.forced}])
-            flight["owners"] = ";".join(f"{o.kind}/{o.namespace}/{o.name}={before[o]}" for o in moved)
-        return skipped
+        if by_node:
+            pods = {name: self.kube.pods(node=name) for name in by_node}
+            before = ready_counts(self.kube, owners_of([pod for listed in pods.values() for pod in listed]))
+            for report in self.drainer.drain_all(list(by_node), pods=pods):
+                flight = by_node[report.node]
+                if report.skipped:
+                    skipped[flight.old] = "; ".join(blocker.explain() for blocker in report.blocked)
+                    continue
+                self.ui.say(f"drained {report.node}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
+                moved = owners_of([pod for pod in pods[report.node] if pod.ref in {*report.evicted, *report.forced}])
+                flight.owners = {owner: before[owner] for owner in moved}
+        for flight in flights:
+            if flight.old in skipped:
+                self._undo([flight], record)
+                self.result.skipped.append((flight.old, skipped[flight.old]))
+                self.ui.warn(f"skipped {flight.old}: {skipped[flight.old]}")
+            else:
+                self._advance(flight, Phase.DRAINED, seen)
 
-    def _await_migration(self, flight: dict[str, str], node: NodeState | None) -> None:
-        owners: dict[Owner, int | None] = {}
-        for entry in filter(None, flight.get("owners", "").split(";")):
-            owner, _, count = entry.partition("=")
-            owners[Owner(*owner.split("/", 2))] = int(count) if count else None
-        if node is None or not owners:
-            return
-
-        def migrated() -> bool | None:
-            status = migration(self.kube, owners, away_from=node.name)
-            return True if status.done else None
-
-        wait_until(
-            migrated,
-            clock=self.clock,
-            timeout=self.rolling.ready_timeout_seconds,
-            interval=POLL_SECONDS,
-            what=f"the pods of {node.name} to run elsewhere",
-            next_step="`kubectl get pods -A --field-selector status.phase=Pending` shows what cannot be placed",
+    def _finish(self, flight: Flight, record: RollRecord) -> None:
+        record.flights.remove(flight)
+        record.replacements.append(flight.new)  # taken: no later host in flight may claim it
+        self.result.replaced.append(
+            Replaced(
+                flight.old,
+                flight.new,
+                self._images.get(flight.old, ""),
+                self._images.get(flight.new, ""),
+                self.clock.now() - self._admitted.pop(flight.old, self.clock.now()),
+            )
         )
-
-    def _terminate(self, instance_id: str) -> None:
-        """Terminate with a decrement; a host held in Terminating:Wait by the group's hook is drained already, so
-        its lifecycle action is completed at once rather than at the hook's timeout."""
-        self.fleet.terminate(instance_id)
-
-        def gone() -> bool | None:
-            host = self.fleet.snapshot().host(instance_id)
-            if host is not None and host.lifecycle_state == "Terminating:Wait":
-                self.fleet.complete_termination(instance_id)
-            return True if host is None else None
-
-        wait_until(
-            gone,
-            clock=self.clock,
-            timeout=self.rolling.drain_timeout_seconds,
-            interval=POLL_SECONDS,
-            what=f"{instance_id} to leave the group",
-            next_step="it may be in Terminating:Wait; `cluster status` shows its lifecycle state",
-        )
+        self.ui.say(f"replaced {flight.old} by {flight.new or '?'}")
 
     # --- undo and restore ---
 
-    def _undo(self, flights: list[dict[str, str]], record: RollRecord) -> None:
-        """Undo what these hosts' steps started: their old nodes back in service, their surge hosts gone."""
+    def _undo(self, flights: list[Flight], record: RollRecord) -> None:
+        """Undo what these hosts' steps started: their old nodes back in service, their surge hosts gone, the size
+        back to what the remaining flights need."""
         for flight in reversed(flights):
-            if flight["phase"] != "terminated":  # else its old host is gone and its replacement is in service
-                old_node = self._node_of(flight["old"])
-                if old_node is not None and old_node.unschedulable:
-                    self.kube.uncordon(old_node.name)
-                surge_host = self._await_surge_host(flight, record)
-                if surge_host is not None:
-                    self._remove_surge_host(surge_host)
+            if not flight.done(Phase.TERMINATED):  # else its old host is gone and its replacement is wanted
+                old = self.fleet.snapshot().host(flight.old)
+                if old is not None and old.node is not None and old.node.unschedulable:
+                    self.kube.uncordon(old.node.name)
+                if flight.kind is Kind.SURGE:
+                    surge_host = self._await_surge_host(flight, record)
+                    if surge_host is not None:
+                        self._remove_surge_host(surge_host)
             record.flights.remove(flight)
-        # What is still above the size is surge the group has not launched yet (or never will): lower the size.
-        snapshot = self.fleet.snapshot()
-        target = _surged_size(record, snapshot)
-        if snapshot.desired > target:
+        fleet = self.fleet.snapshot()
+        target = record.original_desired + sum(
+            1 if flight.kind is Kind.SURGE else 0 for flight in record.flights if not flight.done(Phase.TERMINATED)
+        )
+        if fleet.desired != target:
             self.fleet.set_size(desired=target, max_size=max(record.original_max, target))
         self.journal.save(record)
 
-    def _await_surge_host(self, flight: dict[str, str], record: RollRecord) -> str | None:
+    def _await_surge_host(self, flight: Flight, record: RollRecord) -> str | None:
         """The flight's surge host, waiting a little for one AWS has not listed yet: lowering the size instead would
         let the group's termination policy pick an old, undrained host."""
 
         def claimed() -> str | None:
-            host = self._claim(flight, record, self.fleet.snapshot())
-            return host.instance_id if host else None
+            fleet = self.fleet.snapshot()
+            if flight.new and fleet.host(flight.new) is not None:
+                return flight.new
+            taken = record.launched() | record.olds()
+            for host in fleet.hosts:
+                launched = host.launched
+                if host.instance_id not in taken and launched is not None and launched > record.started:
+                    flight.new = host.instance_id
+                    return host.instance_id
+            return None
 
         try:
             return wait_until(
                 claimed,
                 clock=self.clock,
                 timeout=SURGE_VISIBLE_SECONDS,
-                interval=POLL_SECONDS,
+                interval=act.POLL_SECONDS,
                 what="the surge host to be listed",
                 next_step="",
             )
@@ -471,24 +407,44 @@ class Roll:
     def _remove_surge_host(self, instance_id: str) -> None:
         """Drain a surge host (pods may have moved onto it) and terminate it with a decrement, completing its hook.
         If its pods cannot move, it stays, uncordoned, and the user is told: capacity is kept, no budget broken."""
-        node = self._node_of(instance_id)
+        host = self.fleet.snapshot().host(instance_id)
+        node = host.node if host is not None else None
         try:
             if node is not None:
-                Drainer(self.kube, self.clock, drain_policy(self.rolling)).drain(node.name)
-            self._terminate(instance_id)
+                self.drainer.drain(node.name)
+            self.fleet.terminate(instance_id)
+            self._await_gone(instance_id)
         except ClusterError as error:
             if node is not None:
                 self.kube.uncordon(node.name)
             self.ui.warn(f"left the surge host {instance_id} running, the group one host larger: {error}")
 
+    def _await_gone(self, instance_id: str) -> None:
+        def gone() -> bool | None:
+            host = self.fleet.snapshot().host(instance_id)
+            if host is not None and host.lifecycle_state == "Terminating:Wait":
+                self.fleet.complete_termination(instance_id)
+                return True
+            return True if host is None or not host.serving else None
+
+        wait_until(
+            gone,
+            clock=self.clock,
+            timeout=self.rolling.drain_timeout_seconds,
+            interval=act.POLL_SECONDS,
+            what=f"{instance_id} to leave the group",
+            next_step="it may be in Terminating:Wait; `cluster status` shows its lifecycle state",
+        )
+
     def _unmark(self, record: RollRecord) -> None:
         """The roll is over: its new hosts are ordinary members again, which cluster-autoscaler may scale down. A
         failure here only warns: it must not hide the error that ended the roll, nor leave the roll unfinished."""
         try:
-            nodes = self._nodes(self.fleet.snapshot())
+            fleet = self.fleet.snapshot()
             for instance_id in record.replacements:
-                if instance_id in nodes:
-                    self.kube.annotate(nodes[instance_id].name, {SURGE_ANNOTATION: None})
+                host = fleet.host(instance_id)
+                if host is not None and host.node is not None and SURGE_ANNOTATION in host.node.annotations:
+                    self.kube.annotate(host.node.name, {SURGE_ANNOTATION: None})
         except Exception as error:
             self.ui.warn(f"could not remove {SURGE_ANNOTATION} from the new hosts' nodes: {error}")
 
@@ -497,50 +453,51 @@ class Roll:
         capacity that differs was changed by something else (an autoscaler, a person, a surge host that could not
         be drained): it is left as it is, since lowering it would let the group terminate a host of its own choosing,
         undrained."""
-        snapshot = self.fleet.snapshot()
-        if snapshot.desired != record.original_desired:
+        fleet = self.fleet.snapshot()
+        if fleet.desired != record.original_desired:
             self.ui.warn(
-                f"the group's desired capacity is {snapshot.desired}, not the {record.original_desired} it had before "
+                f"the group's desired capacity is {fleet.desired}, not the {record.original_desired} it had before "
                 "the roll; left as it is (`cluster status` shows its hosts)"
             )
-        max_size = max(record.original_max, snapshot.desired)
-        if snapshot.max_size != max_size:
-            self.fleet.set_size(desired=snapshot.desired, max_size=max_size)
+        max_size = max(record.original_max, fleet.desired)
+        if fleet.max_size != max_size:
+            self.fleet.set_size(desired=fleet.desired, max_size=max_size)
 
     # --- observations ---
 
-    def _node_of(self, instance_id: str) -> NodeState | None:
-        snapshot = self.fleet.snapshot()
-        host = snapshot.host(instance_id)
-        if host is None:
-            return None
-        return self.kube.match_hosts(self.kube.nodes(), {instance_id: host.names}).get(instance_id)
-
-    def _nodes(self, snapshot: Snapshot) -> dict[str, NodeState]:
-        return self.kube.match_hosts(self.kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
-
-    def _measure(self) -> None:
-        """Track the lowest ready capacity seen: InService hosts whose node is Ready and schedulable."""
-        snapshot = self.fleet.snapshot()
-        nodes = self._nodes(snapshot)
-        ready = sum(
-            1
-            for host in snapshot.hosts
-            if host.lifecycle_state == "InService" and _ready(nodes, host) and not nodes[host.instance_id].unschedulable
-        )
+    def _measure(self, seen: Observation) -> None:
+        """The lowest ready capacity seen (InService hosts whose node is Ready and schedulable), and each host's
+        image for the closing table."""
         lowest = self.result.lowest_ready
+        ready = seen.fleet.ready_capacity
         self.result.lowest_ready = ready if lowest is None else min(lowest, ready)
+        for host in seen.fleet.hosts:
+            self._images.setdefault(host.instance_id, host.image)
 
 
-def _surged_size(record: RollRecord, snapshot: Snapshot) -> int:
-    """The group's size with the roll's surge: one more host for each host in flight whose old host still serves. An
-    old host terminated already (its decrement made, perhaps by a run killed before it could journal that) counts no
-    more, else the next run would launch a host too many."""
-    olds = [snapshot.host(flight["old"]) for flight in record.flights]
-    return record.original_desired + sum(
-        1 for old in olds if old is not None and not old.lifecycle_state.startswith("Terminating")
-    )
+@dataclass(frozen=True)
+class _Effect:
+    """What a handled action did: the phase its flights entered, if any, and whether the record changed."""
+
+    entered: Phase | None = None
+    changed_record: bool = True
 
 
-def _ready(nodes: dict[str, NodeState], host: Host) -> bool:
-    return host.instance_id in nodes and nodes[host.instance_id].ready
+def _nothing(action: Action, record: RollRecord, seen: Observation) -> None:
+    return None
+
+
+def _boot_seconds(seen: Observation, flight: Flight) -> float:
+    """From its launch to its node Ready, by AWS's and the API server's clocks where both tell, else by this run's."""
+    new = seen.fleet.host(flight.new)
+    if new is not None and new.launched is not None and new.node is not None and new.node.ready_since is not None:
+        return max((new.node.ready_since - new.launched).total_seconds(), 0.0)
+    return seen.now - flight.entered
+
+
+def _flight(record: RollRecord, old: str) -> Flight:
+    return next(flight for flight in record.flights if flight.old == old)
+
+
+def _phase(flight: Flight) -> str:
+    return flight.phase.value if flight.phase else "start"

@@ -1,44 +1,22 @@
 """The roll's progress, written to SSM before each step that changes something, so that the same command run again
-after a crash or Ctrl-C knows what it had done: the group's original size, the processes it suspended, and the hosts
-in flight, each with its phase. Hosts already replaced need no record: they are gone, and their replacements are
-current, so a new plan does not list them."""
+after a crash or Ctrl-C knows what it had done: the group's original size, the processes it suspended, the hosts in
+flight with their phases, the hosts it launched, and where its canary stands. This is the only code that turns the
+record into JSON and back; the format carries a version, and a record of a version this code does not know is
+refused rather than guessed at."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
 
 from provision.aws.parameters import Parameters
+from provision.errors import ClusterError
+from provision.kube.model import Owner
 from provision.render import names
+from provision.roll.state import Canary, Flight, Kind, Phase, RollRecord
 
-
-@dataclass
-class RollRecord:
-    operation: str
-    group: str
-    original_desired: int
-    original_max: int
-    suspended: list[str] = field(default_factory=list)  # processes this roll suspended and must resume
-    # One entry per host being replaced, oldest first: {"old": id, "new": id, "phase": …, "before": …, "owners": …}
-    flights: list[dict[str, str]] = field(default_factory=list)
-    replacements: list[str] = field(default_factory=list)  # hosts this roll launched and put in service
-
-    def olds(self) -> set[str]:
-        """The old hosts in flight: being replaced."""
-        return {flight["old"] for flight in self.flights}
-
-    def launched(self) -> set[str]:
-        """The hosts this roll launched, in service or still coming: never hosts for it to replace."""
-        return set(self.replacements) | {flight["new"] for flight in self.flights if flight.get("new")}
-
-    def not_to_plan(self) -> set[str]:
-        """What a plan continuing this roll leaves out: the hosts in flight (finished first, from the journal) and
-        the hosts it launched."""
-        return self.olds() | self.launched()
-
-    def hosts_in_flight(self) -> set[str]:
-        """The instances this roll is working on (old hosts and their replacements): other tools leave them be."""
-        return {flight[key] for flight in self.flights for key in ("old", "new") if flight.get(key)}
+FORMAT = 2  # 1: the untyped record of earlier releases
 
 
 class Journal:
@@ -48,11 +26,89 @@ class Journal:
 
     def load(self) -> RollRecord | None:
         raw = self.parameters.value(self.name)
-        return RollRecord(**json.loads(raw)) if raw else None
+        return decode(raw, self.name) if raw else None
 
     def save(self, record: RollRecord) -> None:
         # Intelligent-Tiering: a record past 4 KB (a node with many workloads) becomes an advanced parameter.
-        self.parameters.put(self.name, json.dumps(asdict(record), sort_keys=True), tier="Intelligent-Tiering")
+        self.parameters.put(self.name, encode(record), tier="Intelligent-Tiering")
 
     def clear(self) -> None:
         self.parameters.remove(self.name)
+
+
+def encode(record: RollRecord) -> str:
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "operation": record.operation,
+            "group": record.group,
+            "original_desired": record.original_desired,
+            "original_max": record.original_max,
+            "started": record.started.isoformat(),
+            "suspended": record.suspended,
+            "replacements": record.replacements,
+            "waves": record.waves,
+            "canary": record.canary.value,
+            "flights": [_flight(flight) for flight in record.flights],
+        },
+        sort_keys=True,
+    )
+
+
+def decode(raw: str, where: str) -> RollRecord:
+    try:
+        data = json.loads(raw)
+        version = data.get("format", 1) if isinstance(data, dict) else None
+    except json.JSONDecodeError:
+        version = None
+    if version != FORMAT:
+        raise ClusterError(
+            f"{where}: the roll journal is in format {version or 'unknown'}, which this release of cluster does not "
+            f"read (it writes format {FORMAT}); finish that roll with the release that started it, or remove the "
+            "parameter once no roll is in progress"
+        )
+    try:
+        return RollRecord(
+            operation=data["operation"],
+            group=data["group"],
+            original_desired=data["original_desired"],
+            original_max=data["original_max"],
+            started=datetime.fromisoformat(data["started"]),
+            suspended=list(data["suspended"]),
+            flights=[_unflight(entry) for entry in data["flights"]],
+            replacements=list(data["replacements"]),
+            waves=data["waves"],
+            canary=Canary(data["canary"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ClusterError(f"{where}: the roll journal is damaged ({type(error).__name__}: {error})") from None
+
+
+def _flight(flight: Flight) -> dict[str, Any]:
+    return {
+        "old": flight.old,
+        "kind": flight.kind.value,
+        "wave": flight.wave,
+        "zone": flight.zone,
+        "reason": flight.reason,
+        "dead": flight.dead,
+        "phase": flight.phase.value if flight.phase else None,
+        "new": flight.new,
+        "node": flight.node,
+        "owners": [[owner.kind, owner.namespace, owner.name, count] for owner, count in flight.owners.items()],
+    }
+
+
+def _unflight(entry: dict[str, Any]) -> Flight:
+    return Flight(
+        old=entry["old"],
+        kind=Kind(entry["kind"]),
+        wave=entry["wave"],
+        zone=entry["zone"],
+        reason=entry["reason"],
+        dead=entry["dead"],
+        phase=Phase(entry["phase"]) if entry["phase"] else None,
+        new=entry["new"],
+        node=entry["node"],
+        owners={Owner(kind, namespace, name): count for kind, namespace, name, count in entry["owners"]},
+    )

@@ -1,13 +1,70 @@
-"""Which hosts a roll replaces, in which order: a pure function of a snapshot, so `--dry-run` shows exactly what the
-executor would do."""
+"""Which hosts a roll replaces, in which order, with which budget and strategy: a pure function of an observation, so
+`--dry-run` shows exactly what the engine would do."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
+from provision.config.schema import Rolling
 from provision.errors import UsageError
-from provision.roll.fleet import Host, Snapshot
+from provision.fleet.model import Host, Snapshot
+
+Order = Literal["oldest", "zone"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How far a roll may take the group from its desired capacity, resolved once (as kops' resolveSettings does):
+    ``surge`` hosts above it (replacements launched first), ``unavailable`` Ready hosts below it (old hosts taken
+    out first)."""
+
+    surge: int = 1
+    unavailable: int = 0
+    overlap: bool = True  # with surge: the next replacements boot while the current old hosts drain
+
+    @classmethod
+    def resolve(
+        cls,
+        rolling: Rolling,
+        desired: int,
+        *,
+        max_surge: int | str | None = None,
+        max_unavailable: int | str | None = None,
+    ) -> Budget:
+        """Counts, or percentages of ``desired``: surge rounds up, unavailable rounds down. When both come to 0 (a
+        percentage of a small group), one host at a time may be unavailable, as kops does: the plan says so."""
+        surge = _count(rolling.max_surge if max_surge is None else max_surge, desired, math.ceil)
+        unavailable = _count(
+            rolling.max_unavailable if max_unavailable is None else max_unavailable, desired, math.floor
+        )
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        return cls(surge, unavailable, rolling.overlap)
+
+    @property
+    def peak_surge(self) -> int:
+        return self.surge * (2 if self.overlap else 1)
+
+
+def _count(value: int | str, desired: int, rounding: Callable[[float], int]) -> int:
+    if isinstance(value, str):
+        return int(rounding(desired * int(value.rstrip("%")) / 100))
+    return value
+
+
+@dataclass(frozen=True)
+class Strategy:
+    canary: int = 1  # hosts replaced first, then watched for bake_seconds before the rest go
+    bake_seconds: float = 0  # 0: no bake, and the canary is just the first wave
+    order: Order = "oldest"  # "zone": one availability zone finished before the next starts
+    halt_on_alarms: tuple[str, ...] = ()  # CloudWatch alarms that stop the roll before a wave while in ALARM
+
+    @classmethod
+    def of(cls, rolling: Rolling) -> Strategy:
+        return cls(rolling.canary, rolling.bake_seconds, rolling.order, tuple(rolling.halt_on_alarms))
 
 
 @dataclass(frozen=True)
@@ -26,15 +83,18 @@ class Plan:
     max_size: int
     replacements: tuple[Replacement, ...]
     left_alone: tuple[tuple[str, str], ...] = ()  # (instance, why)
-    gated: bool = True  # wait for the group's own nodes to be Ready before each host (not for `replace`)
-    surge: int = 1  # replacements booting at once
-    overlap: bool = False  # the next replacements boot while the current old host drains
+    gated: bool = True  # wait for the group's own nodes to be Ready before each wave (not for `replace`)
+    budget: Budget = field(default_factory=Budget)
+    strategy: Strategy = field(default_factory=Strategy)
 
     @property
     def peak_size(self) -> int:
         """The most hosts the group runs during the roll: the surge booting, plus as many again while they drain."""
-        in_flight = min(len(self.replacements), self.surge * (2 if self.overlap else 1))
-        return self.desired + in_flight
+        return self.desired + min(len(self.replacements), self.budget.peak_surge)
+
+    @property
+    def lowest_ready(self) -> int:
+        return self.desired - min(len(self.replacements), self.budget.unavailable)
 
     def excluding(self, instances: set[str]) -> Plan:
         """The plan without these hosts: those an interrupted roll already launched are never replaced again by the
@@ -44,18 +104,34 @@ class Plan:
     def describe(self, drain_timeout: float) -> list[str]:
         if not self.replacements:
             return [f"{self.operation}: nothing to replace in {self.group}"]
-        if self.surge == 1:
+        budget, strategy, many = self.budget, self.strategy, len(self.replacements)
+        if budget.surge == 0:
+            pace = f"{'one' if budget.unavailable == 1 else budget.unavailable} at a time, each taken out first"
+        elif budget.surge == 1 and budget.unavailable == 0:
             pace = "one at a time"
-            if self.overlap and len(self.replacements) > 1:
+            if budget.overlap and many > 1:
                 pace += ", the next booting while the current host drains"
         else:
-            pace = f"{self.surge} at a time (their replacements booting together, then their nodes drained together)"
-            if self.overlap and len(self.replacements) > self.surge:
+            pace = f"{budget.surge} at a time (their replacements booting together, then their nodes drained together)"
+            if budget.unavailable:
+                pace += f", and {budget.unavailable} more taken out first"
+            if budget.overlap and many > budget.surge:
                 pace += ", the next ones booting while these drain"
         lines = [
-            f"{self.operation}: {len(self.replacements)} host(s) of {self.group}, {pace}; ready capacity never below "
-            f"{self.desired}, at most {self.peak_size} hosts at once:"
+            f"{self.operation}: {many} host(s) of {self.group}, {pace}; ready capacity never below "
+            f"{self.lowest_ready}, at most {self.peak_size} hosts at once:"
         ]
+        if strategy.bake_seconds and many > strategy.canary:
+            lines.append(
+                f"  canary: the first {strategy.canary} host(s), then {strategy.bake_seconds:.0f}s watching their "
+                "nodes and the pods that moved onto them (Ready, not restarting) before the rest"
+            )
+        if strategy.order == "zone":
+            lines.append("  zone by zone: one availability zone finished before the next starts")
+        if strategy.halt_on_alarms:
+            lines.append(
+                f"  halts before a wave while any of these alarms is in ALARM: {', '.join(strategy.halt_on_alarms)}"
+            )
         for number, step in enumerate(self.replacements, start=1):
             middle = (
                 "terminate it, then delete its pods and its node so they are rescheduled at once"
@@ -66,26 +142,40 @@ class Plan:
             lines.append(
                 f"  {number}. {step.old} ({step.zone}, {step.reason}): a replacement launches (desired +1), wait "
                 f"for it InService and its node Ready, {middle} with a decrement (desired -1)"
+                if budget.surge
+                else f"  {number}. {step.old} ({step.zone}, {step.reason}): {middle} with a decrement (desired -1), "
+                "then a replacement launches (desired +1) and its node becomes Ready"
             )
         lines += [f"  left alone: {instance} ({why})" for instance, why in self.left_alone]
         return lines
 
 
 def outdated(
-    snapshot: Snapshot, *, operation: str, include_protected: bool, surge: int = 1, overlap: bool = True
+    snapshot: Snapshot,
+    *,
+    operation: str,
+    include_protected: bool,
+    budget: Budget = Budget(),
+    strategy: Strategy = Strategy(),
 ) -> Plan:
-    """Every host whose configuration fingerprint is not the current one, oldest first, ``surge`` at a time."""
+    """Every host whose configuration fingerprint is not the current one, oldest first."""
 
     def why(host: Host) -> str | None:
         return None if host.fingerprint == snapshot.fingerprint else f"outdated: {host.fingerprint or 'no fingerprint'}"
 
     return _select(
-        snapshot, why, operation=operation, include_protected=include_protected, surge=surge, overlap=overlap
+        snapshot, why, operation=operation, include_protected=include_protected, budget=budget, strategy=strategy
     )
 
 
 def every_host(
-    snapshot: Snapshot, *, operation: str, reason: str, include_protected: bool, surge: int = 1, overlap: bool = True
+    snapshot: Snapshot,
+    *,
+    operation: str,
+    reason: str,
+    include_protected: bool,
+    budget: Budget = Budget(),
+    strategy: Strategy = Strategy(),
 ) -> Plan:
     """Every host, current or not (`cluster roll`; and what `patch --dry-run` shows, since the stack update it has
     not made yet would make every host outdated)."""
@@ -94,8 +184,8 @@ def every_host(
         lambda _host: reason,
         operation=operation,
         include_protected=include_protected,
-        surge=surge,
-        overlap=overlap,
+        budget=budget,
+        strategy=strategy,
     )
 
 
@@ -105,11 +195,11 @@ def _select(
     *,
     operation: str,
     include_protected: bool,
-    surge: int,
-    overlap: bool,
+    budget: Budget,
+    strategy: Strategy,
 ) -> Plan:
-    """The hosts ``why`` gives a reason to replace, oldest first. Hosts not InService (booting, leaving) and hosts
-    protected from scale-in (unless asked) are left alone and named."""
+    """The hosts ``why`` gives a reason to replace, oldest first (zone by zone with the zone order). Hosts not
+    InService (booting, leaving) and hosts protected from scale-in (unless asked) are left alone and named."""
     replacements: list[Replacement] = []
     left_alone: list[tuple[str, str]] = []
     for host in snapshot.hosts:
@@ -122,6 +212,8 @@ def _select(
             left_alone.append((host.instance_id, "protected from scale-in; --include-protected replaces it"))
         else:
             replacements.append(Replacement(host.instance_id, host.zone, reason))
+    if strategy.order == "zone":
+        replacements.sort(key=lambda step: step.zone)  # stable: oldest first within each zone
     return Plan(
         operation,
         snapshot.group,
@@ -129,8 +221,8 @@ def _select(
         snapshot.max_size,
         tuple(replacements),
         tuple(left_alone),
-        surge=surge,
-        overlap=overlap,
+        budget=budget,
+        strategy=strategy,
     )
 
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from provision.aws.groups import Groups
-from provision.roll.journal import Journal, RollRecord
+from provision.roll.journal import Journal
+from provision.roll.state import RollRecord
 
 # AZRebalance would terminate hosts to even out zones mid-roll; ReplaceUnhealthy would replace a draining host before
 # it is drained; scheduled actions and alarms would change the size the roll is managing. Launch and Terminate stay:

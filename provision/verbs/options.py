@@ -43,14 +43,38 @@ def break_lock_option(function: F) -> F:
     return click.option("--break-lock", is_flag=True, help="Take over a roll lock that has expired.")(function)
 
 
+class HostShareType(click.ParamType):  # type: ignore[type-arg]
+    """A number of hosts or a percentage of the desired capacity, as rolling.max_surge takes it."""
+
+    name = "N|N%"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        text = str(value).strip()
+        if text.isdigit() and int(text) <= 100:
+            return int(text)
+        if text.endswith("%") and text[:-1].isdigit() and int(text[:-1]) <= 100:
+            return text
+        self.fail(f"{text!r} is neither a number of hosts from 0 to 100 nor a percentage such as '25%'", param, ctx)
+
+
+def budget_options(function: F) -> F:
+    """The roll's budget, over the configuration's: how far above and below its desired capacity the group goes."""
+    function = click.option(
+        "--max-unavailable",
+        type=HostShareType(),
+        help="Ready hosts the roll may take out before their replacements (default: rolling.max_unavailable); "
+        "with --max-surge 0 the group never grows.",
+    )(function)
+    return click.option(
+        "--max-surge",
+        type=HostShareType(),
+        help="Replacements launched before their old hosts go (default: rolling.max_surge).",
+    )(function)
+
+
 def many_hosts_options(function: F) -> F:
     """What `patch` and `roll`, which replace many hosts, let the user choose."""
-    function = click.option(
-        "--max-surge",
-        type=click.IntRange(1, 100),
-        metavar="N",
-        help="Replacements booting at once (default: rolling.max_surge).",
-    )(function)
+    function = budget_options(function)
     function = click.option("--include-protected", is_flag=True, help="Also replace hosts protected from scale-in.")(
         function
     )

@@ -23,7 +23,8 @@ def command(
     dry_run: bool,
     break_lock: bool,
     include_protected: bool,
-    max_surge: int | None,
+    max_surge: int | str | None,
+    max_unavailable: int | str | None,
     timeout: int,
 ) -> None:
     """Patch every host: resolve the newest image (an `ssm:` AMI is resolved again), raise the patch generation so
@@ -33,17 +34,17 @@ def command(
     from functools import partial
 
     from provision.deploy.up import Up
-    from provision.roll.plan import every_host, outdated
+    from provision.roll.plan import Strategy, every_host, outdated
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.rolling import engine, finish, holding_lock, owner, show_plan
+    from provision.verbs.rolling import budget, engine, finish, holding_lock, owner, show_plan
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes)
     with connected(config, options) as connection:
         roll = engine(config, connection, ui, verb="patch")
-        surge = max_surge or config.rolling.max_surge
-        hosts = len(roll.fleet.snapshot().hosts)
+        before = roll.fleet.snapshot()
+        hosts, resolved = len(before.hosts), budget(config, before, max_surge, max_unavailable)
         interrupted = roll.journal.load()
         continuing = interrupted is not None and interrupted.operation == "patch"
         # The lock is held from before the stack update: a second patch must not raise the generation mid-roll.
@@ -55,8 +56,10 @@ def command(
                     dry_run=dry_run,
                     join_token=None,
                     next_patch_generation=True,
-                    then=f", then replace its {hosts} host(s) {'one' if surge == 1 else surge} at a time",
+                    then=f", then replace its {hosts} host(s) ({resolved.surge} launched first, {resolved.unavailable} "
+                    "taken out first at a time)",
                 )
+                roll.fleet.template_changed()  # the stack update made a new launch template version
             # A dry run has not put the new patch generation in the stack; once it is there, every host is outdated.
             fresh = dry_run and not continuing
             select = partial(every_host, reason="outdated by the new patch generation") if fresh else outdated
@@ -64,8 +67,8 @@ def command(
                 roll.fleet.snapshot(),
                 operation="patch",
                 include_protected=include_protected,
-                surge=surge,
-                overlap=config.rolling.overlap,
+                budget=resolved,
+                strategy=Strategy.of(config.rolling),
             )
             show_plan(plan, roll, ui)
             if dry_run:

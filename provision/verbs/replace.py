@@ -41,7 +41,7 @@ def command(
     with connected(config, options) as connection:
         roll = engine(config, connection, ui, verb="replace")
         snapshot = roll.fleet.snapshot()
-        instance_id, node = find_host(host, snapshot, roll.kube)
+        instance_id, node = find_host(host, snapshot)
         if not dead and node is not None and not node.ready:
             ui.say(f"the node {node.name} of {instance_id} is NotReady: replacing it as a dead host")
             dead = True

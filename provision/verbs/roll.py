@@ -22,28 +22,30 @@ def command(
     dry_run: bool,
     break_lock: bool,
     include_protected: bool,
-    max_surge: int | None,
+    max_surge: int | str | None,
+    max_unavailable: int | str | None,
 ) -> None:
     """Replace every host of the group, current or not: a new host first, then cordon, drain under the budgets,
     terminate, as `patch` does, but without changing the stack. For hosts that must all start afresh (a kernel
     setting, hardware marked for retirement, a suspicion). Run again after a crash, it continues: hosts this roll
     already launched are not replaced again."""
-    from provision.roll.plan import every_host
+    from provision.roll.plan import Strategy, every_host
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.rolling import engine, finish, holding_lock, owner, show_plan
+    from provision.verbs.rolling import budget, engine, finish, holding_lock, owner, show_plan
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes)
     with connected(config, options) as connection:
         roll = engine(config, connection, ui, verb="roll")
+        snapshot = roll.fleet.snapshot()
         plan = every_host(
-            roll.fleet.snapshot(),
+            snapshot,
             operation="roll",
             reason="roll of every host",
             include_protected=include_protected,
-            surge=max_surge or config.rolling.max_surge,
-            overlap=config.rolling.overlap,
+            budget=budget(config, snapshot, max_surge, max_unavailable),
+            strategy=Strategy.of(config.rolling),
         )
         show_plan(plan, roll, ui)
         if dry_run:

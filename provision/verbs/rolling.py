@@ -11,13 +11,14 @@ from contextlib import contextmanager
 from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig
 from provision.errors import ClusterError, UsageError
+from provision.fleet.model import Snapshot
+from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
 from provision.kube.model import NodeState
 from provision.roll.engine import LOCK_TTL, Roll, RollResult
-from provision.roll.fleet import Fleet, Snapshot
 from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
-from provision.roll.plan import Plan
+from provision.roll.plan import Budget, Plan
 from provision.ui import UI
 from provision.verbs.aws import Connection
 
@@ -32,15 +33,23 @@ def kube_or_refuse(connection: Connection, verb: str) -> Kube:
 def engine(config: ClusterConfig, connection: Connection, ui: UI, *, verb: str) -> Roll:
     """The roll engine on this cluster's group and nodes; ``verb`` names what needs the Kubernetes API."""
     parameters = connection.cloud.parameters
+    kube = kube_or_refuse(connection, verb)
     return Roll(
-        Fleet(connection.cloud, config.stack_name),
-        kube_or_refuse(connection, verb),
+        Fleet.of_stack(connection.cloud, config.stack_name, kube=kube),
+        kube,
         Journal(parameters, config.parameter_path),
         RunLock(parameters, config.parameter_path),
         ui,
         SystemClock(),
         config.rolling,
     )
+
+
+def budget(
+    config: ClusterConfig, snapshot: Snapshot, max_surge: int | str | None, max_unavailable: int | str | None
+) -> Budget:
+    """The roll's budget from the configuration, the command line's flags over it, for the group's size now."""
+    return Budget.resolve(config.rolling, snapshot.desired, max_surge=max_surge, max_unavailable=max_unavailable)
 
 
 def owner() -> str:
@@ -65,7 +74,7 @@ def show_plan(plan: Plan, roll: Roll, ui: UI) -> None:
     if interrupted is not None and interrupted.group == plan.group:
         if interrupted.flights:
             doing = ", ".join(
-                f"{flight['old']} (at {flight.get('phase') or 'start'})" for flight in interrupted.flights
+                f"{flight.old} (at {flight.phase.value if flight.phase else 'start'})" for flight in interrupted.flights
             )
             ui.say(f"first, the interrupted {interrupted.operation} is continued: {doing}")
         plan = plan.excluding(interrupted.not_to_plan())
@@ -73,11 +82,10 @@ def show_plan(plan: Plan, roll: Roll, ui: UI) -> None:
         ui.say(line)
 
 
-def find_host(name: str, snapshot: Snapshot, kube: Kube) -> tuple[str, NodeState | None]:
+def find_host(name: str, snapshot: Snapshot) -> tuple[str, NodeState | None]:
     """The instance id of HOST given as an instance id, node name, private DNS name or private IP, and its node."""
-    nodes = kube.match_hosts(kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
     for host in snapshot.hosts:
-        node = nodes.get(host.instance_id)
+        node = host.node
         known = {host.instance_id, *host.names, *((node.name, *node.addresses) if node else ())}
         if name in known:
             return host.instance_id, node
