@@ -39,12 +39,6 @@ def install() -> None:
         parsing.clean_json = _clean_json
 
 
-def _region_zones(account_id: str, region: str) -> list[str]:
-    from moto.ec2.models import ec2_backends
-
-    return sorted(zone.name for zone in ec2_backends[account_id][region].describe_availability_zones())
-
-
 def launch(group: Any, count_needed: int, propagated_tags: dict[str, str], *, counted: Collection[str]) -> None:
     """moto's FakeAutoScalingGroup.replace_autoscaling_group_instances, but one instance at a time, each into the
     least populated zone. Members whose lifecycle state is in ``counted`` occupy their zone."""
@@ -106,3 +100,9 @@ def _clean_json(resource_json: Any, resources_map: Any) -> Any:
         region = _ORIGINAL["clean_json"](resource_json["Fn::GetAZs"], resources_map) or resources_map._region_name
         return _region_zones(resources_map._account_id, region)
     return _ORIGINAL["clean_json"](resource_json, resources_map)
+
+
+def _region_zones(account_id: str, region: str) -> list[str]:
+    from moto.ec2.models import ec2_backends
+
+    return sorted(zone.name for zone in ec2_backends[account_id][region].describe_availability_zones())
