@@ -37,7 +37,8 @@ def recording_ui(*, assume_yes: bool = True, answers: Answers | None = None) -> 
     return UI(console, ask=answers, assume_yes=assume_yes), out
 
 
-def config(**sections: dict[str, Any]) -> ClusterConfig:
+def config(**sections: dict[str, Any] | str) -> ClusterConfig:
+    """The example configuration with some sections changed (merged into a table, or replacing a value)."""
     data = tomllib.loads(EXAMPLE.read_text())
     for section, values in sections.items():
         if isinstance(data.get(section), dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provision.aws.alarms import Alarms
 from provision.aws.eks import EksClusters
 from provision.aws.groups import Groups
 from provision.aws.instances import Instances
@@ -20,6 +21,7 @@ class Cloud:
     instances: Instances
     parameters: Parameters
     eks: EksClusters
+    alarms: Alarms
     clock: Clock
 
     @classmethod
@@ -30,5 +32,6 @@ class Cloud:
             instances=Instances(factory.client("ec2")),
             parameters=Parameters(factory.client("ssm")),
             eks=EksClusters(factory.client("eks")),
+            alarms=Alarms(factory.client("cloudwatch")),
             clock=clock,
         )

@@ -30,6 +30,7 @@ from provision.errors import ClusterError, ExitCode, UsageError
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_eks import EKSClient
     from mypy_boto3_ssm import SSMClient
@@ -104,6 +105,8 @@ class AwsFactory:
     def client(self, service: Literal["ssm"]) -> SSMClient: ...
     @overload
     def client(self, service: Literal["eks"]) -> EKSClient: ...
+    @overload
+    def client(self, service: Literal["cloudwatch"]) -> CloudWatchClient: ...
     def client(self, service: str) -> Any:
         if service not in self._clients:
             self._clients[service] = self.session().client(

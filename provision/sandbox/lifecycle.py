@@ -21,13 +21,14 @@ auto-scaling backend, narrowly, so that a group with hooks behaves as on AWS:
   Action``), so moto routes it through the stack's rule to the cluster's queue (moto's envelope lacks the
   ``account`` key AWS's has; the patch puts it back);
 - an instance whose health is set Unhealthy is replaced, unless ReplaceUnhealthy is suspended;
-- the stack's AWS::SQS::QueuePolicy, which moto's CloudFormation skips, becomes the queue's Policy attribute.
+- the stack's AWS::SQS::QueuePolicy, which moto's CloudFormation skips, becomes the queue's Policy attribute;
+- new instances are spread over the group's zones, and Fn::GetAZs names the region's own zones (see ``zones``).
 
 Time is the sandbox's injected clock; ``scale`` shortens every hook timeout (and what describe_lifecycle_hooks
 reports, so a handler's heartbeat cadence follows) so a demo need not wait twenty minutes. Wait states, timeouts and
 replacements apply only on moto backends the model is attached to (the host simulator attaches it at every tick;
 moto's reset drops it), so moto used without a host simulator removes instances at once as before. The declared
-hooks, the queue policy and the event envelope are patched for every moto in the process once installed.
+hooks, the queue policy, the event envelope and the zones are patched for every moto in the process once installed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provision.clock import Clock
+from provision.sandbox import zones
 
 ATTRIBUTE = "_cluster_lifecycle"  # where an attached model lives on a moto auto-scaling backend
 
@@ -265,7 +267,6 @@ def install() -> None:
         _ORIGINAL["active_instances"] = FakeAutoScalingGroup.active_instances
         _ORIGINAL["terminate_instance"] = AutoScalingBackend.terminate_instance
         _ORIGINAL["delete_auto_scaling_group"] = AutoScalingBackend.delete_auto_scaling_group
-        _ORIGINAL["replace_autoscaling_group_instances"] = FakeAutoScalingGroup.replace_autoscaling_group_instances
 
         FakeAutoScalingGroup.create_from_cloudformation_json = classmethod(_create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
         FakeAutoScalingGroup.set_desired_capacity = _set_desired_capacity  # type: ignore[method-assign,assignment]
@@ -276,6 +277,7 @@ def install() -> None:
         AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action_response  # type: ignore[attr-defined]
         AutoScalingResponse.record_lifecycle_action_heartbeat = _heartbeat_response  # type: ignore[attr-defined]
         _install_queue_policy()
+        zones.install()
         # What EventBridge delivers to a target without an input transformer: moto's default leaves out "account".
         EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
             '{"version": "0", "id": "<id>", "detail-type": "<detail-type>", "source": "<source>", '
@@ -372,9 +374,10 @@ def _active_instances(group: Any) -> list[Any]:
 
 
 def _launch(group: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
-    """New instances are born waiting on the launch hook (moto makes them InService at once)."""
+    """New instances go to the least populated zone (moto puts all in the first subnet), and are born waiting on
+    the launch hook (moto makes them InService at once)."""
     before = {id(state) for state in group.instance_states}
-    _ORIGINAL["replace_autoscaling_group_instances"](group, count_needed, propagated_tags)
+    zones.launch(group, count_needed, propagated_tags, counted=CAPACITY_STATES)
     model = _model(group.autoscaling_backend)
     if model is not None:
         for state in group.instance_states:
