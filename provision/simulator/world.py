@@ -95,6 +95,7 @@ class Counters:
     evictions: int = 0
     evictions_refused: int = 0
     budget_violations: int = 0  # healthy pods removed while their budget allowed no disruption
+    pod_deletions: int = 0  # pods deleted through the API (a drain that evicts deletes none)
 
 
 class ChangeType(enum.StrEnum):
@@ -298,6 +299,7 @@ class World:
             obj = self._get(kind, namespace, name)
             key = (namespace if KINDS[kind][1] else "", name)
             if kind == "Pod":
+                self.counters.pod_deletions += 1
                 self._note_disruption(obj, evicted=False)
                 self._terminate(key)
                 if grace_seconds == 0:
