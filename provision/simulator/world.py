@@ -140,6 +140,7 @@ class World:
     timings: Timings = field(default_factory=Timings)
     counters: Counters = field(default_factory=Counters)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    history: int = CHANGE_LOG_LENGTH  # changes kept for watches to resume from
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -151,7 +152,7 @@ class World:
         # changed object the next resourceVersion and logs the change for watches.
         self._version = 0
         self._published: dict[str, dict[tuple[str, str], Obj]] = {kind: {} for kind in KINDS}
-        self._log: deque[Change] = deque(maxlen=CHANGE_LOG_LENGTH)
+        self._log: deque[Change] = deque(maxlen=self.history)
         self._deferred = 0
         self._names = itertools.count(1)
         self._ips = itertools.count(0)
