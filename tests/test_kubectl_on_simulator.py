@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,30 @@ def test_get_workloads_budgets_namespaces_and_events(kubectl: Kubectl) -> None:
     ]
     assert re.fullmatch(r"\d{1,2}s", events[0]["LAST SEEN"]), events[0]["LAST SEEN"]
     assert "Node worker-a status is now: NodeNotReady" in events[0]["MESSAGE"]
+
+
+def test_describe_node_and_pod_show_wall_clock_times_addresses_and_sane_figures(kubectl: Kubectl) -> None:
+    world = kubectl.sim.world
+    world.add_node("worker-a", internal_ip="10.0.1.10")
+    deployment(world, "web", 1)
+    wait_for(kubectl, "get", "pods", until=r"1/1\s+Running")
+    [pod] = world.select("Pod", "default")
+
+    node = kubectl.ok("describe", "node", "worker-a")
+    described_pod = kubectl.ok("describe", "pod", pod["metadata"]["name"])
+
+    created = re.search(r"^CreationTimestamp:\s+(.+)$", node, re.MULTILINE)
+    assert created, node
+    made = datetime.strptime(created[1].strip(), "%a, %d %b %Y %H:%M:%S %z")
+    assert abs((datetime.now(UTC) - made).total_seconds()) < 120, f"made at {made}, not now"
+    assert re.search(r"^  InternalIP:\s+10\.0\.1\.10$", node, re.MULTILINE), node
+    assert re.search(r"^  Kubelet Version:\s+v1\.34\.0$", node, re.MULTILINE), node
+    assert not re.search(r"\(-\d+%\)", node), "a negative percentage (a capacity missing)"
+    assert re.search(r"^  memory\s+0 \(0%\)", node, re.MULTILINE), node
+    assert re.search(r"^Node:\s+worker-a/10\.0\.1\.10$", described_pod, re.MULTILINE), described_pod
+    assert re.search(r"^IP:\s+10\.244\.\d+\.\d+$", described_pod, re.MULTILINE), described_pod
+    assert re.search(r"^Status:\s+Running$", described_pod, re.MULTILINE), described_pod
+    assert re.search(r"^\s+Ready:\s+True$", described_pod, re.MULTILINE), described_pod
 
 
 # --- cordon, drain ------------------------------------------------------------------------------------------

@@ -66,6 +66,10 @@ NODE_INFO = {
     "architecture": "amd64",
 }
 
+# An m4.large's memory and a 20 GiB root volume: without them `kubectl describe node` divides by zero and prints
+# negative percentages. Pods are scheduled by count and CPU only.
+NODE_STORAGE = {"memory": "8039352Ki", "ephemeral-storage": "20959212Ki"}
+
 # kind -> (apiVersion, namespaced)
 KINDS: dict[str, tuple[str, bool]] = {r.kind: (r.api_version, r.namespaced) for r in RESOURCES}
 
@@ -342,8 +346,16 @@ class World:
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
             "spec": {"providerID": provider_id} if provider_id else {},
             "status": {
-                "capacity": {"pods": str(self.timings.node_pods), "cpu": f"{self.timings.node_cpu_millis}m"},
-                "allocatable": {"pods": str(self.timings.node_pods), "cpu": f"{self.timings.node_cpu_millis}m"},
+                "capacity": {
+                    "pods": str(self.timings.node_pods),
+                    "cpu": f"{self.timings.node_cpu_millis}m",
+                    **NODE_STORAGE,
+                },
+                "allocatable": {
+                    "pods": str(self.timings.node_pods),
+                    "cpu": f"{self.timings.node_cpu_millis}m",
+                    **NODE_STORAGE,
+                },
                 "addresses": [{"type": "Hostname", "address": name}]
                 + ([{"type": "InternalIP", "address": internal_ip}] if internal_ip else []),
                 "conditions": [_ready_condition(ready, self._timestamp())],
