@@ -246,6 +246,40 @@ def test_describe_node_and_pod_show_wall_clock_times_addresses_and_sane_figures(
     assert re.search(r"^\s+Ready:\s+True$", described_pod, re.MULTILINE), described_pod
 
 
+def test_rollout_status_waits_for_the_workloads_to_be_ready(kubectl: Kubectl) -> None:
+    world = kubectl.sim.world
+    world.add_node("worker-a")
+    deployment(world, "web", 2)
+    daemon_set(world, "agent")
+
+    web = kubectl.run("rollout", "status", "deployment/web", "--timeout=60s")
+    agent = kubectl.run("rollout", "status", "daemonset/agent", "-n", "kube-system", "--timeout=60s")
+
+    assert (web.returncode, web.stdout.splitlines()[-1]) == (0, 'deployment "web" successfully rolled out'), web
+    assert agent.returncode == 0, agent
+    assert agent.stdout.splitlines()[-1] == 'daemon set "agent" successfully rolled out'
+    assert world.get("Deployment", "default", "web")["status"]["readyReplicas"] == 2
+
+
+def test_delete_waits_until_the_pod_is_gone(kubectl: Kubectl) -> None:
+    world = kubectl.sim.world
+    world.add_node("worker-a")
+    deployment(world, "web", 1)
+    wait_for(kubectl, "get", "pods", until=r"1/1\s+Running")
+    [pod] = world.select("Pod", "default")
+    name = pod["metadata"]["name"]
+
+    deleted = kubectl.run("delete", "pod", name, "--timeout=60s")
+    node_deleted = kubectl.run("delete", "node", "worker-a", "--timeout=60s")
+
+    assert deleted.returncode == 0, deleted
+    assert re.fullmatch(rf'pod "{name}" deleted( from default namespace)?', deleted.stdout.strip()), deleted  # 1.35+
+    # kubectl returned only once the pod had terminated and gone (it waits on a watch)
+    assert name not in [other["metadata"]["name"] for other in world.select("Pod", "default")]
+    assert (node_deleted.returncode, node_deleted.stdout.strip()) == (0, 'node "worker-a" deleted'), node_deleted
+    assert world.select("Node", None) == []
+
+
 # --- cordon, drain ------------------------------------------------------------------------------------------
 
 

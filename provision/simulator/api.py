@@ -246,7 +246,10 @@ class _Handler(BaseHTTPRequestHandler):
         since = query.get("resourceVersion", "")
         expired: ApiError | None = None
         events: list[tuple[ChangeType, Any]] = []
-        if since in {"", "0"}:
+        # A streaming list (client-go's WatchList, kubectl 1.35+): the current objects, then a bookmark that says
+        # they are all there, then the changes.
+        initial_events = query.get("sendInitialEvents") == "true"
+        if since in {"", "0"} or initial_events:
             items, after = world.listing(selected)
             events = [(ChangeType.ADDED, item) for item in items]
         else:
@@ -276,6 +279,9 @@ class _Handler(BaseHTTPRequestHandler):
                         shown = self._table(kind, [obj], table_version, version, query, headers=first)
                         first = False
                     self._chunk({"type": change_type.value, "object": shown})
+                if initial_events:
+                    self._chunk({"type": "BOOKMARK", "object": _initial_events_end(kind, after)})
+                    initial_events = False
                 left = deadline - time.monotonic()
                 if left <= 0 or self.server.stopping.is_set() or (not events and self._client_gone()):
                     break
@@ -293,6 +299,16 @@ class _Handler(BaseHTTPRequestHandler):
         """Whether the client closed the connection: it sends nothing during a watch, so readable means EOF."""
         readable, _, _ = select.select([self.connection], [], [], 0)
         return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+
+
+def _initial_events_end(kind: str, version: int) -> dict[str, Any]:
+    """The bookmark that ends a streaming list's initial events: only the kind and the resourceVersion, and the
+    annotation clients wait for."""
+    return {
+        "kind": kind,
+        "apiVersion": KINDS[kind][0],
+        "metadata": {"resourceVersion": str(version), "annotations": {"k8s.io/initial-events-end": "true"}},
+    }
 
 
 def _resolve(path: str) -> Target:

@@ -70,6 +70,24 @@ NODE_INFO = {
 # negative percentages. Pods are scheduled by count and CPU only.
 NODE_STORAGE = {"memory": "8039352Ki", "ephemeral-storage": "20959212Ki"}
 
+# The spec fields the API server fills in when a workload leaves them out (pkg/apis/apps/v1/defaults.go).
+WORKLOAD_DEFAULTS: dict[str, Obj] = {
+    "Deployment": {
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+        "revisionHistoryLimit": 10,
+        "progressDeadlineSeconds": 600,
+    },
+    "DaemonSet": {
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+        "revisionHistoryLimit": 10,
+    },
+    "StatefulSet": {
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+        "podManagementPolicy": "OrderedReady",
+        "revisionHistoryLimit": 10,
+    },
+}
+
 # kind -> (apiVersion, namespaced)
 KINDS: dict[str, tuple[str, bool]] = {r.kind: (r.api_version, r.namespaced) for r in RESOURCES}
 
@@ -443,6 +461,11 @@ class World:
             obj["spec"].setdefault("unschedulable", False)
         elif kind == "Namespace":
             obj["status"] = {"phase": "Active"}
+        elif kind in WORKLOAD_DEFAULTS:
+            # As the API server defaults them; `kubectl rollout status` refuses a workload without a RollingUpdate
+            # strategy.
+            for name, value in WORKLOAD_DEFAULTS[kind].items():
+                obj["spec"].setdefault(name, copy.deepcopy(value))
 
     def _terminate(self, key: tuple[str, str]) -> None:
         pod = self._objects["Pod"][key]
