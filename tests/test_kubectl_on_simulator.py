@@ -286,13 +286,19 @@ def test_delete_waits_until_the_pod_is_gone(kubectl: Kubectl) -> None:
 def test_cordon_and_uncordon(kubectl: Kubectl) -> None:
     world = kubectl.sim.world
     world.add_node("worker-a")
+    world.add_node("worker-b")
+    world.patch("Node", "", "worker-b", {"spec": {"unschedulable": None}})  # as a kubelet registers it: no field
 
     cordoned = kubectl.ok("cordon", "worker-a")
-    while_cordoned = table(kubectl.ok("get", "nodes"))
+    while_cordoned = table(kubectl.ok("get", "nodes", "worker-a"))
+    cordoned_only = table(kubectl.ok("get", "nodes", "--field-selector", "spec.unschedulable=true"))
+    never_cordoned = table(kubectl.ok("get", "nodes", "--field-selector", "spec.unschedulable=false"))
     uncordoned = kubectl.ok("uncordon", "worker-a")
-    after = table(kubectl.ok("get", "nodes"))
+    after = table(kubectl.ok("get", "nodes", "worker-a"))
 
     assert cordoned.strip() == "node/worker-a cordoned"
+    assert [row["NAME"] for row in cordoned_only] == ["worker-a"]
+    assert [row["NAME"] for row in never_cordoned] == ["worker-b"]
     assert while_cordoned[0]["STATUS"] == "Ready,SchedulingDisabled"
     assert uncordoned.strip() == "node/worker-a uncordoned"
     assert after[0]["STATUS"] == "Ready"
