@@ -261,6 +261,22 @@ def test_rollout_status_waits_for_the_workloads_to_be_ready(kubectl: Kubectl) ->
     assert world.get("Deployment", "default", "web")["status"]["readyReplicas"] == 2
 
 
+def test_scale_changes_the_replicas_through_the_scale_subresource(kubectl: Kubectl) -> None:
+    world = kubectl.sim.world
+    world.add_node("worker-a")
+    deployment(world, "web", 2)
+
+    scaled = kubectl.run("scale", "deployment/web", "--replicas=3")
+    wrong_guess = kubectl.run("scale", "deployment/web", "--current-replicas=5", "--replicas=1")
+    shown = wait_for(kubectl, "get", "deployment", "web", until=r"^web\s+3/3\s")
+
+    assert (scaled.returncode, scaled.stdout.strip()) == (0, "deployment.apps/web scaled"), scaled
+    assert wrong_guess.returncode != 0
+    assert "Expected replicas to be 5, was 3" in wrong_guess.stderr, wrong_guess.stderr
+    assert world.get("Deployment", "default", "web")["spec"]["replicas"] == 3
+    assert table(shown)[0]["AVAILABLE"] == "3"
+
+
 def test_delete_waits_until_the_pod_is_gone(kubectl: Kubectl) -> None:
     world = kubectl.sim.world
     world.add_node("worker-a")

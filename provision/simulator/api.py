@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from provision.simulator import resources, tables
 from provision.simulator.resources import BY_PATH, Resource
-from provision.simulator.world import KINDS, ApiError, ChangeType, WatchFilter, World
+from provision.simulator.world import KINDS, ApiError, ChangeType, WatchFilter, World, apply_patch
 
 # Watches end after this long unless the client asks for less (the real server picks 30 to 60 minutes).
 WATCH_SECONDS = 1800.0
@@ -170,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(400, "BadRequest", "name in URL does not match name in Eviction object")
             self.server.world.evict(namespace or "", name)
             return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        if target.sub == "scale" and name:
+            return 200, self._scale(verb, kind, namespace or "", name, body)
         if name:
             grace = query.get("gracePeriodSeconds") or (
                 body.get("gracePeriodSeconds") if isinstance(body, dict) else None
@@ -216,6 +218,29 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(415, "UnsupportedMediaType", "the simulator does not support server-side apply")
             return 200, world.patch(kind, namespace, name, body, status=status)
         raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported here")
+
+    def _scale(self, verb: str, kind: str, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        """The scale subresource: the workload's replicas as an autoscaling/v1 Scale; PUT and PATCH change only
+        spec.replicas, as on the real server."""
+        world = self.server.world
+        if verb not in {"GET", "PUT", "PATCH"}:
+            raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on the scale subresource")
+        if verb != "GET":
+            current = _scale_of(world.get(kind, namespace, name))
+            wanted = body if verb == "PUT" else apply_patch(current, body)
+            sent = (wanted.get("metadata") or {}).get("resourceVersion")
+            if verb == "PUT" and sent and sent != current["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {kind.lower()}s.apps "{name}": '
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )
+            replicas = (wanted.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise ApiError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value')
+            world.patch(kind, namespace, name, {"spec": {"replicas": replicas}})
+        return _scale_of(world.get(kind, namespace, name))
 
     def _as_table(self, target: Target, query: dict[str, str], body: Any) -> Any:
         """The answer to a GET, printed as a Table when the client asks for one (kubectl get does)."""
@@ -299,6 +324,21 @@ class _Handler(BaseHTTPRequestHandler):
         """Whether the client closed the connection: it sends nothing during a watch, so readable means EOF."""
         readable, _, _ = select.select([self.connection], [], [], 0)
         return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+
+
+def _scale_of(workload: dict[str, Any]) -> dict[str, Any]:
+    meta = workload["metadata"]
+    selector = tables.format_selector(workload["spec"].get("selector"))
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")},
+        "spec": {"replicas": workload["spec"].get("replicas", 1)},
+        "status": {
+            "replicas": workload["status"].get("replicas", 0),
+            "selector": "" if selector == tables.NONE else selector,
+        },
+    }
 
 
 def _initial_events_end(kind: str, version: int) -> dict[str, Any]:

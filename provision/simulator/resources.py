@@ -56,6 +56,10 @@ def _status(kind: str) -> Subresource:
     return Subresource("status", kind, STATUS_VERBS)
 
 
+# The replica count of a workload as an autoscaling/v1 Scale (`kubectl scale`, autoscalers).
+SCALE = Subresource("scale", "Scale", STATUS_VERBS, "autoscaling", "v1")
+
+
 RESOURCES: tuple[Resource, ...] = (
     Resource("namespaces", "Namespace", "", "v1", False, ("ns",), subresources=(_status("Namespace"),)),
     Resource("nodes", "Node", "", "v1", False, ("no",), subresources=(_status("Node"),)),
@@ -72,9 +76,9 @@ RESOURCES: tuple[Resource, ...] = (
     # core/v1 events, as kubelets and controllers record them
     Resource("events", "Event", "", "v1", True, ("ev",)),
     Resource("daemonsets", "DaemonSet", "apps", "v1", True, ("ds",), ("all",), (_status("DaemonSet"),)),
-    Resource("deployments", "Deployment", "apps", "v1", True, ("deploy",), ("all",), (_status("Deployment"),)),
-    Resource("replicasets", "ReplicaSet", "apps", "v1", True, ("rs",), ("all",), (_status("ReplicaSet"),)),
-    Resource("statefulsets", "StatefulSet", "apps", "v1", True, ("sts",), ("all",), (_status("StatefulSet"),)),
+    Resource("deployments", "Deployment", "apps", "v1", True, ("deploy",), ("all",), (_status("Deployment"), SCALE)),
+    Resource("replicasets", "ReplicaSet", "apps", "v1", True, ("rs",), ("all",), (_status("ReplicaSet"), SCALE)),
+    Resource("statefulsets", "StatefulSet", "apps", "v1", True, ("sts",), ("all",), (_status("StatefulSet"), SCALE)),
     Resource(
         "poddisruptionbudgets",
         "PodDisruptionBudget",

@@ -309,7 +309,7 @@ class World:
         API server does."""
         with self._lock:
             current = self._get(kind, namespace, name)
-            patched = _json_patch(current, patch) if isinstance(patch, list) else _merge(copy.deepcopy(current), patch)
+            patched = apply_patch(current, patch)
             if status:
                 updated = {**copy.deepcopy(current), "status": patched.get("status", {})}
             else:
@@ -822,6 +822,14 @@ def _plural(kind: str) -> str:
     """The resource as API errors name it: group-qualified outside the core group ("deployments.apps")."""
     group = KINDS[kind][0].rpartition("/")[0]
     return f"{kind.lower()}s" + (f".{group}" if group else "")
+
+
+def apply_patch(document: Obj, patch: Obj | list[Obj]) -> Obj:
+    """A copy of ``document`` with a JSON patch (a list of operations) or a merge patch applied."""
+    if isinstance(patch, list):
+        return _json_patch(document, patch)
+    merged: Obj = _merge(copy.deepcopy(document), patch)
+    return merged
 
 
 def _merge(target: Any, patch: Any) -> Any:
