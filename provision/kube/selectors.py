@@ -78,10 +78,17 @@ def label_selector_object(selector: dict[str, Any] | None) -> Matcher:
     return matches
 
 
+# Boolean fields the API server lets clients select by: it formats them as Go does ("true"/"false"), an absent one
+# as "false", so `spec.unschedulable=false` matches a node never cordoned.
+BOOLEAN_FIELDS = frozenset({"spec.unschedulable", "spec.hostNetwork"})
+
+
 def field_value(obj: dict[str, Any], path: str) -> str:
     current: Any = obj
     for part in path.split("."):
         current = current.get(part) if isinstance(current, dict) else None
+    if isinstance(current, bool) or (current is None and path in BOOLEAN_FIELDS):
+        return "true" if current else "false"
     return "" if current is None else str(current)
 
 

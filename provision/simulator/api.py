@@ -6,40 +6,40 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import select
+import socket
 import threading
+import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from provision.simulator.world import KINDS, ApiError, World
+from provision.simulator import resources, tables
+from provision.simulator.resources import BY_PATH, Resource
+from provision.simulator.world import KINDS, ApiError, ChangeType, WatchFilter, World, apply_patch
 
-PLURALS = {
-    "nodes": "Node",
-    "namespaces": "Namespace",
-    "pods": "Pod",
-    "deployments": "Deployment",
-    "replicasets": "ReplicaSet",
-    "daemonsets": "DaemonSet",
-    "statefulsets": "StatefulSet",
-    "poddisruptionbudgets": "PodDisruptionBudget",
-    "events": "Event",
-}
-GROUPS = {
-    "Node": "api/v1",
-    "Namespace": "api/v1",
-    "Pod": "api/v1",
-    "Event": "api/v1",
-    "PodDisruptionBudget": "apis/policy/v1",
-}
+# Watches end after this long unless the client asks for less (the real server picks 30 to 60 minutes).
+WATCH_SECONDS = 1800.0
+# How often a quiet watch checks that its client is still there and the server still running.
+WATCH_POLL_SECONDS = 1.0
+VERSION = {"major": "1", "minor": "34", "gitVersion": "v1.34.0-cluster-simulator", "platform": "linux/amd64"}
+GROUP_VERSION = re.compile(r"^/(?:api/(?P<core>[^/]+)|apis/(?P<group>[^/]+)(?:/(?P<version>[^/]+))?)$")
 ROUTE = re.compile(
-    r"^/(?P<group>api/v1|apis/apps/v1|apis/policy/v1)"
+    r"^/(?P<prefix>api/[^/]+|apis/[^/]+/[^/]+)"
     r"(?:/namespaces/(?P<namespace>[^/]+)(?=/))?"
-    r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>eviction|status))?$"
+    r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[a-z]+))?$"
 )
 
 
-def _group_of(kind: str) -> str:
-    return GROUPS.get(kind, "apis/apps/v1")
+@dataclass(frozen=True)
+class Target:
+    """What a request's path names: a resource, and maybe a namespace, an object and a subresource of it."""
+
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    sub: str | None
 
 
 class KubeApiServer(ThreadingHTTPServer):
@@ -48,6 +48,7 @@ class KubeApiServer(ThreadingHTTPServer):
     def __init__(self, world: World, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.world = world
+        self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -63,6 +64,8 @@ class KubeApiServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
+        self.world.wake_watchers()  # open watches end their streams now, not at their next poll
         self.shutdown()
         self.server_close()
         if self._thread is not None:
@@ -99,35 +102,76 @@ class _Handler(BaseHTTPRequestHandler):
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         # The body is read before anything can fail, so an error answer leaves the keep-alive connection clean.
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        content_type = "application/json"
         try:
-            status, body = self._route(verb, url.path, query, json.loads(raw) if raw else {})
+            discovered = self._discovery(verb, url.path)
+            if discovered is not None:
+                content_type, body = discovered
+                status = 200
+            else:
+                target = _resolve(url.path)
+                if verb == "GET" and target.name is None and query.get("watch") in {"1", "true"}:
+                    self._watch(target, query)
+                    return
+                status, body = self._route(verb, target, query, json.loads(raw) if raw else {})
+                body = self._as_table(target, query, body) if verb == "GET" else body
         except ApiError as error:
             status, body = error.code, _status_object(error)
         except (ValueError, KeyError, TypeError, IndexError) as error:
             status, body = 400, _status_object(ApiError(400, "BadRequest", f"bad request: {error}"))
         payload = json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
-    def _route(self, verb: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _discovery(self, verb: str, path: str) -> tuple[str, Any] | None:
+        """The content type and body of a discovery or server document, or None when the path is not one."""
         if path in {"/healthz", "/readyz", "/livez"}:
-            return 200, "ok"
+            return "text/plain", "ok"
         if path == "/simulator/counters":  # not Kubernetes: what the demo reports (evictions, refusals, violations)
-            return 200, dataclasses.asdict(self.server.world.counters)
+            return "application/json", dataclasses.asdict(self.server.world.counters)
         if path == "/version":
-            return 200, {"major": "1", "minor": "34", "gitVersion": "v1.34.0-cluster-simulator", "platform": "linux"}
-        kind, namespace, name, sub = _resolve(path)
-        if sub == "eviction":
-            if verb != "POST" or kind != "Pod" or not name:
+            return "application/json", VERSION
+        if path not in {"/api", "/apis"} and not GROUP_VERSION.match(path):
+            return None
+        return self._api_discovery(verb, path)
+
+    def _api_discovery(self, verb: str, path: str) -> tuple[str, Any]:
+        if verb != "GET":
+            raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on {path}")
+        if path in {"/api", "/apis"}:
+            if resources.wants_aggregated(self.headers.get("Accept", "")):
+                return resources.AGGREGATED_V2, resources.aggregated(core=path == "/api")
+            if path == "/api":
+                host, port = self.server.server_address[:2]
+                return "application/json", resources.api_versions(f"{host!s}:{port}")
+            return "application/json", resources.api_group_list()
+        match = GROUP_VERSION.match(path)
+        assert match is not None
+        if match["core"]:
+            found = resources.api_resource_list("", match["core"])
+        elif match["version"]:
+            found = resources.api_resource_list(match["group"], match["version"])
+        else:
+            found = resources.api_group(match["group"]) if match["group"] in resources.GROUPS else None
+        if found is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        return "application/json", found
+
+    def _route(self, verb: str, target: Target, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        kind, namespace, name = target.resource.kind, target.namespace, target.name
+        if target.sub == "eviction":
+            if verb != "POST" or not name:
                 raise ApiError(405, "MethodNotAllowed", "only POST to pods/<name>/eviction")
             named = (body.get("metadata") or {}).get("name") if isinstance(body, dict) else None
             if named and named != name:
                 raise ApiError(400, "BadRequest", "name in URL does not match name in Eviction object")
             self.server.world.evict(namespace or "", name)
             return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        if target.sub == "scale" and name:
+            return 200, self._scale(verb, kind, namespace or "", name, body)
         if name:
             grace = query.get("gracePeriodSeconds") or (
                 body.get("gracePeriodSeconds") if isinstance(body, dict) else None
@@ -138,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
                 namespace or "",
                 name,
                 body,
-                status=sub == "status",
+                status=target.sub == "status",
                 grace=None if grace is None else int(grace),
             )
         return self._collection(verb, kind, namespace, query, body)
@@ -151,15 +195,13 @@ class _Handler(BaseHTTPRequestHandler):
             return 201, world.create(kind, namespace or "", body)
         if verb != "GET":
             raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on a collection")
-        if query.get("watch") in {"1", "true"}:
-            raise ApiError(405, "MethodNotAllowed", "watch is not supported by the simulator; poll instead")
-        labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
-        items = world.select(kind, namespace, labels=labels, fields=fields)
+        selected = WatchFilter(kind, namespace, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+        items, version = world.listing(selected)
         for item in items:  # items of a list carry no kind/apiVersion in the real API
             item.pop("kind", None)
             item.pop("apiVersion", None)
         list_kind = {"kind": f"{kind}List", "apiVersion": KINDS[kind][0]}
-        return 200, {**list_kind, "metadata": {"resourceVersion": "1"}, "items": items}
+        return 200, {**list_kind, "metadata": {"resourceVersion": str(version)}, "items": items}
 
     def _one(
         self, verb: str, kind: str, namespace: str, name: str, body: Any, *, status: bool, grace: int | None
@@ -177,16 +219,150 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, world.patch(kind, namespace, name, body, status=status)
         raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported here")
 
+    def _scale(self, verb: str, kind: str, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        """The scale subresource: the workload's replicas as an autoscaling/v1 Scale; PUT and PATCH change only
+        spec.replicas, as on the real server."""
+        world = self.server.world
+        if verb not in {"GET", "PUT", "PATCH"}:
+            raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on the scale subresource")
+        if verb != "GET":
+            current = _scale_of(world.get(kind, namespace, name))
+            wanted = body if verb == "PUT" else apply_patch(current, body)
+            sent = (wanted.get("metadata") or {}).get("resourceVersion")
+            if verb == "PUT" and sent and sent != current["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {kind.lower()}s.apps "{name}": '
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )
+            replicas = (wanted.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise ApiError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value')
+            world.patch(kind, namespace, name, {"spec": {"replicas": replicas}})
+        return _scale_of(world.get(kind, namespace, name))
 
-def _resolve(path: str) -> tuple[str, str | None, str | None, str | None]:
-    """kind, namespace, name and subresource of an API path; 404 for anything the simulator does not serve."""
+    def _as_table(self, target: Target, query: dict[str, str], body: Any) -> Any:
+        """The answer to a GET, printed as a Table when the client asks for one (kubectl get does)."""
+        version = tables.wants_table(self.headers.get("Accept", ""))
+        kind = target.resource.kind
+        if version is None or target.sub is not None or kind not in tables.PRINTERS:
+            return body
+        objects = body["items"] if target.name is None else [body]
+        resource_version = body["metadata"].get("resourceVersion", "")
+        return self._table(kind, objects, version, resource_version, query, headers=True)
+
+    def _table(
+        self, kind: str, objects: list[Any], version: str, rv: str, query: dict[str, str], *, headers: bool
+    ) -> Any:
+        for obj in objects:  # a row's object is whole, as a GET of it would answer
+            obj["kind"], obj["apiVersion"] = kind, KINDS[kind][0]
+        now = self.server.world.now()
+        include = query.get("includeObject", "Metadata")
+        return tables.table(kind, objects, now, version=version, resource_version=rv, include=include, headers=headers)
+
+    def _watch(self, target: Target, query: dict[str, str]) -> None:
+        """A watch: the JSON lines of {type, object}, streamed in chunks as the changes happen. Without a
+        resourceVersion (or with "0") it starts with every selected object as ADDED; with one it replays what
+        happened after it (an ERROR event with 410 Expired when that is too old to replay)."""
+        world, kind = self.server.world, target.resource.kind
+        selected = WatchFilter(kind, target.namespace, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+        table_version = tables.wants_table(self.headers.get("Accept", ""))
+        since = query.get("resourceVersion", "")
+        expired: ApiError | None = None
+        events: list[tuple[ChangeType, Any]] = []
+        # A streaming list (client-go's WatchList, kubectl 1.35+): the current objects, then a bookmark that says
+        # they are all there, then the changes.
+        initial_events = query.get("sendInitialEvents") == "true"
+        if since in {"", "0"} or initial_events:
+            items, after = world.listing(selected)
+            events = [(ChangeType.ADDED, item) for item in items]
+        else:
+            after = int(since)
+            try:
+                events, after = world.changes(selected, after, timeout=0)
+            except ApiError as error:
+                if error.code != 410:
+                    raise
+                expired = error
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        deadline = time.monotonic() + float(query.get("timeoutSeconds") or WATCH_SECONDS)
+        first = True
+        try:
+            if expired is not None:
+                self._chunk({"type": "ERROR", "object": _status_object(expired)})
+                events = []
+                deadline = 0.0
+            while True:
+                for change_type, obj in events:
+                    shown = obj
+                    if table_version is not None and kind in tables.PRINTERS:
+                        version = obj["metadata"].get("resourceVersion", "")
+                        shown = self._table(kind, [obj], table_version, version, query, headers=first)
+                        first = False
+                    self._chunk({"type": change_type.value, "object": shown})
+                if initial_events:
+                    self._chunk({"type": "BOOKMARK", "object": _initial_events_end(kind, after)})
+                    initial_events = False
+                left = deadline - time.monotonic()
+                if left <= 0 or self.server.stopping.is_set() or (not events and self._client_gone()):
+                    break
+                events, after = world.changes(selected, after, timeout=min(left, WATCH_POLL_SECONDS))
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away: nothing more to say
+
+    def _chunk(self, event: dict[str, Any]) -> None:
+        data = json.dumps(event).encode() + b"\n"
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed the connection: it sends nothing during a watch, so readable means EOF."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+
+
+def _scale_of(workload: dict[str, Any]) -> dict[str, Any]:
+    meta = workload["metadata"]
+    selector = tables.format_selector(workload["spec"].get("selector"))
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")},
+        "spec": {"replicas": workload["spec"].get("replicas", 1)},
+        "status": {
+            "replicas": workload["status"].get("replicas", 0),
+            "selector": "" if selector == tables.NONE else selector,
+        },
+    }
+
+
+def _initial_events_end(kind: str, version: int) -> dict[str, Any]:
+    """The bookmark that ends a streaming list's initial events: only the kind and the resourceVersion, and the
+    annotation clients wait for."""
+    return {
+        "kind": kind,
+        "apiVersion": KINDS[kind][0],
+        "metadata": {"resourceVersion": str(version), "annotations": {"k8s.io/initial-events-end": "true"}},
+    }
+
+
+def _resolve(path: str) -> Target:
+    """The resource, namespace, name and subresource of an API path; 404 for anything the simulator does not
+    serve (kinds, subresources, a namespace on a cluster-scoped kind)."""
     match = ROUTE.match(path)
-    kind = PLURALS.get(match["plural"]) if match else None
-    if match is None or kind is None or match["group"] != _group_of(kind):
+    resource = BY_PATH.get((match["prefix"], match["plural"])) if match else None
+    if match is None or resource is None:
         raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
-    if not KINDS[kind][1] and match["namespace"]:
-        raise ApiError(404, "NotFound", f"{kind} is not namespaced")
-    return kind, match["namespace"], match["name"], match["sub"]
+    if not resource.namespaced and match["namespace"]:
+        raise ApiError(404, "NotFound", f"{resource.kind} is not namespaced")
+    if match["sub"] and not resource.serves(match["sub"]):
+        raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+    return Target(resource, match["namespace"], match["name"], match["sub"])
 
 
 def _status_object(error: ApiError) -> dict[str, Any]:

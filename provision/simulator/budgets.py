@@ -15,7 +15,8 @@ class BudgetStatus:
     desired_healthy: int
     disruptions_allowed: int
 
-    def as_status(self, generation: int) -> dict[str, Any]:
+    def as_status(self, generation: int, *, since: str) -> dict[str, Any]:
+        """The budget's status; ``since`` is when its DisruptionAllowed condition last turned to what it is now."""
         return {
             "observedGeneration": generation,
             "expectedPods": self.expected,
@@ -29,7 +30,7 @@ class BudgetStatus:
                     "status": "True" if self.disruptions_allowed > 0 else "False",
                     "reason": "SufficientPods" if self.disruptions_allowed > 0 else "InsufficientPods",
                     "message": "",
-                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    "lastTransitionTime": since,
                     "observedGeneration": generation,
                 }
             ],

@@ -13,11 +13,13 @@ All access goes through one lock, so HTTP handler threads and the ticking thread
 from __future__ import annotations
 
 import copy
+import enum
 import hashlib
 import itertools
 import threading
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,9 +28,11 @@ from typing import Any
 from provision.clock import Clock
 from provision.kube.selectors import field_paths, label_selector_object, parse_field_selector, parse_label_selector
 from provision.simulator.budgets import BudgetStatus, Refusal, budget_status, eviction_refusal
+from provision.simulator.resources import RESOURCES
 
 Obj = dict[str, Any]
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+# How many changes a watch can resume from; older resourceVersions answer 410 Gone, as etcd's compaction makes them.
+CHANGE_LOG_LENGTH = 20_000
 
 # The fields each kind can be selected by, as the API server registers them (others answer 400).
 BASE_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
@@ -51,18 +55,41 @@ SELECTABLE_FIELDS = {
     | {"reason", "type"},
 }
 
-# kind -> (apiVersion, namespaced)
-KINDS: dict[str, tuple[str, bool]] = {
-    "Node": ("v1", False),
-    "Namespace": ("v1", False),
-    "Pod": ("v1", True),
-    "Deployment": ("apps/v1", True),
-    "ReplicaSet": ("apps/v1", True),
-    "DaemonSet": ("apps/v1", True),
-    "StatefulSet": ("apps/v1", True),
-    "PodDisruptionBudget": ("policy/v1", True),
-    "Event": ("v1", True),  # core/v1 events, as kubelets and controllers record them (list and create only)
+# What a simulated host's kubelet reports: the project's default image (Amazon Linux 2023) and Kubernetes version.
+NODE_INFO = {
+    "kubeletVersion": "v1.34.0",
+    "kubeProxyVersion": "",
+    "osImage": "Amazon Linux 2023.7.20250623",
+    "kernelVersion": "6.1.141-155.222.amzn2023.x86_64",
+    "containerRuntimeVersion": "containerd://1.7.27",
+    "operatingSystem": "linux",
+    "architecture": "amd64",
 }
+
+# An m4.large's memory and a 20 GiB root volume: without them `kubectl describe node` divides by zero and prints
+# negative percentages. Pods are scheduled by count and CPU only.
+NODE_STORAGE = {"memory": "8039352Ki", "ephemeral-storage": "20959212Ki"}
+
+# The spec fields the API server fills in when a workload leaves them out (pkg/apis/apps/v1/defaults.go).
+WORKLOAD_DEFAULTS: dict[str, Obj] = {
+    "Deployment": {
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+        "revisionHistoryLimit": 10,
+        "progressDeadlineSeconds": 600,
+    },
+    "DaemonSet": {
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+        "revisionHistoryLimit": 10,
+    },
+    "StatefulSet": {
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+        "podManagementPolicy": "OrderedReady",
+        "revisionHistoryLimit": 10,
+    },
+}
+
+# kind -> (apiVersion, namespaced)
+KINDS: dict[str, tuple[str, bool]] = {r.kind: (r.api_version, r.namespaced) for r in RESOURCES}
 
 
 class ApiError(Exception):
@@ -90,6 +117,32 @@ class Counters:
     evictions: int = 0
     evictions_refused: int = 0
     budget_violations: int = 0  # healthy pods removed while their budget allowed no disruption
+    pod_deletions: int = 0  # pods deleted through the API (a drain that evicts deletes none)
+
+
+class ChangeType(enum.StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the store's history: the object as it became at ``version`` (as it was last, for DELETED)."""
+
+    version: int
+    type: ChangeType
+    kind: str
+    obj: Obj
+    before: Obj | None  # the object just before, so a selective watch sees it enter or leave its selection
+
+
+@dataclass(frozen=True)
+class WatchFilter:
+    kind: str
+    namespace: str | None = None
+    labels: str = ""
+    fields: str = ""
 
 
 @dataclass
@@ -101,17 +154,30 @@ class _PodClock:
 
 @dataclass
 class World:
+    """``started`` is the wall-clock time at which ``clock`` reads what it reads at construction: timestamps are
+    wall-clock times moving with the injected clock (real in the sandbox, virtual in tests), so kubectl's ages are
+    the time since the object was made."""
+
     clock: Clock
     timings: Timings = field(default_factory=Timings)
     counters: Counters = field(default_factory=Counters)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    history: int = CHANGE_LOG_LENGTH  # changes kept for watches to resume from
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._origin = self.clock.now()
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {kind: {} for kind in KINDS}
         self._pods: dict[tuple[str, str], _PodClock] = {}
-        self._versions = itertools.count(1)
+        # Controllers change objects in place; _publish compares the store with what was last published, gives each
+        # changed object the next resourceVersion and logs the change for watches.
+        self._version = 0
+        self._published: dict[str, dict[tuple[str, str], Obj]] = {kind: {} for kind in KINDS}
+        self._log: deque[Change] = deque(maxlen=self.history)
         self._deferred = 0
         self._names = itertools.count(1)
+        self._ips = itertools.count(0)
         self.create("Namespace", "", {"metadata": {"name": "default"}})
         self.create("Namespace", "", {"metadata": {"name": "kube-system"}})
 
@@ -148,12 +214,7 @@ class World:
             if key in self._objects[kind]:
                 raise ApiError(409, "AlreadyExists", f'{_plural(kind)} "{name}" already exists')
             obj["apiVersion"], obj["kind"] = api_version, kind
-            meta.update(
-                uid=str(uuid.uuid4()),
-                creationTimestamp=self._timestamp(),
-                generation=1,
-                resourceVersion=str(next(self._versions)),
-            )
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=self._timestamp(), generation=1)
             meta.setdefault("labels", {})
             meta.setdefault("annotations", {})
             obj.setdefault("spec", {})
@@ -171,19 +232,63 @@ class World:
             return copy.deepcopy(self._get(kind, namespace, name))
 
     def select(self, kind: str, namespace: str | None, *, labels: str = "", fields: str = "") -> list[Obj]:
-        unsupported = [path for path in field_paths(fields) if path not in SELECTABLE_FIELDS.get(kind, BASE_FIELDS)]
+        return self.listing(WatchFilter(kind, namespace, labels, fields))[0]
+
+    def listing(self, what: WatchFilter) -> tuple[list[Obj], int]:
+        """The objects selected and the resourceVersion they were read at (a watch from it misses nothing)."""
+        matches = self._matcher(what)
+        with self._lock:
+            found = [copy.deepcopy(obj) for _, obj in sorted(self._objects[what.kind].items()) if matches(obj)]
+            return found, self._version
+
+    def changes(self, what: WatchFilter, after: int, *, timeout: float) -> tuple[list[tuple[ChangeType, Obj]], int]:
+        """The watch events after resourceVersion ``after`` for the objects ``what`` selects, waiting up to
+        ``timeout`` seconds for the first; and the version to ask from next time. An object that enters the
+        selection is ADDED, one that leaves it DELETED, as the API server's watch cache reports them. 410 Gone when
+        ``after`` is older than the history kept."""
+        matches = self._matcher(what)
+        with self._changed:
+            if self._log and after < self._log[0].version - 1:
+                raise ApiError(410, "Expired", f"too old resource version: {after} ({self._log[0].version - 1})")
+            if self._version <= after:
+                self._changed.wait(timeout)
+            events: list[tuple[ChangeType, Obj]] = []
+            start = max(0, after + 1 - self._log[0].version) if self._log else 0  # versions in the log are consecutive
+            for change in itertools.islice(self._log, start, None):
+                if change.kind != what.kind:
+                    continue
+                if change.type is ChangeType.DELETED:
+                    if matches(change.obj):
+                        events.append((ChangeType.DELETED, copy.deepcopy(change.obj)))
+                    continue
+                was_in = change.before is not None and matches(change.before)
+                if matches(change.obj):
+                    events.append((ChangeType.MODIFIED if was_in else ChangeType.ADDED, copy.deepcopy(change.obj)))
+                elif was_in:
+                    events.append((ChangeType.DELETED, copy.deepcopy(change.obj)))
+            return events, max(after, self._version)
+
+    def wake_watchers(self) -> None:
+        """Let every waiting watch look again at once (the server is stopping)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def _matcher(self, what: WatchFilter) -> Callable[[Obj], bool]:
+        fields, selectable = what.fields, SELECTABLE_FIELDS.get(what.kind, BASE_FIELDS)
+        unsupported = [path for path in field_paths(fields) if path not in selectable]
         if unsupported:
             raise ApiError(400, "BadRequest", f"field label not supported: {unsupported[0]}")
-        with self._lock:
-            label_match, field_match = parse_label_selector(labels), parse_field_selector(fields)
-            found = [
-                copy.deepcopy(obj)
-                for (obj_namespace, _), obj in sorted(self._objects[kind].items())
-                if (namespace is None or obj_namespace == namespace)
+        label_match, field_match = parse_label_selector(what.labels), parse_field_selector(fields)
+
+        def matches(obj: Obj) -> bool:
+            namespace = obj["metadata"].get("namespace", "")
+            return (
+                (what.namespace is None or namespace == what.namespace)
                 and label_match(obj["metadata"].get("labels") or {})
                 and field_match(obj)
-            ]
-            return found
+            )
+
+        return matches
 
     def replace(self, kind: str, namespace: str, name: str, body: Obj, *, status: bool = False) -> Obj:
         """PUT: of the object (its status kept) or, with ``status``, of its status subresource (only status taken)."""
@@ -204,7 +309,7 @@ class World:
         API server does."""
         with self._lock:
             current = self._get(kind, namespace, name)
-            patched = _json_patch(current, patch) if isinstance(patch, list) else _merge(copy.deepcopy(current), patch)
+            patched = apply_patch(current, patch)
             if status:
                 updated = {**copy.deepcopy(current), "status": patched.get("status", {})}
             else:
@@ -217,6 +322,7 @@ class World:
             obj = self._get(kind, namespace, name)
             key = (namespace if KINDS[kind][1] else "", name)
             if kind == "Pod":
+                self.counters.pod_deletions += 1
                 self._note_disruption(obj, evicted=False)
                 self._terminate(key)
                 if grace_seconds == 0:
@@ -258,11 +364,25 @@ class World:
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
             "spec": {"providerID": provider_id} if provider_id else {},
             "status": {
-                "capacity": {"pods": str(self.timings.node_pods), "cpu": f"{self.timings.node_cpu_millis}m"},
-                "allocatable": {"pods": str(self.timings.node_pods), "cpu": f"{self.timings.node_cpu_millis}m"},
+                "capacity": {
+                    "pods": str(self.timings.node_pods),
+                    "cpu": f"{self.timings.node_cpu_millis}m",
+                    **NODE_STORAGE,
+                },
+                "allocatable": {
+                    "pods": str(self.timings.node_pods),
+                    "cpu": f"{self.timings.node_cpu_millis}m",
+                    **NODE_STORAGE,
+                },
                 "addresses": [{"type": "Hostname", "address": name}]
                 + ([{"type": "InternalIP", "address": internal_ip}] if internal_ip else []),
                 "conditions": [_ready_condition(ready, self._timestamp())],
+                "nodeInfo": {
+                    **NODE_INFO,
+                    "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, name).hex,
+                    "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+                    "bootID": str(uuid.uuid4()),
+                },
             },
         }
         return self.create("Node", "", body)
@@ -313,14 +433,23 @@ class World:
         key = (namespace if KINDS[kind][1] else "", name)
         if updated.get("spec") != current.get("spec"):
             updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
-        updated["metadata"]["resourceVersion"] = str(next(self._versions))
+        updated["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion", "")
         updated["apiVersion"], updated["kind"] = KINDS[kind][0], kind
         self._objects[kind][key] = updated
         self._reconcile()
         return copy.deepcopy(updated)
 
+    def now(self) -> datetime:
+        """The world's wall-clock time (whole seconds, as the API's timestamps have)."""
+        return (self.started + timedelta(seconds=self.clock.now() - self._origin)).replace(microsecond=0)
+
     def _timestamp(self) -> str:
-        return (EPOCH + timedelta(seconds=self.clock.now())).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _pod_ip(self) -> str:
+        """The next address of the pod network (10.244.0.0/16, as kubeadm's default), skipping .0 and .255."""
+        number = next(self._ips)
+        return f"10.244.{number // 254 % 256}.{number % 254 + 1}"
 
     def _suffix(self) -> str:
         return hashlib.sha256(str(next(self._names)).encode()).hexdigest()[:5]
@@ -332,6 +461,11 @@ class World:
             obj["spec"].setdefault("unschedulable", False)
         elif kind == "Namespace":
             obj["status"] = {"phase": "Active"}
+        elif kind in WORKLOAD_DEFAULTS:
+            # As the API server defaults them; `kubectl rollout status` refuses a workload without a RollingUpdate
+            # strategy.
+            for name, value in WORKLOAD_DEFAULTS[kind].items():
+                obj["spec"].setdefault(name, copy.deepcopy(value))
 
     def _terminate(self, key: tuple[str, str]) -> None:
         pod = self._objects["Pod"][key]
@@ -414,6 +548,31 @@ class World:
         self._schedule()
         self._run_kubelets(now)
         self._update_statuses()
+        self._publish()
+
+    def _publish(self) -> None:
+        """Give every object added or changed since the last publish the next resourceVersion, log the change for
+        watches and wake them. A write that changes nothing changes no version, as on a real API server."""
+        changes: list[Change] = []
+        for kind, objects in self._objects.items():
+            published = self._published[kind]
+            for key, obj in objects.items():
+                before = published.get(key)
+                if before is not None and _same_but_version(before, obj):
+                    continue
+                self._version += 1
+                obj["metadata"]["resourceVersion"] = str(self._version)
+                published[key] = copy.deepcopy(obj)
+                change_type = ChangeType.ADDED if before is None else ChangeType.MODIFIED
+                changes.append(Change(self._version, change_type, kind, published[key], before))
+            for key in [key for key in published if key not in objects]:
+                self._version += 1
+                last = published.pop(key)  # also held by the change that published it: copied, not changed
+                gone = {**last, "metadata": {**last["metadata"], "resourceVersion": str(self._version)}}
+                changes.append(Change(self._version, ChangeType.DELETED, kind, gone, None))
+        if changes:
+            self._log.extend(changes)
+            self._changed.notify_all()
 
     def _collect_garbage(self, now: float) -> None:
         nodes = {name for _, name in self._objects["Node"]}
@@ -462,7 +621,6 @@ class World:
                         "labels": labels,
                         "annotations": {},
                         "creationTimestamp": self._timestamp(),
-                        "resourceVersion": str(next(self._versions)),
                         "generation": 1,
                         "ownerReferences": [_owner_reference(deployment)],
                     },
@@ -540,7 +698,6 @@ class World:
                 "labels": dict(meta.get("labels") or {}),
                 "annotations": dict(meta.get("annotations") or {}),
                 "creationTimestamp": self._timestamp(),
-                "resourceVersion": str(next(self._versions)),
                 "ownerReferences": [_owner_reference(owner)],
             },
             "spec": spec,
@@ -597,10 +754,13 @@ class World:
                 continue
             if timer.running_at is None and now - timer.bound_at >= self.timings.start_delay:
                 timer.running_at = now
-                pod["status"]["phase"] = "Running"
-                pod["status"]["startTime"] = self._timestamp()
+                pod["status"].update(
+                    phase="Running", startTime=self._timestamp(), podIP=self._pod_ip(), hostIP=_internal_ip(node)
+                )
+                pod["status"]["podIPs"] = [{"ip": pod["status"]["podIP"]}]
             ready = timer.running_at is not None and now - timer.running_at >= self.timings.ready_delay
             _set_ready(pod, ready and _is_node_ready(node))
+            pod["status"]["containerStatuses"] = _container_statuses(pod, ready and _is_node_ready(node))
 
     def _update_statuses(self) -> None:
         for kind in ("ReplicaSet", "StatefulSet", "DaemonSet"):
@@ -638,13 +798,38 @@ class World:
                 observedGeneration=deployment["metadata"].get("generation", 1),
             )
         for budget in self._objects["PodDisruptionBudget"].values():
-            budget["status"] = self._budget_status(budget).as_status(budget["metadata"].get("generation", 1))
+            status = self._budget_status(budget)
+            allowed = "True" if status.disruptions_allowed > 0 else "False"
+            previous: Obj = next(iter(budget["status"].get("conditions") or []), {})
+            since = previous["lastTransitionTime"] if previous.get("status") == allowed else self._timestamp()
+            budget["status"] = status.as_status(budget["metadata"].get("generation", 1), since=since)
+
+
+def _same_but_version(published: Obj, obj: Obj) -> bool:
+    """Equal apart from metadata.resourceVersion (which writes carry over from what they replace)."""
+    if published.keys() != obj.keys():
+        return False
+    for name, value in obj.items():
+        if name != "metadata" and published[name] != value:
+            return False
+    meta, before = obj["metadata"], published["metadata"]
+    return {k: v for k, v in meta.items() if k != "resourceVersion"} == {
+        k: v for k, v in before.items() if k != "resourceVersion"
+    }
 
 
 def _plural(kind: str) -> str:
     """The resource as API errors name it: group-qualified outside the core group ("deployments.apps")."""
     group = KINDS[kind][0].rpartition("/")[0]
     return f"{kind.lower()}s" + (f".{group}" if group else "")
+
+
+def apply_patch(document: Obj, patch: Obj | list[Obj]) -> Obj:
+    """A copy of ``document`` with a JSON patch (a list of operations) or a merge patch applied."""
+    if isinstance(patch, list):
+        return _json_patch(document, patch)
+    merged: Obj = _merge(copy.deepcopy(document), patch)
+    return merged
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -754,6 +939,30 @@ def _tolerates(toleration: Obj, taint: Obj) -> bool:
     if toleration.get("operator") == "Exists":
         return not toleration.get("key") or toleration["key"] == taint.get("key")
     return toleration.get("key") == taint.get("key") and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def _internal_ip(node: Obj) -> str:
+    return next((a["address"] for a in node["status"].get("addresses") or [] if a["type"] == "InternalIP"), "")
+
+
+def _container_statuses(pod: Obj, ready: bool) -> list[Obj]:
+    """What the kubelet reports of each container: running since the pod started (never restarted), or still being
+    created; kubectl's READY and STATUS columns are computed from these."""
+    started = pod["status"].get("startTime")
+    uid = pod["metadata"].get("uid", "")
+    return [
+        {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "containerID": f"containerd://{hashlib.sha256((uid + container['name']).encode()).hexdigest()}",
+            "ready": ready,
+            "started": started is not None,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": started}} if started else {"waiting": {"reason": "ContainerCreating"}},
+        }
+        for container in pod["spec"].get("containers") or []
+    ]
 
 
 def _is_ready(pod: Obj) -> bool:
