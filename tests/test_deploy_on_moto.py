@@ -206,8 +206,7 @@ def test_status_makes_the_same_number_of_aws_calls_for_3_or_40_hosts(cloud: Clou
             "DescribeStackResources",
             "DescribeAutoScalingGroups",
             "DescribeLaunchTemplateVersions",
-            "DescribeInstances",
-            "GetParametersByPath",  # the hosts' records: none here, one call
+            "DescribeInstances",  # with each host's health verdict, a tag of its instance
         ]
     )
 

@@ -98,7 +98,7 @@ def unhealthy_host(box: Sandbox) -> tuple[str, str]:
     instance = box.first_host()
     box.cloud.groups.client.set_instance_health(InstanceId=instance, HealthStatus="Unhealthy")
     record = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} failing:kubelet failures=3"
-    box.cloud.parameters.put(f"{names.host_records_path(CONFIG.parameter_path)}/{instance}/health", record)
+    box.cloud.instances.set_tag(instance, names.HEALTH_TAG, record)  # as the agent tags its own instance
     return instance, "the health agent finds kubelet failing (3 checks in a row)"
 
 
