@@ -136,6 +136,11 @@ def forget_hosts(records: Records, parameter_path: str, instance_ids: Iterable[s
         records.delete(doomed)
 
 
+def recorded_hosts(names: Iterable[str], parameter_path: str) -> set[str]:
+    """The instances that kept a record among the parameter ``names``."""
+    return {instance for name in names for leaf in RECORD_LEAVES if (instance := _host_of(name, parameter_path, leaf))}
+
+
 def _host_of(name: str, parameter_path: str, leaf: str) -> str | None:
     """The instance id in `<hosts path>/<instance-id>/<leaf>`, or None for another parameter."""
     prefix = host_records_path(parameter_path) + "/"
