@@ -33,7 +33,7 @@ from provision.heal.actionlog import ActionLog
 from provision.heal.consumer import Stop
 from provision.heal.service import connect_queue, heal_service
 from provision.kube.facade import Kube, connect
-from provision.render.names import host_records_path
+from provision.render import names
 from provision.roll.engine import Roll, RollResult
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
@@ -185,8 +185,8 @@ def _heal(ui: UI, config: ClusterConfig, cloud: Cloud, factory: AwsFactory, kube
         fleet = Fleet.of_stack(cloud, config.stack_name)
         victim = fleet.snapshot().hosts[0].instance_id
         # What the health agent does after `failures_before_unhealthy` failed checks (a full disk: the kubelet runs).
-        record = f"{host_records_path(config.parameter_path)}/{victim}/health"
-        cloud.parameters.put(record, f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} failing:disk failures=3")
+        verdict = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} failing:disk failures=3"
+        cloud.instances.set_tag(victim, names.HEALTH_TAG, verdict)
         cloud.groups.client.set_instance_health(InstanceId=victim, HealthStatus="Unhealthy")
         ui.say(f"{victim}'s health agent: the disk check failed 3 times in a row; host reported Unhealthy")
 

@@ -417,6 +417,11 @@ class FakeParameters(Parameters):
         self._call("GetParameter")
         return self.values.get(name)
 
+    def delete(self, names: list[str]) -> None:
+        self._call("DeleteParameters")
+        for name in names:
+            self.values.pop(name, None)
+
     def remove(self, name: str) -> None:
         self._call("DeleteParameter")
         self.values.pop(name, None)

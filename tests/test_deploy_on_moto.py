@@ -206,8 +206,7 @@ def test_status_makes_the_same_number_of_aws_calls_for_3_or_40_hosts(cloud: Clou
             "DescribeStackResources",
             "DescribeAutoScalingGroups",
             "DescribeLaunchTemplateVersions",
-            "DescribeInstances",
-            "GetParametersByPath",  # the hosts' records: none here, one call
+            "DescribeInstances",  # with each host's health verdict, a tag of its instance
         ]
     )
 
@@ -237,7 +236,24 @@ def test_down_purge_removes_the_clusters_parameters(cloud: Cloud) -> None:
     down(cfg, cloud, user, purge=True, timeout=600)
 
     assert cloud.parameters.names_under("/cluster/demo") == []
-    assert "removed 2 SSM parameter(s)" in out.getvalue()
+    assert "removed the records of 1 terminated host(s)" in out.getvalue()
+    assert "removed 1 SSM parameter(s)" in out.getvalue()
+
+
+def test_down_removes_the_records_of_the_hosts_it_terminated_even_without_purge(cloud: Cloud) -> None:
+    cfg = config(network=existing_network())
+    up(cfg, cloud)
+    records = f"{cfg.parameter_path}/hosts"
+    for host in sorted(cloud.instances.of_cluster("cluster:name", cfg.name))[:2]:
+        cloud.parameters.put(f"{records}/{host}/boot", "failed step=join exit=1")
+    cloud.parameters.put(f"{records}/i-0123456789abcdef0/health", "2026-11-25T05:00:00Z healthy failures=0")
+    user, out = recording_ui()
+
+    down(cfg, cloud, user, purge=False, timeout=600)
+
+    assert cloud.parameters.names_under(records) == [], "nothing of the gone hosts stays behind"
+    assert "removed the records of 3 terminated host(s)" in out.getvalue()
+    assert "left behind: SSM parameter /cluster/demo/join-token" in out.getvalue(), "the rest waits for --purge"
 
 
 def test_down_declined_keeps_the_stack(cloud: Cloud) -> None:

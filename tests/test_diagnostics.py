@@ -18,9 +18,9 @@ from lightkube.resources.core_v1 import Event
 
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
+from provision.fleet.observe import Fleet
 from provision.remote.access import diagnose_before_replace
 from provision.remote.diagnostics import COMMANDS, decode_console_output
-from provision.fleet.observe import Fleet
 from provision.sandbox.state import SandboxState, is_ours
 from provision.verbs.aws import Connection
 from provision.verbs.options import Globals
@@ -63,6 +63,7 @@ def test_diagnose_saves_the_hosts_logs_its_node_events_and_its_records(
     boto3.client("ssm", region_name=REGION).put_parameter(
         Name=f"/cluster/demo/hosts/{instance_id}/boot", Value="failed at step join (exit 1)", Type="String"
     )
+    cloud.instances.set_tag(instance_id, "cluster:health", "2026-11-25T06:00:00Z failing:kubelet failures=3")
 
     outcome = run_main("--kubeconfig", str(simulator.kubeconfig), "diagnose", "-c", str(EXAMPLE), node)
 
@@ -79,6 +80,10 @@ def test_diagnose_saves_the_hosts_logs_its_node_events_and_its_records(
         assert any(line.startswith(f"{name}: exit ") or line.startswith(f"{name}: not available") for line in lines)
     assert "NodeNotReady" in (folder / "node-events.txt").read_text()
     assert "failed at step join (exit 1)" in (folder / "host-records.txt").read_text()
+    assert (
+        "== tag cluster:health\n2026-11-25T06:00:00Z failing:kubelet failures=3"
+        in (folder / "host-records.txt").read_text()
+    )
     assert not (folder / "console-output.txt").exists(), "SSH worked: no fallback needed"
 
 

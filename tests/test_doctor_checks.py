@@ -15,10 +15,12 @@ from provision.deploy.host_records import BootRecord, HealthRecord
 from provision.doctor.checks import diagnose
 from provision.doctor.findings import Finding, Report, Severity
 from provision.doctor.observe import Invocation, Observations
-from provision.kube.model import NodeState
 from provision.fleet.model import Host, Snapshot
-from provision.roll.journal import RollRecord
+from provision.kube.model import NodeState
 from provision.roll.lock import Lock
+from provision.roll.state import Flight, Kind, Phase, RollRecord
+
+STARTED = datetime(2026, 1, 1, tzinfo=UTC)  # when the roll began
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CURRENT = "ami-0new/2/abc123"
@@ -276,7 +278,11 @@ def test_a_host_terminating_for_a_running_roll_is_fine() -> None:
     running = lock(expires=NOW + timedelta(hours=1))
 
     report = diagnose(
-        observe(hosts=hosts, lock=running, journal=RollRecord("patch", GROUP, 3, 6, flights=[{"old": IDS[0]}]))
+        observe(
+            hosts=hosts,
+            lock=running,
+            journal=RollRecord("patch", GROUP, 3, 6, STARTED, flights=[Flight(IDS[0], Kind.SURGE, 1)]),
+        )
     )
 
     assert [f.check for f in report.findings if f.needs_attention] == ["lock"]  # only "a roll is running"
@@ -299,7 +305,7 @@ def test_a_suspended_launch_process_is_a_problem() -> None:
 
 
 def test_processes_an_interrupted_roll_suspended_are_resumed_by_running_it_again() -> None:
-    record = RollRecord("patch", GROUP, 3, 6, suspended=["AZRebalance"])
+    record = RollRecord("patch", GROUP, 3, 6, STARTED, suspended=["AZRebalance"])
 
     findings = attention(observe(suspended=("AZRebalance",), journal=record))
 
@@ -335,7 +341,7 @@ def test_a_lock_whose_roll_died_on_this_machine_is_a_problem_and_rerunning_takes
         observe(
             lock=lock(expires=NOW + timedelta(minutes=20)),
             lock_abandoned=True,
-            journal=RollRecord("patch", GROUP, 3, 6, suspended=["AZRebalance"]),
+            journal=RollRecord("patch", GROUP, 3, 6, STARTED, suspended=["AZRebalance"]),
             suspended=("AZRebalance",),
         )
     )
@@ -350,19 +356,19 @@ def test_a_lock_whose_roll_died_on_this_machine_is_a_problem_and_rerunning_takes
 
 
 def test_an_interrupted_roll_names_its_hosts_and_phase_and_continues_with_the_same_command() -> None:
-    flights = [{"old": IDS[0], "new": "i-000000000000000ff", "phase": "drain"}]
+    flights = [Flight(IDS[0], Kind.SURGE, 1, new="i-000000000000000ff", phase=Phase.DRAINED)]
 
-    finding = only(observe(journal=RollRecord("patch", GROUP, 3, 6, flights=flights)))
+    finding = only(observe(journal=RollRecord("patch", GROUP, 3, 6, STARTED, flights=flights)))
 
     assert finding.severity is Severity.PROBLEM and finding.what == f"an interrupted roll: patch of {GROUP}"
     assert finding.resources == (IDS[0], "i-000000000000000ff")
-    assert finding.cause == f"stopped with {IDS[0]} → i-000000000000000ff at phase drain"
+    assert finding.cause == f"stopped with {IDS[0]} → i-000000000000000ff at phase drained"
     assert finding.next_step.startswith("cluster patch (continues")
 
 
 def test_an_interrupted_roll_under_an_expired_lock_continues_with_break_lock() -> None:
     findings = attention(
-        observe(journal=RollRecord("patch", GROUP, 3, 6), lock=lock(expires=NOW - timedelta(minutes=1)))
+        observe(journal=RollRecord("patch", GROUP, 3, 6, STARTED), lock=lock(expires=NOW - timedelta(minutes=1)))
     )
 
     [roll] = [f for f in findings if f.check == "roll"]

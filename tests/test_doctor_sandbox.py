@@ -19,16 +19,19 @@ from provision.deploy.up import Up
 from provision.doctor.checks import diagnose
 from provision.doctor.findings import Finding, Report, Severity
 from provision.doctor.observe import gather
+from provision.fleet.model import Snapshot
+from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube, connect
 from provision.render import names
-from provision.fleet.observe import Fleet
-from provision.fleet.model import Snapshot
-from provision.roll.journal import Journal, RollRecord
+from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
+from provision.roll.state import RollRecord
 from provision.sandbox.hosts import HostSimulator
 from tests.conftest import EXAMPLE, Outcome
 from tests.deploykit import REGION, TOKEN, config, recording_ui
 from tests.simkit import Simulator, simulator, virtual_cloud
+
+STARTED = datetime(2026, 1, 1, tzinfo=UTC)  # when the roll began
 
 __all__ = ["simulator"]  # the fixture
 
@@ -99,7 +102,7 @@ def unhealthy_host(box: Sandbox) -> tuple[str, str]:
     instance = box.first_host()
     box.cloud.groups.client.set_instance_health(InstanceId=instance, HealthStatus="Unhealthy")
     record = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} failing:kubelet failures=3"
-    box.cloud.parameters.put(f"{names.host_records_path(CONFIG.parameter_path)}/{instance}/health", record)
+    box.cloud.instances.set_tag(instance, names.HEALTH_TAG, record)  # as the agent tags its own instance
     return instance, "the health agent finds kubelet failing (3 checks in a row)"
 
 
@@ -141,7 +144,7 @@ def expired_lock(box: Sandbox) -> tuple[str, str]:
 
 
 def interrupted_roll(box: Sandbox) -> tuple[str, str]:
-    record = RollRecord("patch", box.snapshot().group, 3, 6)
+    record = RollRecord("patch", box.snapshot().group, 3, 6, STARTED)
     Journal(box.cloud.parameters, CONFIG.parameter_path).save(record)
     return f"{CONFIG.parameter_path}/roll-state", "stopped before its first host"
 

@@ -16,13 +16,13 @@ import pytest
 
 from provision.aws.queues import Message
 from provision.config.schema import ClusterConfig
+from provision.fleet.model import Host, Snapshot
 from provision.heal.actionlog import ActionLog, parse_line
 from provision.heal.consumer import GRACE_SECONDS, Consumer, Stop
 from provision.heal.handler import Handler, Timeouts
 from provision.kube.facade import Kube, connect
 from provision.kube.model import PodState
 from provision.render import names
-from provision.fleet.model import Host, Snapshot
 from tests.deploykit import config
 from tests.simkit import Simulator, simulator
 
@@ -184,6 +184,10 @@ class _Records:
     def value(self, name: str) -> str | None:
         return self.values.get(name)
 
+    def delete(self, names: list[str]) -> None:
+        for name in names:
+            self.values.pop(name, None)
+
 
 @pytest.fixture
 def rig(simulator: Simulator) -> Rig:
@@ -299,6 +303,27 @@ def test_launch_and_terminate_out_of_order(rig: Rig) -> None:
     assert (failed["instance"], failed["step"], failed["exit"]) == (host(4).instance_id, "join", "1")
     assert "error: token expired" in failed["log"]
     assert rig.queue.messages == {}
+    assert rig.records == {}, "the record went with its host, after heal had reported it"
+
+
+def test_the_records_of_replaced_hosts_do_not_accumulate(rig: Rig) -> None:
+    """Hosts replaced one after another, some after a failed boot: each one's records go as heal sees it leave, and
+    those of the hosts still in the group stay."""
+    for index in (1, 2, 3):
+        rig.records[f"{RECORDS}/{host(index).instance_id}/boot"] = (
+            f"failed step=join exit=1 at=2026-11-25T05:5{index}:00Z"
+        )
+        rig.records[f"{RECORDS}/{host(index).instance_id}/health"] = "2026-11-25T05:00:00Z healthy failures=0"
+    for index in (1, 2):
+        rig.group.terminating(host(index).instance_id)
+        rig.queue.send(event("terminate", index))
+        rig.consumer().run(once=True)
+    rig.queue.send(event("terminate", 9))  # a host the group dropped while heal was not running
+    rig.records[f"{RECORDS}/{host(9).instance_id}/boot"] = "failed step=join exit=1 at=2026-11-25T05:00:00Z"
+    rig.consumer().run(once=True)
+
+    assert rig.actions().count("completed") == 2 and rig.actions()[-1] == "gone"
+    assert sorted(rig.records) == [f"{RECORDS}/{host(3).instance_id}/boot", f"{RECORDS}/{host(3).instance_id}/health"]
 
 
 def test_a_launch_is_watched_until_the_host_joins(rig: Rig) -> None:

@@ -25,13 +25,13 @@ from provision.aws.session import AwsFactory, AwsSettings
 from provision.clock import SystemClock, wait_until
 from provision.config.schema import ClusterConfig
 from provision.deploy.up import Up
+from provision.fleet.model import Snapshot
+from provision.fleet.observe import Fleet
 from provision.heal.actionlog import ActionLog, parse_line
 from provision.heal.consumer import VISIBILITY_SECONDS, Consumer, Stop
 from provision.heal.service import connect_queue, heal_service, queue_url
 from provision.kube.facade import Kube, connect
 from provision.render.template import render
-from provision.fleet.observe import Fleet
-from provision.fleet.model import Snapshot
 from provision.sandbox.hosts import HostSimulator
 from provision.sandbox.state import SandboxState
 from tests.conftest import CLUSTER, EXAMPLE, run_installed

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from provision.aws.cloud import Cloud
 from provision.heal.handler import roll_in_progress
-from provision.roll.journal import Journal, RollRecord
+from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
+from provision.roll.state import Flight, Kind, Phase, RollRecord
+
+STARTED = datetime(2026, 1, 1, tzinfo=UTC)  # when the roll began
 
 PATH = "/cluster/demo"
 
@@ -18,7 +21,9 @@ def test_the_roll_owns_its_hosts_in_flight_only_while_it_holds_a_live_lock(cloud
     lock = RunLock(cloud.parameters, PATH, now=lambda: moment[0])
     journal = Journal(cloud.parameters, PATH)
     owned = roll_in_progress(lock, journal)
-    record = RollRecord("patch", "group", 3, 6, flights=[{"old": "i-old", "new": "i-new", "phase": "cordoned"}])
+    record = RollRecord(
+        "patch", "group", 3, 6, STARTED, flights=[Flight("i-old", Kind.SURGE, 1, new="i-new", phase=Phase.CORDONED)]
+    )
     journal.save(record)
 
     assert owned() == set(), "a journal without a lock: no roll runs"

@@ -75,6 +75,7 @@ def test_the_agent_reports_a_sick_host_and_heal_drains_it_before_it_goes(
         "AWS_SHARED_CREDENTIALS_FILE": str(host.root / "no-aws-credentials"),
     }
     autoscaling = boto3.client("autoscaling", region_name=REGION)
+    ec2 = boto3.client("ec2", region_name=REGION)
 
     def health() -> str:
         [instance] = autoscaling.describe_auto_scaling_instances(InstanceIds=[victim])["AutoScalingInstances"]
@@ -89,9 +90,12 @@ def test_the_agent_reports_a_sick_host_and_heal_drains_it_before_it_goes(
     assert seen == ["HEALTHY"] * (failures - 1) + ["UNHEALTHY"], "reported once its failures reached the limit"
     assert run.called("logger -t cluster-health-agent unhealthy after")
 
-    # `cluster status` shows in its agent column what the agent recorded for the host.
-    record = sandbox.cloud.parameters.value(f"{names.host_records_path(CONFIG.parameter_path)}/{victim}/health")
-    assert record is not None and record.split()[1:] == ["failing:kubelet", "failures=1"], record
+    # The agent tagged its own instance with its verdict (set on the first failed run, unchanged since) and wrote
+    # nothing to SSM; `cluster status` shows the verdict in its agent column.
+    [tag] = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [victim]},
+                                       {"Name": "key", "Values": [names.HEALTH_TAG]}])["Tags"]  # fmt: skip
+    assert tag["Value"].split()[1:] == ["failing:kubelet", "failures=1"], tag
+    assert sandbox.cloud.parameters.names_under(names.host_records_path(CONFIG.parameter_path)) == []
     [row] = [row for row in collect(CONFIG, sandbox.cloud, now=datetime.now(UTC)).hosts if row.instance_id == victim]
     assert row.agent == "failing:kubelet"
 

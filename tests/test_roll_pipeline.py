@@ -15,8 +15,8 @@ import pytest
 from provision.clock import WaitTimeout
 from provision.config.schema import Rolling
 from provision.errors import ClusterError
-from provision.kube.drain import DrainBlocked
 from provision.fleet.model import Snapshot
+from provision.kube.drain import DrainBlocked
 from provision.roll.engine import LOCK_TTL, SURGE_ANNOTATION, Roll, RollResult
 from provision.roll.journal import Journal
 from provision.roll.lock import Locked, RunLock

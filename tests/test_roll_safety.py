@@ -7,16 +7,19 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 
 from provision.aws.cloud import Cloud
-from provision.roll.journal import Journal, RollRecord
+from provision.kube.model import Owner
+from provision.roll.journal import Journal, encode
 from provision.roll.lock import Locked, RunLock, process_place
+from provision.roll.state import Flight, Kind, Phase, RollRecord
 from provision.roll.suspension import FIGHTING_PROCESSES, processes_suspended
+
+STARTED = datetime(2026, 1, 1, tzinfo=UTC)  # when the roll began
 
 PATH = "/cluster/demo"
 HOUR = timedelta(hours=1)
@@ -170,7 +173,7 @@ def suspended(cloud: Cloud, name: str) -> list[str]:
 
 def test_processes_are_suspended_during_the_roll_and_restored_after_a_failure(cloud: Cloud, group: str) -> None:
     journal = Journal(cloud.parameters, PATH)
-    record = RollRecord("patch", group, 2, 3)
+    record = RollRecord("patch", group, 2, 3, STARTED)
 
     with pytest.raises(RuntimeError), processes_suspended(cloud.groups, journal, record):
         assert sorted(suspended(cloud, group)) == sorted(FIGHTING_PROCESSES)
@@ -184,7 +187,7 @@ def test_processes_are_suspended_during_the_roll_and_restored_after_a_failure(cl
 def test_an_interrupt_restores_them_too(cloud: Cloud, group: str) -> None:
     with (
         pytest.raises(KeyboardInterrupt),
-        processes_suspended(cloud.groups, Journal(cloud.parameters, PATH), RollRecord("patch", group, 2, 3)),
+        processes_suspended(cloud.groups, Journal(cloud.parameters, PATH), RollRecord("patch", group, 2, 3, STARTED)),
     ):
         raise KeyboardInterrupt
 
@@ -194,7 +197,9 @@ def test_an_interrupt_restores_them_too(cloud: Cloud, group: str) -> None:
 def test_processes_suspended_by_someone_else_stay_suspended(cloud: Cloud, group: str) -> None:
     cloud.groups.suspend(group, ["AZRebalance", "Launch"])
 
-    with processes_suspended(cloud.groups, Journal(cloud.parameters, PATH), RollRecord("patch", group, 2, 3)) as ours:
+    with processes_suspended(
+        cloud.groups, Journal(cloud.parameters, PATH), RollRecord("patch", group, 2, 3, STARTED)
+    ) as ours:
         assert "AZRebalance" not in ours
 
     assert suspended(cloud, group) == ["AZRebalance", "Launch"]
@@ -202,7 +207,7 @@ def test_processes_suspended_by_someone_else_stay_suspended(cloud: Cloud, group:
 
 def test_a_crashed_rolls_suspensions_are_undone_by_the_next_run(cloud: Cloud, group: str) -> None:
     journal = Journal(cloud.parameters, PATH)
-    crashed = RollRecord("patch", group, 2, 3, suspended=["AZRebalance", "ReplaceUnhealthy"])
+    crashed = RollRecord("patch", group, 2, 3, STARTED, suspended=["AZRebalance", "ReplaceUnhealthy"])
     cloud.groups.suspend(group, crashed.suspended)
     journal.save(crashed)  # ... and the process was killed here
 
@@ -216,9 +221,10 @@ def test_a_crashed_rolls_suspensions_are_undone_by_the_next_run(cloud: Cloud, gr
 
 def test_the_journal_round_trips_and_clears(cloud: Cloud) -> None:
     journal = Journal(cloud.parameters, PATH)
-    owners = ";".join(f"ReplicaSet/team-{index}/service-{index}-7d9f8c6b5={index % 7}" for index in range(120))
-    record = RollRecord("patch", "hosts", 3, 6, ["AZRebalance"], [{"old": "i-1", "phase": "drained", "owners": owners}])
-    assert len(json.dumps(asdict(record))) > 4096, "past the standard tier's limit"
+    owners = {Owner("ReplicaSet", f"team-{index}", f"service-{index}-7d9f8c6b5"): index % 7 for index in range(120)}
+    flight = Flight("i-1", Kind.SURGE, 1, phase=Phase.DRAINED, owners=owners)
+    record = RollRecord("patch", "hosts", 3, 6, STARTED, ["AZRebalance"], [flight])
+    assert len(encode(record)) > 4096, "past the standard tier's limit"
 
     journal.save(record)
     loaded = journal.load()

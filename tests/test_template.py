@@ -185,6 +185,20 @@ def test_iam_is_scoped_to_this_cluster() -> None:
     assert statements["ReadClusterParameters"]["Resource"] == [
         {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/cluster/demo/*"}
     ]
+    # Boot failures are the only host records in SSM; the health verdict is a tag the host may set on itself only.
+    assert statements["RecordBootFailure"]["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/cluster/demo/hosts/*/boot"}
+    ]
+    tag = statements["TagOwnInstanceWithHealth"]
+    assert tag["Action"] == ["ec2:CreateTags"]
+    assert tag["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*"}]
+    assert tag["Condition"] == {
+        "StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}", "ec2:ResourceTag/cluster:name": "demo"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": [names.HEALTH_TAG]},
+        "Null": {"aws:TagKeys": "false"},
+    }
+    ec2_actions = {action for statement in statements.values() for action in statement["Action"] if "ec2:" in action}
+    assert ec2_actions == {"ec2:CreateTags"}, "no DeleteTags, no other EC2 write"
     # Only actions that AWS cannot scope to a resource get "*".
     unscoped = {sid for sid, statement in statements.items() if statement["Resource"] == ["*"]}
     assert unscoped == {"FindOwnGroup", "SessionManager"}

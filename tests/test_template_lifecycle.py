@@ -92,7 +92,13 @@ def test_the_handler_policy_is_scoped_to_this_group_queue_stack_and_path(templat
         action for statement in statements.values() if statement["Resource"] == ["*"] for action in statement["Action"]
     ]
     assert unscoped and all(":Describe" in action for action in unscoped)
-    assert not [action for action in actions if action.startswith(("ssm:Put", "ssm:Delete", "sqs:Send", "iam:"))]
+    assert not [action for action in actions if action.startswith(("ssm:Put", "sqs:Send", "iam:"))]
+    # The one SSM write: the records of hosts that left, below the hosts' path (not the join token, not the roll's).
+    forget = statements[actions["ssm:DeleteParameters"]]
+    assert [action for action in actions if action.startswith("ssm:Delete")] == ["ssm:DeleteParameters"]
+    [hosts] = forget["Resource"]
+    assert hosts["Fn::Sub"].startswith("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/cluster/")
+    assert hosts["Fn::Sub"].endswith("/hosts/*")
 
 
 def test_the_handler_policy_grants_the_calls_heal_makes_and_no_others(template: dict[str, Any]) -> None:
@@ -103,6 +109,7 @@ def test_the_handler_policy_grants_the_calls_heal_makes_and_no_others(template: 
         ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"),  # the queue
         ("cloudformation:DescribeStackResources", "cloudformation:DescribeStacks"),  # the queue's URL, the group
         ("ssm:GetParameter",),  # the roll's lock and journal, the hosts' records: one by one, never a whole path
+        ("ssm:DeleteParameters",),  # the records of hosts that left
         (
             "autoscaling:DescribeAutoScalingGroups",
             "autoscaling:DescribeLifecycleHooks",  # the heartbeat cadence

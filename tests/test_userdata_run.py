@@ -189,10 +189,15 @@ class TestHealthAgent:
         assert not [run for run in runs if run.called("aws --region eu-west-1 autoscaling set-instance-health")]
         assert "failures=2" in (host.root / "var/lib/cluster-health/last").read_text()
 
-    def test_publishes_its_verdict_only_when_it_changes(self, agent: Path, host: Host) -> None:
+    def test_publishes_its_verdict_as_a_tag_of_its_own_instance_only_when_it_changes(
+        self, agent: Path, host: Host
+    ) -> None:
         runs = [host.run(agent), host.run(agent), host.run(agent, fail="systemctl"), host.run(agent, fail="systemctl")]
 
-        published = [run.called("aws --region eu-west-1 ssm put-parameter") for run in runs]
+        published = [run.called("aws --region eu-west-1 ec2 create-tags") for run in runs]
         assert [len(calls) for calls in published] == [1, 0, 1, 0]
-        assert f"--name /cluster/demo/hosts/{INSTANCE_ID}/health" in runs[0].calls[published[0][0]]
-        assert "failing:kubelet container_runtime" in runs[2].calls[published[2][0]]
+        first, failing = runs[0].calls[published[0][0]], runs[2].calls[published[2][0]]
+        assert f"--resources {INSTANCE_ID} " in first and '"Key": "cluster:health"' in first
+        assert " healthy failures=0" in first
+        assert " failing:kubelet container_runtime failures=1" in failing
+        assert not [call for run in runs for call in run.calls if " ssm " in call], "nothing goes to SSM any more"

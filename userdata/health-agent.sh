@@ -1,7 +1,9 @@
 #!/bin/bash
 # cluster health agent, run by cluster-health-agent.timer. It checks the kubelet, the container runtime and the root
 # disk; after FAILURES consecutive failed runs it reports this host Unhealthy to its auto-scaling group, which replaces
-# it. Its last verdict is kept in /var/lib/cluster-health/last and published (on change) under RECORDS/<id>/health.
+# it. Its last verdict is kept in /var/lib/cluster-health/last and published, when it changes, as the HEALTH_TAG tag of
+# this host's own instance: `cluster status` and `cluster doctor` read every host's verdict from the one paged
+# DescribeInstances they make anyway, whatever the size of the fleet.
 set -uo pipefail
 root="${CLUSTER_HOST_ROOT:-}"
 # shellcheck disable=SC1091  # written by the boot script
@@ -38,7 +40,8 @@ else
   verdict="failing:${failed# }"
 fi
 echo "$count" >"$state/failures"
-printf '%s %s failures=%s\n' "$(date -u +%FT%TZ)" "$verdict" "$count" >"$state/last"
+last="$(date -u +%FT%TZ) $verdict failures=$count"
+echo "$last" >"$state/last"
 
 # The group ignores a report that respects its health-check grace period while the period lasts, and "reported" would
 # then stop every later one. The agent runs only once the boot script succeeded, so that grace is not needed here.
@@ -48,7 +51,10 @@ if ((count >= FAILURES)) && [[ ! -e "$state/reported" ]]; then
     --no-should-respect-grace-period && touch "$state/reported"
 fi
 if [[ "$verdict" != "$(cat "$state/published" 2>/dev/null)" ]]; then
-  aws --region "$REGION" ssm put-parameter --name "$RECORDS/$INSTANCE_ID/health" --type String --overwrite \
-    --value "$(cat "$state/last")" >/dev/null && echo "$verdict" >"$state/published"
+  # A tag value holds at most 256 characters, of letters, digits, spaces and + - = . _ : / @ (the check names and the
+  # time already are); anything else becomes "_", which also keeps the JSON below well formed.
+  value=$(printf '%s' "$last" | tr -c 'A-Za-z0-9 +=._:/@-' '_' | cut -c 1-256)
+  aws --region "$REGION" ec2 create-tags --resources "$INSTANCE_ID" \
+    --tags "[{\"Key\": \"$HEALTH_TAG\", \"Value\": \"$value\"}]" && echo "$verdict" >"$state/published"
 fi
 exit 0

@@ -71,6 +71,13 @@ class Instances:
                     )
         return found
 
+    def of_ids(self, instance_ids: list[str]) -> dict[str, Instance]:
+        return self._describe([{"Name": "instance-id", "Values": instance_ids}])
+
+    def set_tag(self, instance_id: str, key: str, value: str) -> None:
+        """What a host's health agent does to its own instance; the sandbox and the demo play it."""
+        self.client.create_tags(Resources=[instance_id], Tags=[{"Key": key, "Value": value}])
+
     def tagged_vpcs(self, cluster_tag: str, cluster: str) -> list[str]:
         vpcs = self.client.describe_vpcs(Filters=[{"Name": f"tag:{cluster_tag}", "Values": [cluster]}])["Vpcs"]
         return sorted(vpc["VpcId"] for vpc in vpcs)
@@ -90,3 +97,18 @@ class Instances:
             for tag in spec.get("Tags", [])
         }
         return TemplateVersion(str(versions[0]["VersionNumber"]), tags)
+
+
+class KeptInstances(Instances):
+    """Instances that keep every instance they describe, for a caller that reads the group through a snapshot (which
+    describes the group's instances once) and then needs what the snapshot leaves out, such as their tags, without
+    describing them a second time."""
+
+    def __init__(self, client: EC2Client) -> None:
+        super().__init__(client)
+        self.described: dict[str, Instance] = {}
+
+    def _describe(self, filters: list[FilterTypeDef]) -> dict[str, Instance]:
+        found = super()._describe(filters)
+        self.described |= found
+        return found

@@ -8,6 +8,7 @@ from provision.aws.cloud import Cloud
 from provision.aws.session import error_code
 from provision.aws.stacks import StackEvent
 from provision.config.schema import ClusterConfig
+from provision.deploy.host_records import forget_hosts, recorded_hosts
 from provision.deploy.report import describe_event, event_printer, root_causes
 from provision.errors import ClusterError, UsageError
 from provision.render import names
@@ -65,15 +66,22 @@ def down(config: ClusterConfig, cloud: Cloud, ui: UI, *, purge: bool, timeout: f
 
 
 def _report_leftovers(config: ClusterConfig, cloud: Cloud, ui: UI, *, purge: bool) -> None:
+    instances = sorted(cloud.instances.of_cluster(names.CLUSTER_TAG, config.name))
     parameters = cloud.parameters.names_under(config.parameter_path)
+    # The hosts are gone with the stack (any still running are named below): what they recorded goes with them,
+    # purge or not, as it does when a roll or heal sees a host go.
+    gone = recorded_hosts(parameters, config.parameter_path) - set(instances)
+    if gone:
+        forget_hosts(cloud.parameters, config.parameter_path, gone)
+        ui.say(f"removed the records of {len(gone)} terminated host(s)")
+        parameters = cloud.parameters.names_under(config.parameter_path)
     if parameters and purge:
         cloud.parameters.delete(parameters)
-        ui.say(f"removed {len(parameters)} SSM parameter(s) under {config.parameter_path}/ (join token, host records)")
+        ui.say(f"removed {len(parameters)} SSM parameter(s) under {config.parameter_path}/ (join token, roll state)")
     elif parameters:
         for parameter in parameters:
             ui.say(f"left behind: SSM parameter {parameter}")
         ui.say("remove them with `cluster down --purge`")
-    instances = sorted(cloud.instances.of_cluster(names.CLUSTER_TAG, config.name))
     vpcs = cloud.instances.tagged_vpcs(names.CLUSTER_TAG, config.name)
     remaining = [f"instance {instance}" for instance in instances] + [f"VPC {vpc}" for vpc in vpcs]
     if remaining:

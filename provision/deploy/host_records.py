@@ -1,17 +1,33 @@
-"""What hosts write about themselves under `/cluster/<name>/hosts/<instance-id>/` (userdata/bootstrap.sh.j2 and
-userdata/health-agent.sh), read in one place for `up`, `status`, `doctor` and `heal`:
+"""What hosts say about themselves, read in one place for `up`, `status`, `doctor` and `heal`:
 
-- `boot`: written when a boot step fails, `failed step=<step> exit=<code> at=<time>` and then the step's log tail;
-- `health`: the health agent's last verdict, `<time> healthy failures=0` or `<time> failing:kubelet disk failures=3`.
+- the health agent's last verdict (userdata/health-agent.sh), a tag of the host's own instance (``names.HEALTH_TAG``):
+  `<time> healthy failures=0` or `<time> failing:kubelet disk failures=3`. The one paged DescribeInstances that reads
+  the group returns it for every host, so reading it costs no call of its own;
+- `boot` (userdata/bootstrap.sh.j2), in SSM under `/cluster/<name>/hosts/<instance-id>/boot`, written only when a boot
+  step fails: `failed step=<step> exit=<code> at=<time>` and then the step's log tail. It is too long for a tag, and a
+  host whose boot failed may never get far enough to tag itself.
+
+Whoever terminates a host removes its SSM records with ``forget_hosts`` (roll, heal, `cluster down`), so that the
+hosts' path holds the records of failed boots still worth explaining, not the fleet's history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
+from provision.aws.cloud import Cloud
+from provision.aws.instances import KeptInstances
+from provision.fleet.model import Snapshot
+from provision.fleet.observe import Fleet
+from provision.render import names
 from provision.render.names import host_records_path
+
+# What a host may have kept under its path: the boot record, and the SSM health record that agents before the
+# verdict moved to a tag wrote (removed with the host like the rest).
+RECORD_LEAVES = ("boot", "health")
 
 
 @dataclass(frozen=True)
@@ -71,22 +87,59 @@ def boot_records(records: Mapping[str, str], parameter_path: str) -> list[BootRe
     return found
 
 
-def health_records(records: Mapping[str, str], parameter_path: str) -> dict[str, HealthRecord]:
-    """Instance id -> the health agent's last verdict, among ``records``."""
+def health_record(instance_id: str, value: str) -> HealthRecord | None:
+    """The verdict in the agent's `<time> <verdict> failures=<n>`, or None when the value says none."""
+    parts = value.split()
+    if len(parts) < 2:
+        return None
+    failures = next((part.removeprefix("failures=") for part in parts if part.startswith("failures=")), "0")
+    return HealthRecord(
+        instance_id=instance_id,
+        verdict=" ".join(part for part in parts[1:] if not part.startswith("failures=")),
+        failures=int(failures) if failures.isdigit() else 0,
+        at=_when(parts[0]),
+    )
+
+
+def health_tags(tags_by_instance: Mapping[str, Mapping[str, str]]) -> dict[str, HealthRecord]:
+    """Instance id -> the health agent's last verdict, from the instances' tags."""
     found = {}
-    for name, value in records.items():
-        instance = _host_of(name, parameter_path, "health")
-        parts = value.split()
-        if instance is None or len(parts) < 2:
-            continue
-        failures = next((part.removeprefix("failures=") for part in parts if part.startswith("failures=")), "0")
-        found[instance] = HealthRecord(
-            instance_id=instance,
-            verdict=" ".join(part for part in parts[1:] if not part.startswith("failures=")),
-            failures=int(failures) if failures.isdigit() else 0,
-            at=_when(parts[0]),
-        )
+    for instance, tags in tags_by_instance.items():
+        record = health_record(instance, tags.get(names.HEALTH_TAG, ""))
+        if record is not None:
+            found[instance] = record
     return found
+
+
+def snapshot_with_health(cloud: Cloud, stack_name: str) -> tuple[Snapshot, dict[str, HealthRecord]]:
+    """The group's snapshot and every host's health verdict, from the snapshot's own calls: its one paged
+    DescribeInstances already returns each instance's tags, so they are kept rather than described again."""
+    # The snapshot's hosts do not carry their tags (yet); until they do, keep what its describe returned.
+    kept = KeptInstances(cloud.instances.client)
+    snapshot = Fleet.of_stack(replace(cloud, instances=kept), stack_name).snapshot()
+    return snapshot, health_tags({instance: kept.described[instance].tags for instance in kept.described})
+
+
+class Records(Protocol):
+    """``provision.aws.parameters.Parameters``: deletes names, ten to a call; names that do not exist are ignored."""
+
+    def delete(self, names: list[str]) -> None: ...
+
+
+def forget_hosts(records: Records, parameter_path: str, instance_ids: Iterable[str]) -> None:
+    """Remove what terminated hosts kept in SSM (their boot record, an old agent's health record). Called by whoever
+    terminates them, once they are gone or going: without it, every failed boot would stay under the hosts' path for
+    good and each read of it would grow with the fleet's history. Safe to repeat: no read, and missing names are not
+    an error. Costs one call per five hosts."""
+    prefix = host_records_path(parameter_path)
+    doomed = [f"{prefix}/{instance}/{leaf}" for instance in sorted(set(instance_ids)) for leaf in RECORD_LEAVES]
+    if doomed:
+        records.delete(doomed)
+
+
+def recorded_hosts(names: Iterable[str], parameter_path: str) -> set[str]:
+    """The instances that kept a record among the parameter ``names``."""
+    return {instance for name in names for leaf in RECORD_LEAVES if (instance := _host_of(name, parameter_path, leaf))}
 
 
 def _host_of(name: str, parameter_path: str, leaf: str) -> str | None:

@@ -1,6 +1,6 @@
-"""`cluster status`: the stack and one row per host, from a fixed number of AWS calls whatever the number of hosts
-(stack, its resources, the group with all its members, the group's instances page by page, the launch template),
-plus the hosts' own records (the health agent's last verdict), ten to a call."""
+"""`cluster status`: the stack and one row per host, from five AWS calls whatever the number of hosts and whatever
+they did before (stack, its resources, the group with all its members, the group's instances page by page, the launch
+template). Each host's health verdict is a tag of its instance, so the instances' page brings it along."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING
 
 from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
-from provision.deploy.host_records import health_records
+from provision.deploy.host_records import snapshot_with_health
 from provision.errors import ClusterError
-from provision.fleet.observe import Fleet
 from provision.kube.model import NodeState
 from provision.render import names
-from provision.render.names import host_records_path
 from provision.ui import UI
 
 if TYPE_CHECKING:
@@ -63,7 +61,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
     try:
-        snapshot = Fleet.of_stack(cloud, config.stack_name).snapshot()
+        snapshot, health = snapshot_with_health(cloud, config.stack_name)
     except ClusterError:  # no group (yet, or any more): the stack's status is still worth showing
         return StatusReport(config.stack_name, stack.status, "", 0, 0, 0, [], "", [])
     # The latest launch template version says what a host launched now carries; the stack output can lag behind.
@@ -73,7 +71,6 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     if kube is not None:  # two more calls, whatever the number of hosts: all nodes, all pods
         nodes = kube.match_hosts(kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
         pods = Counter(pod.node for pod in kube.pods() if pod.node and not pod.terminating)
-    verdicts = _agent_verdicts(cloud, config.parameter_path)
     rows = []
     for host in sorted(snapshot.hosts, key=lambda host: (host.zone, host.instance_id)):
         node = nodes.get(host.instance_id)
@@ -90,7 +87,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
                 pods=str(pods.get(node.name, 0)) if node else UNKNOWN,
                 launched=host.launched.isoformat() if host.launched else "",
                 age=_age(now - host.launched) if host.launched else UNKNOWN,
-                agent=verdicts.get(host.instance_id, UNKNOWN),
+                agent=health[host.instance_id].verdict if host.instance_id in health else UNKNOWN,
             )
         )
     return StatusReport(
@@ -141,12 +138,6 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
     )
     if kubernetes_note:
         ui.console.print(f"node columns unknown: {kubernetes_note}", markup=False)
-
-
-def _agent_verdicts(cloud: Cloud, parameter_path: str) -> dict[str, str]:
-    """Instance id -> the health agent's last verdict (one call per ten host records)."""
-    records = cloud.parameters.values_under(host_records_path(parameter_path))
-    return {instance: record.verdict for instance, record in health_records(records, parameter_path).items()}
 
 
 def _age(delta: timedelta) -> str:

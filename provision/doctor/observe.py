@@ -1,6 +1,12 @@
 """One gathering pass for `cluster doctor`: everything the checks look at, read once from AWS (the stack, the roll's
-snapshot of the group, the hosts' records, the lock and the journal) and, when it can be reached, the Kubernetes API.
-The checks are pure functions of the ``Observations`` this returns."""
+snapshot of the group with each host's health verdict, the failed boots' records, the lock and the journal) and, when
+it can be reached, the Kubernetes API. The checks are pure functions of the ``Observations`` this returns.
+
+No read grows with the fleet: the verdicts are tags of the instances the snapshot describes anyway, and the hosts'
+path in SSM holds only boot failures, whose records go with their hosts (``host_records.forget_hosts``); one
+GetParametersByPath (ten to a page) reads them, a single empty page for a fleet that boots well, whatever its size.
+Reading them for troubled hosts only would hide the launches the group has already given up on and replaced, which
+are the evidence of a broken launch configuration."""
 
 from __future__ import annotations
 
@@ -13,11 +19,10 @@ from typing import TYPE_CHECKING
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import Stack, StackEvent
 from provision.config.schema import ClusterConfig
-from provision.deploy.host_records import BootRecord, HealthRecord, boot_records, health_records
+from provision.deploy.host_records import BootRecord, HealthRecord, boot_records, snapshot_with_health
 from provision.deploy.report import root_causes
 from provision.errors import ClusterError
 from provision.fleet.model import Snapshot
-from provision.fleet.observe import Fleet
 from provision.kube.model import NodeState
 from provision.render import names
 from provision.roll.journal import Journal
@@ -104,9 +109,10 @@ def gather(
     journal, journal_error = _journal(Journal(parameters, config.parameter_path))
     lock = RunLock(parameters, config.parameter_path).holder()
     snapshot, no_group = None, f"there is no stack {config.stack_name}"
+    health: dict[str, HealthRecord] = {}
     if stack is not None:
         try:
-            snapshot, no_group = Fleet.of_stack(cloud, config.stack_name).snapshot(), ""
+            (snapshot, health), no_group = snapshot_with_health(cloud, config.stack_name), ""
         except ClusterError as error:
             no_group = str(error)
     nodes: tuple[NodeState, ...] | None = None
@@ -129,7 +135,7 @@ def gather(
         snapshot=snapshot,
         no_group=no_group,
         boot_records=tuple(boot_records(records, config.parameter_path)),
-        health=health_records(records, config.parameter_path),
+        health=health,
         lock=lock,
         lock_abandoned=lock is not None and lock.abandoned(),
         journal=journal,

@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 
 from provision.clock import Clock
 from provision.config.schema import Rolling
-from provision.deploy.host_records import boot_record
+from provision.deploy.host_records import boot_record, forget_hosts
 from provision.errors import ClusterError
 from provision.fleet.model import Host, Snapshot
 from provision.heal.actionlog import ActionLog
@@ -60,9 +60,11 @@ class LifecycleActions(Protocol):
 
 
 class Records(Protocol):
-    """``provision.aws.parameters.Parameters``: where hosts keep their boot and health records."""
+    """``provision.aws.parameters.Parameters``: where hosts keep their boot records."""
 
     def value(self, name: str) -> str | None: ...
+
+    def delete(self, names: list[str]) -> None: ...
 
 
 RollHosts = Callable[[], set[str]]  # the hosts a roll in progress owns (empty when no roll holds the lock)
@@ -107,6 +109,9 @@ class Handler:
     # few thousand are enough (an older duplicate is still safe: its host is gone or its action completed).
     completed: dict[tuple[str, str, str], None] = field(default_factory=dict)
     first_seen: dict[tuple[str, str, str], float] = field(default_factory=dict)  # launches being watched
+    # The boot records of hosts that left, removed from SSM as they went, kept here for a launch message that comes
+    # after its host's terminate message (messages come in any order); the newest few thousand, as for `completed`.
+    departed: dict[str, str] = field(default_factory=dict)
     # Terminations received with others, by event key, until their turn: their hooks get heartbeats meanwhile.
     waiting: dict[tuple[str, str, str], Heartbeats] = field(default_factory=dict)
 
@@ -167,7 +172,7 @@ class Handler:
         host = self.fleet.snapshot().host(event.instance_id)
         if host is None:
             self.log("gone", instance=event.instance_id, result="dropped")
-            return self._finished(event)
+            return self._gone(event)
         if host.lifecycle_state != "Terminating:Wait":
             # Terminating:Proceed: completed already; anything else: not (or no longer) waiting to terminate.
             self.log("not-waiting", instance=host.instance_id, state=host.lifecycle_state, result="dropped")
@@ -238,6 +243,16 @@ class Handler:
             self.log("completed", instance=event.instance_id, hook=hook, result="CONTINUE")
         else:
             self.log("completed-already", instance=event.instance_id, hook=hook, result="no action waiting")
+        return self._gone(event)
+
+    def _gone(self, event: LifecycleEvent) -> Outcome:
+        """The host has left the group or is on its way out: what it kept in SSM goes with it."""
+        boot = self.records.value(self._boot_record(event.instance_id))
+        if boot:
+            self.departed[event.instance_id] = boot
+            if len(self.departed) > COMPLETED_KEPT:
+                del self.departed[next(iter(self.departed))]
+        forget_hosts(self.records, self.parameter_path, [event.instance_id])
         return self._finished(event)
 
     def _finished(self, event: LifecycleEvent) -> Outcome:
@@ -275,11 +290,14 @@ class Handler:
 
     def _boot_failure(self, instance_id: str) -> tuple[str, str, str] | None:
         """(step, exit code, last log lines) from the boot record `failed step=… exit=… at=…` + log tail."""
-        name = f"{names.host_records_path(self.parameter_path)}/{instance_id}/boot"
-        record = boot_record(name, instance_id, self.records.value(name) or "")
+        name = self._boot_record(instance_id)
+        record = boot_record(name, instance_id, self.records.value(name) or self.departed.get(instance_id, ""))
         if record is None:
             return None
         return record.step, record.exit_code, " | ".join(record.log[-LOG_TAIL_LINES:])
+
+    def _boot_record(self, instance_id: str) -> str:
+        return f"{names.host_records_path(self.parameter_path)}/{instance_id}/boot"
 
 
 class Heartbeats:

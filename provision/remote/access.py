@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from provision.render import names
+
 if TYPE_CHECKING:
     from provision.config.schema import ClusterConfig
     from provision.fleet.model import Snapshot
@@ -86,7 +88,10 @@ def diagnose(config: ClusterConfig, reached: Reach, target: Target, parent: Path
         ]
 
     def host_records(instance_id: str) -> dict[str, str]:
-        return cloud.parameters.values_under(f"{config.parameter_path}/hosts/{instance_id}")
+        records = cloud.parameters.values_under(f"{names.host_records_path(config.parameter_path)}/{instance_id}")
+        instance = cloud.instances.of_ids([instance_id]).get(instance_id)
+        verdict = instance.tags.get(names.HEALTH_TAG) if instance else None
+        return records | ({f"tag {names.HEALTH_TAG}": verdict} if verdict else {})
 
     sources = Sources(console_output, node_events if kube is not None else None, host_records)
     return collect(target, diagnostics_folder(parent, target), reached.connector, sources, limits)

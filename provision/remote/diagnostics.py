@@ -59,7 +59,7 @@ class Sources:
 
     console_output: Callable[[str], str]  # instance id -> EC2 console output as the API returns it
     node_events: Callable[[str], list[str]] | None = None  # node name -> one line per event
-    host_records: Callable[[str], dict[str, str]] | None = None  # instance id -> its SSM records (boot, health)
+    host_records: Callable[[str], dict[str, str]] | None = None  # instance id -> its boot record, health verdict tag
 
 
 def collect(target: Target, folder: Path, connector: Connector, sources: Sources, limits: Limits) -> Evidence:

@@ -7,8 +7,17 @@ cannot reference the group without a cycle. Lifecycle and health calls are there
 
 from __future__ import annotations
 
-from awacs import autoscaling, cloudformation, ec2messages, eks, kms, ssm, ssmmessages, sts
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs import autoscaling, cloudformation, ec2, ec2messages, eks, kms, ssm, ssmmessages, sts
+from awacs.aws import (
+    Allow,
+    Condition,
+    ForAllValuesStringEquals,
+    Null,
+    PolicyDocument,
+    Principal,
+    Statement,
+    StringEquals,
+)
 from troposphere import Ref, Sub, Tags, Template, iam
 
 from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
@@ -74,11 +83,36 @@ def _host_policy(config: ClusterConfig) -> PolicyDocument:
             Action=[ssm.GetParameter, ssm.GetParameters],
             Resource=[Sub(f"{parameters}/*")],
         ),
+        # The boot script records why a boot failed; nothing else of the host's goes to SSM.
         Statement(
-            Sid="RecordHostState",
+            Sid="RecordBootFailure",
             Effect=Allow,
             Action=[ssm.PutParameter],
-            Resource=[Sub(f"{parameters}/hosts/*")],
+            Resource=[Sub(f"{parameters}/hosts/*/boot")],
+        ),
+        # The health agent's verdict, as one tag on the host's own instance. "aws:ARN" (the instance being tagged)
+        # equal to "${ec2:SourceInstanceARN}" (the instance the request is signed from) is how AWS lets an instance act
+        # on itself only; credentials taken off the host carry no ec2:SourceInstanceARN and match nothing. (A policy
+        # variable as the Resource would say the same, but cfn-lint accepts only ARNs there.) The only key it may set
+        # is the verdict's, and only on an instance of this cluster; the Null test keeps a request that names no tag
+        # key from passing the ForAllValues test vacuously. No DeleteTags: the agent overwrites its one tag.
+        Statement(
+            Sid="TagOwnInstanceWithHealth",
+            Effect=Allow,
+            Action=[ec2.CreateTags],
+            Resource=[Sub(f"{arn}:ec2:{where}:instance/*")],
+            Condition=Condition(
+                [
+                    StringEquals(
+                        {
+                            "aws:ARN": "${ec2:SourceInstanceARN}",
+                            f"ec2:ResourceTag/{names.CLUSTER_TAG}": config.name,
+                        }
+                    ),
+                    ForAllValuesStringEquals({"aws:TagKeys": [names.HEALTH_TAG]}),
+                    Null({"aws:TagKeys": "false"}),
+                ]
+            ),
         ),
         # Session Manager without AmazonSSMManagedInstanceCore, whose ssm:GetParameter* on "*" would let every host
         # read every parameter of the account.

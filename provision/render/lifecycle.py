@@ -150,6 +150,14 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                     )
                 ],
             ),
+            # A host heal has seen leave takes its records with it (boot failure, an old agent's health verdict), so
+            # that the hosts' path does not grow with every host the group ever replaced.
+            Statement(
+                Sid="ForgetTerminatedHosts",
+                Effect=Allow,
+                Action=[ssm.DeleteParameters],
+                Resource=[Sub(f"{arn}:ssm:{where}:parameter{names.host_records_path(config.parameter_path)}/*")],
+            ),
             # Describe calls have no resource-level permissions. The launch template's latest version says which
             # configuration a host launched now carries (the group's snapshot).
             Statement(

@@ -26,6 +26,8 @@ TERMINATE_HOOK = "host-terminate"
 # whose fingerprint differs from the stack's current one.
 CLUSTER_TAG = "cluster:name"
 FINGERPRINT_TAG = "cluster:fingerprint"
+# The health agent's last verdict, which each host sets on its own instance (userdata/health-agent.sh).
+HEALTH_TAG = "cluster:health"
 
 # Stack outputs that the other verbs read.
 OUTPUT_GROUP = "HostGroupName"
@@ -60,5 +62,5 @@ def roll_state_parameter(parameter_path: str) -> str:
 
 
 def host_records_path(parameter_path: str) -> str:
-    """Below this path each host keeps ``<instance-id>/boot`` (why its boot failed) and ``<instance-id>/health``."""
+    """Below this path a host whose boot failed keeps ``<instance-id>/boot`` (the failed step and its log tail)."""
     return f"{parameter_path}/hosts"

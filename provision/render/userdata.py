@@ -65,6 +65,7 @@ def render_userdata(config: ClusterConfig) -> str:
         "release": config.patching.release,
         "reboot_if_needed": config.patching.reboot_if_needed,
         "health_agent": agent.enabled,
+        "health_tag": names.HEALTH_TAG,
         "checks": " ".join(agent.checks),
         "failures": agent.failures_before_unhealthy,
         "interval": agent.interval_seconds,

@@ -76,6 +76,7 @@ class Roll:
         *,
         checkpoint: Checkpoint | None = None,
         alarms: AlarmReader | None = None,
+        forget_hosts: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.fleet = fleet
         self.kube = kube
@@ -87,6 +88,8 @@ class Roll:
         self.checkpoint = checkpoint or (lambda _phase: None)
         self.observer = Observer(fleet, kube, clock, alarms=alarms, alarm_names=rolling.halt_on_alarms)
         self.result = RollResult()
+        # What the hosts it terminated left behind (their records): removed once they are gone, so nothing piles up.
+        self.forget_hosts = forget_hosts or (lambda _hosts: None)
         self._images: dict[str, str] = {}  # instance -> image, for the closing table once the old host is gone
         self._admitted: dict[str, float] = {}  # old host -> when this run took it, for the closing table
         self.drainer = Drainer(kube, clock, drain_policy(rolling))  # one for the run: it learns how long pods take
@@ -199,6 +202,9 @@ class Roll:
                 entered += [effect.entered] if effect.entered else []
         if dirty:
             self.journal.save(record)
+        finished = [action.old for action in actions if isinstance(action, act.Finish)]
+        if finished:
+            self.forget_hosts(finished)
         for phase in entered:
             self.checkpoint(phase.value)
         return progressed

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from provision.aws.alarms import Alarms
 from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig
+from provision.deploy.host_records import forget_hosts
 from provision.errors import ClusterError, UsageError
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
@@ -34,6 +36,7 @@ def engine(config: ClusterConfig, connection: Connection, ui: UI, *, verb: str) 
     """The roll engine on this cluster's group and nodes; ``verb`` names what needs the Kubernetes API."""
     parameters = connection.cloud.parameters
     kube = kube_or_refuse(connection, verb)
+    alarms = connection.cloud.alarms
     return Roll(
         Fleet.of_stack(connection.cloud, config.stack_name, kube=kube),
         kube,
@@ -42,7 +45,23 @@ def engine(config: ClusterConfig, connection: Connection, ui: UI, *, verb: str) 
         ui,
         SystemClock(),
         config.rolling,
+        alarms=AlarmsInAlarm(alarms),
+        forget_hosts=lambda hosts: forget_hosts(parameters, config.parameter_path, hosts),
     )
+
+
+class AlarmsInAlarm:
+    """The roll's view of CloudWatch: the named alarms in ALARM. A name that does not exist stops the roll before
+    it starts: a misspelt alarm must not quietly switch the safety off."""
+
+    def __init__(self, alarms: Alarms) -> None:
+        self.alarms = alarms
+
+    def firing(self, names: Sequence[str]) -> tuple[str, ...]:
+        states = self.alarms.states(names)
+        if states.missing:
+            raise UsageError(f"rolling.halt_on_alarms: no CloudWatch alarm named {', '.join(states.missing)}")
+        return tuple(f"{alarm.name}: {alarm.reason}" for alarm in states.firing)
 
 
 def budget(
