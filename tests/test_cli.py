@@ -133,7 +133,7 @@ def test_the_demo_fails_when_a_budget_was_violated_or_cannot_be_counted(
 ) -> None:
     from provision import demo
 
-    def story(ui: object, *, boot_seconds: float) -> demo.Summary:
+    def story(ui: object, *, boot_seconds: float, **budget: object) -> demo.Summary:
         return demo.Summary(replaced=4, lowest_ready=3, desired=3, healed=1, budget_violations=violations)
 
     monkeypatch.setattr(demo, "run_demo", story)

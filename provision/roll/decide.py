@@ -275,10 +275,8 @@ class _Step:
 
     def _unclaimed(self, hosts: Iterable[Host]) -> Host | None:
         taken = set(self.record.replacements) | set(self.claimed.values()) | set(self.claimed)
-        started = self.record.started
         for host in hosts:
-            launched = host.launched
-            if host.instance_id not in taken and host.serving and launched is not None and launched > started:
+            if host.instance_id not in taken and host.serving and self.record.ours(host.instance_id, host.launched):
                 return host
         return None
 

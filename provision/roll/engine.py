@@ -140,9 +140,9 @@ class Roll:
                 flight.entered = self._admitted[flight.old] = self.clock.now()  # its timeouts run from now
             return record
         first = self.fleet.snapshot()
-        record = RollRecord(
-            plan.operation, plan.group, plan.desired, plan.max_size, started=first.at or datetime.now(UTC)
-        )
+        started = first.at or datetime.now(UTC)
+        record = RollRecord(plan.operation, plan.group, plan.desired, plan.max_size, started=started)
+        record.recent = [host.instance_id for host in first.hosts if record.ours(host.instance_id, host.launched)]
         if not plan.strategy.bake_seconds:
             record.canary = Canary.PASSED
         self.journal.save(record)
@@ -392,8 +392,7 @@ class Roll:
                 return flight.new
             taken = record.launched() | record.olds()
             for host in fleet.hosts:
-                launched = host.launched
-                if host.instance_id not in taken and launched is not None and launched > record.started:
+                if host.instance_id not in taken and record.ours(host.instance_id, host.launched):
                     flight.new = host.instance_id
                     return host.instance_id
             return None

@@ -47,6 +47,7 @@ def encode(record: RollRecord) -> str:
             "started": record.started.isoformat(),
             "suspended": record.suspended,
             "replacements": record.replacements,
+            "recent": record.recent,
             "waves": record.waves,
             "canary": record.canary.value,
             "flights": [_flight(flight) for flight in record.flights],
@@ -77,6 +78,7 @@ def decode(raw: str, where: str) -> RollRecord:
             suspended=list(data["suspended"]),
             flights=[_unflight(entry) for entry in data["flights"]],
             replacements=list(data["replacements"]),
+            recent=list(data["recent"]),
             waves=data["waves"],
             canary=Canary(data["canary"]),
         )

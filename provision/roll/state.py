@@ -5,10 +5,12 @@ this into JSON and back."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 from provision.kube.model import Owner
+
+TIME_GRAIN = timedelta(seconds=1)  # EC2's launch times and HTTP dates carry whole seconds
 
 
 class Kind(Enum):
@@ -82,9 +84,15 @@ class RollRecord:
     suspended: list[str] = field(default_factory=list)  # processes this roll suspended and must resume
     flights: list[Flight] = field(default_factory=list)  # the hosts being replaced, in the order they were taken
     replacements: list[str] = field(default_factory=list)  # hosts this roll launched and put in service
+    recent: list[str] = field(default_factory=list)  # hosts launched within a second of ``started``: not ours
     waves: int = 0  # waves started so far
     canary: Canary = Canary.PENDING
     bake_started: float | None = None  # this run's clock (not journaled: a rerun bakes again)
+
+    def ours(self, instance_id: str, launched: datetime | None) -> bool:
+        """Launched by this roll (or since it began): times carry whole seconds, so a host of that very second
+        counts only if it was not there at the start."""
+        return launched is not None and launched >= self.started - TIME_GRAIN and instance_id not in self.recent
 
     def olds(self) -> set[str]:
         """The old hosts in flight: being replaced."""
