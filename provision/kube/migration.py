@@ -9,13 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from provision.kube.facade import Kube
-from provision.kube.model import Owner, PodState
+from provision.kube.model import CRASHING, Owner, PodState
 
 
 @dataclass(frozen=True)
 class Migration:
     waiting: tuple[str, ...]  # "ReplicaSet default/web-7d9: 2 of 3 Ready elsewhere"
     pending: tuple[str, ...]  # "default/web-7d9-x2k (0/3 nodes are available: …)"
+    crashing: tuple[
+        str, ...
+    ] = ()  # "default/web-7d9-x2k on node-4: CrashLoopBackOff": it will not come back by waiting
 
     @property
     def done(self) -> bool:
@@ -40,6 +43,7 @@ def migration(kube: Kube, owners: Mapping[Owner, int | None], *, away_from: str)
     """``owners`` maps each owner to the Ready count to get back to (None: its wanted replicas)."""
     waiting: list[str] = []
     pending: list[str] = []
+    crashing: list[str] = []
     by_namespace: dict[str, list[PodState]] = {}
     for owner in sorted(owners, key=str):
         if owner.namespace not in by_namespace:
@@ -51,6 +55,7 @@ def migration(kube: Kube, owners: Mapping[Owner, int | None], *, away_from: str)
         wanted = wanted if before is None else min(wanted, before)
         pods = [pod for pod in by_namespace[owner.namespace] if pod.owner == owner and not pod.terminating]
         ready = sum(1 for pod in pods if pod.ready and pod.node != away_from)
+        crashing += [f"{pod.ref} on {pod.node}: {pod.waiting_reason}" for pod in pods if pod.waiting_reason in CRASHING]
         if ready < wanted:
             waiting.append(f"{owner}: {ready} of {wanted} Ready elsewhere")
             pending += [
@@ -58,4 +63,4 @@ def migration(kube: Kube, owners: Mapping[Owner, int | None], *, away_from: str)
                 for pod in pods
                 if pod.phase == "Pending"
             ]
-    return Migration(tuple(waiting), tuple(pending))
+    return Migration(tuple(waiting), tuple(pending), tuple(crashing))

@@ -10,6 +10,8 @@ from lightkube.resources.core_v1 import Node, Pod
 
 PROVIDER_ID = re.compile(r"^aws:///(?P<zone>[^/]*)/(?P<instance>i-[0-9a-f]+)$")
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+# Container states that waiting does not cure: the pod's configuration or image is at fault.
+CRASHING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "RunContainerError")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class Observation:
     fleet: Snapshot
     migrated: frozenset[str] = frozenset()  # old hosts whose moved pods run Ready elsewhere
     waiting_for: dict[str, str] = field(default_factory=dict)  # old host -> what its migration still waits for
+    crashing: dict[str, str] = field(default_factory=dict)  # old host -> its moved pods that crash where they went
     bake_problems: tuple[str, ...] = ()  # "host pod: reason" on the canary's hosts: stop now
     bake_unready: tuple[str, ...] = ()  # the canary's pods not Ready: a problem if still so when the bake ends
     firing: tuple[str, ...] = ()  # alarms in ALARM, each "name: reason"
@@ -220,6 +221,9 @@ class _Step:
     def _migrated(self, flight: Flight, policy: Policy) -> bool:
         if flight.old in self.seen.migrated:
             return self._advance(flight, Phase.MIGRATED)
+        if flight.old in self.seen.crashing:  # the new configuration's fault, most likely: stop before it spreads
+            self._halt(f"the pods moved off {flight.old} crash where they went: {self.seen.crashing[flight.old]}")
+            return False
         if self.seen.now - flight.entered > policy.ready_timeout:
             still = self.seen.waiting_for.get(flight.old, "")
             self._fail(

@@ -14,12 +14,12 @@ from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
 from provision.kube.migration import migration
+from provision.kube.model import CRASHING
 from provision.roll.decide import Observation
 from provision.roll.state import Canary, Phase, RollRecord
 
 GATE_CONFIRMATIONS = 2  # as kops validates twice: one Ready answer from a flapping node is not enough
 ALARM_SECONDS = 30.0  # alarms are read at most this often (each read is an AWS call)
-CRASHING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "RunContainerError")
 
 
 class AlarmReader(Protocol):
@@ -63,13 +63,14 @@ class Observer:
             self._unsteady_since = None  # only waiting with nothing in flight counts against the gate's timeout
         elif self._unsteady_since is None:
             self._unsteady_since = now
-        migrated, waiting = self._migrations(record, fleet)
+        migrated, waiting, crashing = self._migrations(record, fleet)
         problems, unready = self._bake(record, fleet)
         return Observation(
             now=now,
             fleet=fleet,
             migrated=frozenset(migrated),
             waiting_for=waiting,
+            crashing=crashing,
             bake_problems=problems,
             bake_unready=unready,
             firing=self._alarms(now),
@@ -91,10 +92,12 @@ class Observer:
             and not (host.node is not None and host.node.ready)
         )
 
-    def _migrations(self, record: RollRecord, fleet: Snapshot) -> tuple[set[str], dict[str, str]]:
-        """For the flights about to enter MIGRATED: are their drained pods' owners back, elsewhere?"""
+    def _migrations(self, record: RollRecord, fleet: Snapshot) -> tuple[set[str], dict[str, str], dict[str, str]]:
+        """For the flights about to enter MIGRATED: are their drained pods' owners back, elsewhere? And which of
+        their pods crash where they went (waiting will not bring those back)?"""
         migrated: set[str] = set()
         waiting: dict[str, str] = {}
+        crashing: dict[str, str] = {}
         for flight in record.flights:
             if flight.next is not Phase.MIGRATED:
                 continue
@@ -106,7 +109,9 @@ class Observer:
                 migrated.add(flight.old)
             else:
                 waiting[flight.old] = "; ".join((*status.waiting, *status.pending))
-        return migrated, waiting
+            if status.crashing:
+                crashing[flight.old] = "; ".join(status.crashing)
+        return migrated, waiting, crashing
 
     def _bake(self, record: RollRecord, fleet: Snapshot) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """While the canary bakes: its hosts' nodes Ready, and the pods on them Ready, not crash-looping, not
