@@ -3,6 +3,7 @@ simulator booting replacements, and a sample workload under a budget. Interrupte
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -294,3 +295,25 @@ def test_a_host_left_in_flight_by_an_interrupted_replace_is_finished_by_the_next
 
     assert [replaced.old for replaced in result.replaced] == [target]
     assert_clean_and_current(rig)
+
+
+def test_the_benchmarks_fakes_make_the_same_aws_calls_as_the_real_facades(rig: Rig) -> None:
+    """bench/roll.py counts calls on in-memory facades (tests/rollfakes.py): they are honest only if the real
+    facades, on moto with the host simulator, make the same operations for the same roll."""
+    from tests.rollfakes import FakeParameters, World
+    from tests.test_roll_pipeline import roll as fake_roll
+
+    made: Counter[str] = Counter()
+    clients = [rig.cloud.groups.client, rig.cloud.instances.client, rig.cloud.parameters.client]
+    for client in clients:
+        client.meta.events.register("before-call", lambda model, **_: made.update([model.name]))
+
+    result = rig.roll()
+    world = World.with_hosts(3)
+    fake_roll(world, FakeParameters(world))
+
+    assert len(result.replaced) == 3
+    assert "CompleteLifecycleAction" in made and "PutParameter" in made, "every call counted, SSM and hooks too"
+    assert set(made) == set(world.calls), "the fakes record exactly the operations the real roll makes"
+    assert made["DescribeInstances"] <= 3 + 1, "an instance is described once, not on every observation"
+    assert made["DescribeLaunchTemplateVersions"] == 1, "the launch template is read once per run"

@@ -227,3 +227,19 @@ def simulator_counters(folder: Path) -> dict[str, int]:
     with urllib.request.urlopen(f"{state.kube_url}/simulator/counters", timeout=5) as answer:  # noqa: S310
         counters: dict[str, int] = json.load(answer)
     return counters
+
+
+def test_roll_terminate_first_never_grows_the_group(sandbox: Path) -> None:
+    before = {str(host["instance_id"]) for host in hosts(sandbox)}
+
+    plan = cluster(sandbox, "--sandbox", "roll", "--dry-run", "--max-surge", "0", "--max-unavailable", "1")
+    result = cluster(sandbox, "--sandbox", "roll", "--yes", "--max-surge", "0", "--max-unavailable", "1")
+
+    assert "one at a time, each taken out first; ready capacity never below 1, at most 2 hosts at once" in plan.stdout
+    assert result.returncode == 0, result.stderr
+    sizes = [int(line.split("→")[1].split(":")[0]) for line in result.stdout.splitlines() if "desired capacity" in line]
+    assert sizes and max(sizes) <= 2, "the group is never asked for more hosts than its desired capacity"
+    after = hosts(sandbox)
+    assert not before & {str(host["instance_id"]) for host in after} and len(after) == 2
+    bad = cluster(sandbox, "--sandbox", "roll", "--dry-run", "--max-surge", "150%")
+    assert bad.returncode == 2 and "'150%' is neither a number of hosts" in bad.stderr
