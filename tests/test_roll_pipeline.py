@@ -15,6 +15,7 @@ import pytest
 from provision.clock import WaitTimeout
 from provision.config.schema import Rolling
 from provision.errors import ClusterError
+from provision.deploy.host_records import forget_hosts
 from provision.fleet.model import Snapshot
 from provision.kube.drain import DrainBlocked
 from provision.roll.engine import LOCK_TTL, SURGE_ANNOTATION, Roll, RollResult
@@ -75,6 +76,7 @@ def roll(
             world.clock,
             settings,
             checkpoint=checkpoint,
+            forget_hosts=lambda hosts: forget_hosts(parameters, "/cluster/test", hosts),
         ).run(plan, owner="test@rig", break_lock=break_lock)
     finally:
         if said is not None:

@@ -268,3 +268,18 @@ def test_golden_action_traces(name: str, options: dict[str, object], update_gold
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text("\n".join(got) + "\n")
     assert got == golden.read_text().splitlines(), f"decide's actions for {name} changed: see {golden}"
+
+
+@pytest.mark.parametrize(("surge", "aws_per_host"), [(1, 15), (3, 8)])
+def test_a_roll_of_thirty_hosts_stays_within_its_call_budget(surge: int, aws_per_host: int) -> None:
+    """The issue's cost targets, on the fakes the benchmark uses (their honesty is checked on moto in
+    tests/test_roll_engine.py): every AWS call and every Kubernetes request counted, per replaced host."""
+    world = World.with_hosts(30, pods_per_host=4)
+    parameters = FakeParameters(world)
+
+    result = roll(world, parameters, surge=surge, drain_timeout_seconds=3600, ready_timeout_seconds=3600)
+
+    assert len(result.replaced) == 30
+    assert sum(world.calls.values()) / 30 <= aws_per_host, world.calls
+    assert sum(world.kube_calls.values()) / 30 <= 30, world.kube_calls
+    assert max(world.described.values()) == 1, "every instance described once"

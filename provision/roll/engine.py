@@ -37,6 +37,7 @@ from provision.ui import UI
 
 SURGE_VISIBLE_SECONDS = 60.0  # a launched instance is listed by its group within seconds; past this it never was
 LOCK_TTL = timedelta(hours=2)
+FORGET_BATCH = 5  # hosts whose records one DeleteParameters call removes (two records each, ten names a call)
 LOCK_REFRESH_SECONDS = 900.0  # well inside the TTL; each refresh is two SSM calls
 SURGE_ANNOTATION = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 
@@ -90,6 +91,7 @@ class Roll:
         self.result = RollResult()
         # What the hosts it terminated left behind (their records): removed once they are gone, so nothing piles up.
         self.forget_hosts = forget_hosts or (lambda _hosts: None)
+        self._gone: list[str] = []  # replaced hosts whose records are not removed yet (in batches: one call for five)
         self._images: dict[str, str] = {}  # instance -> image, for the closing table once the old host is gone
         self._admitted: dict[str, float] = {}  # old host -> when this run took it, for the closing table
         self.drainer = Drainer(kube, clock, drain_policy(rolling))  # one for the run: it learns how long pods take
@@ -189,7 +191,9 @@ class Roll:
         entered: list[Phase] = []
         dirty = progressed = False
         for action in actions:
-            if isinstance(action, act.Resize | act.Drain | act.Terminate) and dirty:
+            # Only the size waits for the journal: an undo must know the flights before their hosts launch. Every
+            # other step is seen again in the next observation, whatever the journal says.
+            if isinstance(action, act.Resize) and dirty:
                 self.journal.save(record)
                 dirty = False
             if isinstance(action, act.Halt):
@@ -202,9 +206,10 @@ class Roll:
                 entered += [effect.entered] if effect.entered else []
         if dirty:
             self.journal.save(record)
-        finished = [action.old for action in actions if isinstance(action, act.Finish)]
-        if finished:
-            self.forget_hosts(finished)
+        self._gone += [action.old for action in actions if isinstance(action, act.Finish)]
+        if len(self._gone) >= FORGET_BATCH or (self._gone and any(isinstance(a, act.Done) for a in actions)):
+            self.forget_hosts(self._gone)
+            self._gone = []
         for phase in entered:
             self.checkpoint(phase.value)
         return progressed
@@ -243,7 +248,7 @@ class Roll:
 
     def _claim(self, action: act.Claim, record: RollRecord, seen: Observation) -> _Effect:
         _flight(record, action.old).new = action.new
-        return _Effect()
+        return _Effect(changed_record=False)  # journaled with the next change: a rerun finds its replacement again
 
     def _advance_all(self, action: act.Advance, record: RollRecord, seen: Observation) -> _Effect:
         for old in action.olds:
