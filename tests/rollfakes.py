@@ -250,6 +250,9 @@ class FakeInstances(Instances):
     def __init__(self, world: World) -> None:
         self.world = world
 
+    def of_group(self, group_name: str) -> dict[str, Instance]:
+        return self.describe(list(self.world.machines))
+
     def describe(self, instance_ids: list[str]) -> dict[str, Instance]:
         self.world.alive()
         self.world.calls["DescribeInstances"] += 1

@@ -14,8 +14,8 @@ import pytest
 
 from provision.clock import WaitTimeout
 from provision.config.schema import Rolling
-from provision.errors import ClusterError
 from provision.deploy.host_records import forget_hosts
+from provision.errors import ClusterError
 from provision.fleet.model import Snapshot
 from provision.kube.drain import DrainBlocked
 from provision.roll.engine import LOCK_TTL, SURGE_ANNOTATION, Roll, RollResult

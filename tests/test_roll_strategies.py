@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-from enum import Enum
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 
 import pytest
@@ -239,7 +239,7 @@ def _describe(action: actions.Action) -> str:
             return "admit " + ",".join(f"{f.old}:{f.kind.value}" for f in flights)
         case actions.Wait():
             return "wait"
-        case actions.Fail(error) | actions.Halt(error):
+        case actions.Fail() | actions.Halt():
             return f"{type(action).__name__.lower()}"
         case _:
             fields = [

@@ -13,6 +13,8 @@ from provision.fleet.model import Host, Snapshot
 from provision.kube.facade import Kube
 from provision.render import names
 
+BY_ID = 50  # new hosts described by their ids up to this many (one call); more, by the group's tag, paged
+
 
 class Fleet:
     def __init__(
@@ -48,7 +50,9 @@ class Fleet:
         if group is None:
             raise ClusterError(f"the host group {self.group} is gone")
         unseen = [member.instance_id for member in group.members if member.instance_id not in self._facts]
-        if unseen:
+        if len(unseen) > BY_ID:
+            self._facts.update(self.instances.of_group(self.group))  # the first look: the group's, paged
+        elif unseen:
             self._facts.update(self.instances.describe(unseen))
         listed = {member.instance_id for member in group.members}
         for gone in set(self._facts) - listed:
