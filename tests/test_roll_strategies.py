@@ -56,7 +56,9 @@ def crash_loops_on_new_hosts(world: World, *, looping: bool = True) -> None:
     ``looping`` stays in CrashLoopBackOff (else it comes back Ready after each restart)."""
     observe = world.clock.on_sleep
     assert observe is not None
-    new = lambda: {i for i, m in world.machines.items() if m.fingerprint == CURRENT}  # noqa: E731
+
+    def new() -> set[str]:
+        return {i for i, m in world.machines.items() if m.fingerprint == CURRENT}
 
     def tick(now: float) -> None:
         observe(now)
@@ -218,7 +220,7 @@ def trace(world: World, parameters: FakeParameters, **options: object) -> list[s
             text = text.replace(instance, names[instance])
         return text
 
-    real = engine.decide
+    real = actions.decide
 
     def recording(*args: object) -> list[actions.Action]:
         made = real(*args)  # type: ignore[arg-type]
