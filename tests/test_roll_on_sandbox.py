@@ -236,6 +236,7 @@ def test_roll_terminate_first_never_grows_the_group(sandbox: Path) -> None:
     result = cluster(sandbox, "--sandbox", "roll", "--yes", "--max-surge", "0", "--max-unavailable", "1")
 
     assert "one at a time, each taken out first; ready capacity never below 1, at most 2 hosts at once" in plan.stdout
+    assert "what the roll does first" in plan.stdout and "cordoned and drained first" in plan.stdout
     assert result.returncode == 0, result.stderr
     sizes = [int(line.split("→")[1].split(":")[0]) for line in result.stdout.splitlines() if "desired capacity" in line]
     assert sizes and max(sizes) <= 2, "the group is never asked for more hosts than its desired capacity"

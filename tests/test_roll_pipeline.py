@@ -304,9 +304,11 @@ def test_a_crash_between_recording_a_host_and_raising_the_size_is_continued(monk
     assert_done_and_clean(world, parameters)
 
 
-@pytest.mark.parametrize("surge", [1, 2])
+@pytest.mark.parametrize(("surge", "unavailable"), [(1, 0), (2, 0), (0, 1), (1, 1)])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
-def test_interrupted_at_any_boundary_the_same_command_finishes_the_job(boundary: str, surge: int) -> None:
+def test_interrupted_at_any_boundary_the_same_command_finishes_the_job(
+    boundary: str, surge: int, unavailable: int
+) -> None:
     world, parameters = World.with_hosts(HOSTS), FakeParameters()
     world.budget = 1
     fired: list[str] = []
@@ -328,14 +330,15 @@ def test_interrupted_at_any_boundary_the_same_command_finishes_the_job(boundary:
     world.clock.on_sleep = mid_drain
 
     with pytest.raises(Interrupted):
-        roll(world, parameters, surge=surge, checkpoint=checkpoint)
+        roll(world, parameters, surge=surge, unavailable=unavailable, checkpoint=checkpoint)
     assert world.suspended == [], "processes are restored even on an interrupt"
     assert "/cluster/test/roll-lock" not in parameters.values, "the lock is released on an interrupt"
 
-    result = roll(world, parameters, surge=surge)
+    result = roll(world, parameters, surge=surge, unavailable=unavailable)
 
     assert fired == [boundary]
-    assert world.lowest_ready == HOSTS, "ready capacity never below the desired capacity, across both runs"
+    assert world.lowest_ready == HOSTS - unavailable, "ready capacity never below the budget, across both runs"
+    assert world.peak_hosts <= HOSTS + 2 * surge, "never above it, hosts in their terminate hook counted"
     assert boundary == "restoring" or result.replaced, "the second run did the rest"
     assert_done_and_clean(world, parameters)
 
@@ -419,9 +422,11 @@ def test_a_forced_roll_replaces_current_hosts_too_and_continues_without_replacin
     assert_done_and_clean(world, parameters)
 
 
-@pytest.mark.parametrize("surge", [1, 2])
+@pytest.mark.parametrize(("surge", "unavailable"), [(1, 0), (2, 0), (0, 1), (1, 1)])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
-def test_killed_at_any_boundary_the_same_command_with_break_lock_finishes_the_job(boundary: str, surge: int) -> None:
+def test_killed_at_any_boundary_the_same_command_with_break_lock_finishes_the_job(
+    boundary: str, surge: int, unavailable: int
+) -> None:
     """SIGKILL, not Ctrl-C: from the kill on, nothing the roll asks for happens, its ``finally`` blocks included, so
     the lock, the suspended processes, the surge and the cordon stay as they were. Once the lock has expired, the
     same command with --break-lock finishes the job and leaves nothing behind."""
@@ -444,19 +449,20 @@ def test_killed_at_any_boundary_the_same_command_with_break_lock_finishes_the_jo
 
     world.clock.on_sleep = mid_drain
     with pytest.raises(Killed):
-        roll(world, parameters, surge=surge, checkpoint=kill)
+        roll(world, parameters, surge=surge, unavailable=unavailable, checkpoint=kill)
     world.killed, world.clock.on_sleep = False, observe
     assert "/cluster/test/roll-lock" in parameters.values, "a killed roll leaves its lock"
     if boundary != "locked":
         assert world.suspended, "and the processes it suspended"
     with pytest.raises(Locked, match="another roll holds the cluster"):
-        roll(world, parameters, surge=surge, break_lock=True)  # a live lock is never broken
+        roll(world, parameters, surge=surge, unavailable=unavailable, break_lock=True)  # a live lock is never broken
 
     world.clock.sleep(LOCK_TTL.total_seconds())  # the operator comes back once it has expired
-    result = roll(world, parameters, surge=surge, break_lock=True)
+    result = roll(world, parameters, surge=surge, unavailable=unavailable, break_lock=True)
 
     assert boundary == "restoring" or result.replaced, "the second run did the rest"
-    assert world.lowest_ready == HOSTS, "ready capacity never below the desired capacity, across both runs"
+    assert world.lowest_ready == HOSTS - unavailable, "ready capacity never below the budget, across both runs"
+    assert world.peak_hosts <= HOSTS + 2 * surge, "never above it, hosts in their terminate hook counted"
     assert_done_and_clean(world, parameters)
 
 

@@ -19,8 +19,10 @@ from provision.roll import decide as actions
 from provision.roll import engine
 from provision.roll.engine import RollHalted
 from provision.roll.journal import Journal
-from provision.roll.plan import Budget
-from tests.rollfakes import CURRENT, FakeParameters, World
+from provision.roll.lock import RunLock
+from provision.roll.plan import Budget, outdated
+from tests.deploykit import recording_ui
+from tests.rollfakes import CURRENT, FakeKube, FakeParameters, World, fake_fleet
 from tests.test_roll_pipeline import HOSTS, assert_done_and_clean, roll
 
 GOLDEN = Path(__file__).parent / "golden" / "roll"
@@ -285,3 +287,24 @@ def test_a_roll_of_thirty_hosts_stays_within_its_call_budget(surge: int, aws_per
     assert sum(world.calls.values()) / 30 <= aws_per_host, world.calls
     assert sum(world.kube_calls.values()) / 30 <= 30, world.kube_calls
     assert max(world.described.values()) == 1, "every instance described once"
+
+
+def test_a_dry_run_shows_what_decide_does_first_and_changes_nothing() -> None:
+    world = World.with_hosts(HOSTS)
+    parameters = FakeParameters(world)
+    settings = Rolling(max_surge=0, max_unavailable=1)
+    fleet = fake_fleet(world)
+    plan = outdated(
+        fleet.snapshot(), operation="patch", include_protected=False, budget=Budget.resolve(settings, HOSTS)
+    )
+    ui, _out = recording_ui()
+    roll = engine.Roll(
+        fleet, FakeKube(world), Journal(parameters, "/c"), RunLock(parameters, "/c"), ui, world.clock, settings
+    )
+
+    lines = roll.preview(plan)
+
+    oldest = plan.replacements[0]
+    assert lines == [f"take {oldest.old} ({oldest.zone}): cordoned and drained first"], lines
+    assert parameters.values == {} and world.cordoned == set() and world.desired == HOSTS
+    assert not {"UpdateAutoScalingGroup", "PutParameter", "TerminateInstanceInAutoScalingGroup"} & set(world.calls)

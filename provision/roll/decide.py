@@ -54,11 +54,21 @@ class Policy:
 class Admit:
     flights: tuple[Flight, ...]  # a new wave, journaled before the size changes
 
+    def explain(self) -> str:
+        return "; ".join(
+            f"take {f.old} ({f.zone}): "
+            + ("its replacement launches first" if f.kind is Kind.SURGE else "cordoned and drained first")
+            for f in self.flights
+        )
+
 
 @dataclass(frozen=True)
 class Claim:
     old: str
     new: str  # "" to give up a replacement that is gone
+
+    def explain(self) -> str:
+        return f"take {self.new} as the replacement of {self.old}"
 
 
 @dataclass(frozen=True)
@@ -66,61 +76,97 @@ class Advance:
     olds: tuple[str, ...]
     phase: Phase
 
+    def explain(self) -> str:
+        return f"record {', '.join(self.olds)} as {self.phase.value}"
+
 
 @dataclass(frozen=True)
 class Resize:
     desired: int
     max_size: int
 
+    def explain(self) -> str:
+        return f"set the group's desired capacity to {self.desired} (maximum {self.max_size})"
+
 
 @dataclass(frozen=True)
 class Mark:
     node: str  # a replacement's node, kept from the autoscaler's scale-down while the roll runs
+
+    def explain(self) -> str:
+        return f"keep the node {self.node} from cluster-autoscaler's scale-down until the roll ends"
 
 
 @dataclass(frozen=True)
 class Cordon:
     olds: tuple[str, ...]
 
+    def explain(self) -> str:
+        return f"cordon {', '.join(self.olds)}"
+
 
 @dataclass(frozen=True)
 class Drain:
     olds: tuple[str, ...]
+
+    def explain(self) -> str:
+        return f"drain {', '.join(self.olds)} under the budgets"
 
 
 @dataclass(frozen=True)
 class Terminate:
     olds: tuple[str, ...]
 
+    def explain(self) -> str:
+        return f"terminate {', '.join(self.olds)} with a decrement"
+
 
 @dataclass(frozen=True)
 class CompleteHook:
     instance_id: str
+
+    def explain(self) -> str:
+        return f"complete the terminate hook of {self.instance_id}"
 
 
 @dataclass(frozen=True)
 class Finish:
     old: str
 
+    def explain(self) -> str:
+        return f"{self.old} replaced"
+
 
 @dataclass(frozen=True)
 class Bake:
     canary: Canary
+
+    def explain(self) -> str:
+        return f"the canary: {self.canary.value}"
 
 
 @dataclass(frozen=True)
 class Say:
     text: str
 
+    def explain(self) -> str:
+        return self.text
+
 
 @dataclass(frozen=True)
 class Fail:
     error: ClusterError  # undo what is in flight, then raise
 
+    def explain(self) -> str:
+        return f"stop: {self.error}"
+
 
 @dataclass(frozen=True)
 class Halt:
     why: str  # stop with the new hosts serving and the rest untouched; the journal keeps the place
+
+    def explain(self) -> str:
+        return f"halt: {self.why}"
 
 
 @dataclass(frozen=True)
@@ -128,10 +174,14 @@ class Wait:
     seconds: float
     why: str
 
+    def explain(self) -> str:
+        return f"wait {self.seconds:.0f}s for {self.why}"
+
 
 @dataclass(frozen=True)
 class Done:
-    pass
+    def explain(self) -> str:
+        return "nothing left to do"
 
 
 Action = (

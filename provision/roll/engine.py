@@ -29,7 +29,7 @@ from provision.roll import decide as act
 from provision.roll.decide import Action, Observation, Policy, decide
 from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
-from provision.roll.observer import AlarmReader, Observer
+from provision.roll.observer import GATE_CONFIRMATIONS, AlarmReader, Observer
 from provision.roll.plan import Plan
 from provision.roll.state import Canary, Flight, Kind, Phase, RollRecord
 from provision.roll.suspension import processes_suspended
@@ -129,6 +129,27 @@ class Roll:
             return self.result
         finally:
             self.lock.release(held)
+
+    def preview(self, plan: Plan) -> list[str]:
+        """What the roll would do first, now: ``decide`` on this observation (after the gate's two looks), through the
+        same code as the roll itself, nothing journaled and nothing changed."""
+        record = self.journal.load()
+        if record is None or record.group != plan.group:
+            first = self.fleet.snapshot()
+            record = RollRecord(
+                plan.operation, plan.group, plan.desired, plan.max_size, started=first.at or datetime.now(UTC)
+            )
+            record.canary = Canary.PENDING if plan.strategy.bake_seconds else Canary.PASSED
+        policy = Policy(
+            plan.excluding(record.not_to_plan()).replacements,
+            plan.strategy,
+            plan.gated,
+            self.rolling.ready_timeout_seconds,
+        )
+        for _ in range(GATE_CONFIRMATIONS - 1):
+            self.observer.observe(record)
+        seen = self.observer.observe(record)
+        return [action.explain() for action in decide(record, seen, plan.budget, policy)]
 
     def _record(self, plan: Plan) -> RollRecord:
         """The interrupted roll's record, when there is one for this group: hosts it left in flight are finished

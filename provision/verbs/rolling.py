@@ -99,6 +99,10 @@ def show_plan(plan: Plan, roll: Roll, ui: UI) -> None:
         plan = plan.excluding(interrupted.not_to_plan())
     for line in plan.describe(roll.rolling.drain_timeout_seconds):
         ui.say(line)
+    if plan.replacements or interrupted is not None:
+        ui.say("what the roll does first, on what the group shows now:")
+        for line in roll.preview(plan):
+            ui.say(f"  - {line}")
 
 
 def find_host(name: str, snapshot: Snapshot) -> tuple[str, NodeState | None]:
