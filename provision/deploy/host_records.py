@@ -22,6 +22,7 @@ from provision.aws.cloud import Cloud
 from provision.aws.instances import KeptInstances
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
+from provision.kube.facade import Kube
 from provision.render import names
 from provision.render.names import host_records_path
 
@@ -111,12 +112,14 @@ def health_tags(tags_by_instance: Mapping[str, Mapping[str, str]]) -> dict[str, 
     return found
 
 
-def snapshot_with_health(cloud: Cloud, stack_name: str) -> tuple[Snapshot, dict[str, HealthRecord]]:
+def snapshot_with_health(
+    cloud: Cloud, stack_name: str, kube: Kube | None = None
+) -> tuple[Snapshot, dict[str, HealthRecord]]:
     """The group's snapshot and every host's health verdict, from the snapshot's own calls: its one paged
     DescribeInstances already returns each instance's tags, so they are kept rather than described again."""
     # The snapshot's hosts do not carry their tags (yet); until they do, keep what its describe returned.
     kept = KeptInstances(cloud.instances.client)
-    snapshot = Fleet.of_stack(replace(cloud, instances=kept), stack_name).snapshot()
+    snapshot = Fleet.of_stack(replace(cloud, instances=kept), stack_name, kube=kube).snapshot()
     return snapshot, health_tags({instance: kept.described[instance].tags for instance in kept.described})
 
 

@@ -14,7 +14,6 @@ from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
 from provision.deploy.host_records import snapshot_with_health
 from provision.errors import ClusterError
-from provision.kube.model import NodeState
 from provision.render import names
 from provision.ui import UI
 
@@ -61,19 +60,17 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
     try:
-        snapshot, health = snapshot_with_health(cloud, config.stack_name)
+        snapshot, health = snapshot_with_health(cloud, config.stack_name, kube)
     except ClusterError:  # no group (yet, or any more): the stack's status is still worth showing
         return StatusReport(config.stack_name, stack.status, "", 0, 0, 0, [], "", [])
     # The latest launch template version says what a host launched now carries; the stack output can lag behind.
     fingerprint = snapshot.fingerprint or stack.outputs.get(names.OUTPUT_FINGERPRINT, "")
-    nodes: dict[str, NodeState] = {}
     pods: dict[str, int] = {}
-    if kube is not None:  # two more calls, whatever the number of hosts: all nodes, all pods
-        nodes = kube.match_hosts(kube.nodes(), {host.instance_id: host.names for host in snapshot.hosts})
+    if kube is not None:  # two more calls, whatever the number of hosts: all nodes (with the snapshot), all pods
         pods = Counter(pod.node for pod in kube.pods() if pod.node and not pod.terminating)
     rows = []
     for host in sorted(snapshot.hosts, key=lambda host: (host.zone, host.instance_id)):
-        node = nodes.get(host.instance_id)
+        node = host.node
         rows.append(
             HostRow(
                 instance_id=host.instance_id,

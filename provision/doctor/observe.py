@@ -112,16 +112,15 @@ def gather(
     health: dict[str, HealthRecord] = {}
     if stack is not None:
         try:
-            (snapshot, health), no_group = snapshot_with_health(cloud, config.stack_name), ""
+            (snapshot, health), no_group = snapshot_with_health(cloud, config.stack_name, kube), ""
         except ClusterError as error:
             no_group = str(error)
     nodes: tuple[NodeState, ...] | None = None
     node_of: dict[str, NodeState] = {}
     cluster_instances: frozenset[str] = frozenset()
     if kube is not None:
-        nodes = tuple(kube.nodes())
-        if snapshot is not None:
-            node_of = kube.match_hosts(nodes, {host.instance_id: host.names for host in snapshot.hosts})
+        nodes = snapshot.nodes if snapshot is not None else tuple(kube.nodes())
+        node_of = {host.instance_id: host.node for host in snapshot.hosts if host.node} if snapshot else {}
         cluster_instances = frozenset(cloud.instances.of_cluster(names.CLUSTER_TAG, config.name))
     waiting = [host for host in snapshot.hosts if host.lifecycle_state in WAIT_STATES] if snapshot else []
     return Observations(

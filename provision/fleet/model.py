@@ -56,6 +56,7 @@ class Snapshot:
     suspended: tuple[str, ...]
     zones: tuple[str, ...] = ()  # the group's availability zones
     at: datetime | None = None  # AWS's clock when it listed the group
+    nodes: tuple[NodeState, ...] = ()  # every node of the cluster, when the observation read them
 
     def host(self, instance_id: str) -> Host | None:
         return next((host for host in self.hosts if host.instance_id == instance_id), None)

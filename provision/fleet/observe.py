@@ -57,11 +57,8 @@ class Fleet:
         listed = {member.instance_id for member in group.members}
         for gone in set(self._facts) - listed:
             del self._facts[gone]  # never listed again: ids are not reused
-        nodes = (
-            self.kube.match_hosts(self.kube.nodes(), {i: _names(self._facts.get(i)) for i in listed})
-            if self.kube is not None
-            else {}
-        )
+        every_node = tuple(self.kube.nodes()) if self.kube is not None else ()
+        nodes = Kube.match_hosts(every_node, {i: _names(self._facts.get(i)) for i in listed})
         hosts = []
         for member in group.members:
             instance = self._facts.get(member.instance_id)
@@ -89,6 +86,7 @@ class Fleet:
             suspended=tuple(group.suspended_processes),
             zones=group.zones,
             at=group.seen_at,
+            nodes=every_node,
         )
 
     def launch_current_configuration(self) -> str | None:
