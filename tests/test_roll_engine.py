@@ -13,6 +13,7 @@ import pytest
 from provision.aws.cloud import Cloud
 from provision.clock import WaitTimeout
 from provision.config.schema import ClusterConfig
+from provision.deploy.host_records import forget_hosts
 from provision.deploy.up import Up
 from provision.errors import ClusterError
 from provision.fleet.observe import Fleet
@@ -74,6 +75,7 @@ class Rig:
             self.sim.clock,
             cfg.rolling,
             checkpoint=checkpoint,
+            forget_hosts=lambda hosts: forget_hosts(self.cloud.parameters, cfg.parameter_path, hosts),
         )
         return engine.run(plan, owner="test@rig")
 

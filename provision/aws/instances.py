@@ -57,7 +57,10 @@ class Instances:
 
     def _describe(self, filters: list[FilterTypeDef]) -> dict[str, Instance]:
         found: dict[str, Instance] = {}
-        for page in self.client.get_paginator("describe_instances").paginate(Filters=filters):
+        for page in self.client.get_paginator("describe_instances").paginate(
+            Filters=filters,
+            PaginationConfig={"PageSize": 1000},  # AWS's largest page: 1000 instances a call
+        ):
             for reservation in page["Reservations"]:
                 for raw in reservation["Instances"]:
                     found[raw["InstanceId"]] = Instance(
