@@ -401,9 +401,7 @@ class Roll:
                         self._remove_surge_host(surge_host)
             record.flights.remove(flight)
         fleet = self.fleet.snapshot()
-        target = record.original_desired + sum(
-            1 if flight.kind is Kind.SURGE else 0 for flight in record.flights if not flight.done(Phase.TERMINATED)
-        )
+        target = record.original_desired + sum(_size_share(flight) for flight in record.flights)
         if fleet.desired != target:
             self.fleet.set_size(desired=target, max_size=max(record.original_max, target))
         self.journal.save(record)
@@ -516,6 +514,14 @@ class _Effect:
 
 def _nothing(action: Action, record: RollRecord, seen: Observation) -> None:
     return None
+
+
+def _size_share(flight: Flight) -> int:
+    """What a flight left in flight adds to the desired capacity (as ``decide``'s size rule counts it): a surge host
+    while its old host serves, one host less once an old host went before its replacement was asked for."""
+    if flight.kind is Kind.SURGE:
+        return 0 if flight.done(Phase.TERMINATED) else 1
+    return -1 if flight.done(Phase.TERMINATED) and not flight.done(Phase.LAUNCHED) else 0
 
 
 def _boot_seconds(seen: Observation, flight: Flight) -> float:
