@@ -360,7 +360,7 @@ class _Step:
 
     def admit(self, budget: Budget, policy: Policy) -> None:
         queue = self.queue(policy)
-        if not queue or not self._may_start(queue, policy):
+        if not queue or not self._may_start(policy):
             return
         # A surge flight counts until its old host is past its terminate hook: the group never holds more hosts than
         # the budget allows, hosts held in their hook included.
@@ -398,7 +398,7 @@ class _Step:
             self.phase.update({flight.old: flight.phase for flight in flights})
             self.claimed.update(dict.fromkeys((flight.old for flight in flights), ""))
 
-    def _may_start(self, queue: list[Replacement], policy: Policy) -> bool:
+    def _may_start(self, policy: Policy) -> bool:
         """The checks before a wave: the canary's bake, the alarms, the group's own nodes Ready."""
         seen, idle = self.seen, not self.flights
         if policy.strategy.bake_seconds and self.record.canary is not Canary.PASSED and not self._baked(policy):
