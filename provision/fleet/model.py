@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from provision.errors import UsageError
 from provision.kube.model import NodeState
 
 GONE_STATES = ("Terminating:Proceed", "Terminating", "Terminated", "Detaching", "Detached")
@@ -64,3 +65,13 @@ class Snapshot:
     @property
     def ready_capacity(self) -> int:
         return sum(1 for host in self.hosts if host.ready)
+
+
+def find_host(name: str, snapshot: Snapshot) -> tuple[str, NodeState | None]:
+    """The instance id of HOST given as an instance id, node name, private DNS name or private IP, and its node."""
+    for host in snapshot.hosts:
+        node = host.node
+        known = {host.instance_id, *host.names, *((node.name, *node.addresses) if node else ())}
+        if name in known:
+            return host.instance_id, node
+    raise UsageError(f"no host {name!r} in {snapshot.group} (give an instance id, node name, private DNS name or IP)")

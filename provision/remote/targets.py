@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from provision.errors import UsageError
-from provision.fleet.model import Host, Snapshot
+from provision.fleet.model import Host, Snapshot, find_host
 from provision.kube.facade import Kube
 from provision.kube.model import NodeState
-from provision.verbs.rolling import find_host
 
 
 @dataclass(frozen=True)

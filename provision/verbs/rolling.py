@@ -16,7 +16,6 @@ from provision.errors import ClusterError, UsageError
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
-from provision.kube.model import NodeState
 from provision.roll.engine import LOCK_TTL, Roll, RollResult
 from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
@@ -103,16 +102,6 @@ def show_plan(plan: Plan, roll: Roll, ui: UI) -> None:
         ui.say("what the roll does first, on what the group shows now:")
         for line in roll.preview(plan):
             ui.say(f"  - {line}")
-
-
-def find_host(name: str, snapshot: Snapshot) -> tuple[str, NodeState | None]:
-    """The instance id of HOST given as an instance id, node name, private DNS name or private IP, and its node."""
-    for host in snapshot.hosts:
-        node = host.node
-        known = {host.instance_id, *host.names, *((node.name, *node.addresses) if node else ())}
-        if name in known:
-            return host.instance_id, node
-    raise UsageError(f"no host {name!r} in {snapshot.group} (give an instance id, node name, private DNS name or IP)")
 
 
 def finish(result: RollResult, ui: UI) -> None:
