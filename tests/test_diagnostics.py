@@ -258,8 +258,10 @@ def test_the_api_simulator_lists_a_nodes_events_as_the_api_server_does(simulator
     events = list(client.list(Event, namespace="*", fields={"involvedObject.name": "node-a"}))
 
     assert sorted((event.reason, event.type) for event in events) == [
-        ("NodeNotReady", "Warning"),
+        ("NodeNotReady", "Normal"),  # the node lifecycle controller records it as Normal
         ("NodeReady", "Normal"),
+        ("NodeReady", "Normal"),
+        ("RegisteredNode", "Normal"),
     ]
     assert {event.metadata.namespace for event in events if event.metadata} == {"default"}
     with pytest.raises(ApiError) as refused:

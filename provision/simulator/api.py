@@ -15,9 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from provision.simulator import resources, tables
+import yaml
+
+from provision.simulator import openapi, patches, protobuf, resources, reviews, tables
 from provision.simulator.resources import BY_PATH, Resource
-from provision.simulator.world import KINDS, ApiError, ChangeType, WatchFilter, World, apply_patch
+from provision.simulator.world import KINDS, Admit, ApiError, ChangeType, WatchFilter, World
 
 # Watches end after this long unless the client asks for less (the real server picks 30 to 60 minutes).
 WATCH_SECONDS = 1800.0
@@ -25,6 +27,15 @@ WATCH_SECONDS = 1800.0
 WATCH_POLL_SECONDS = 1.0
 VERSION = {"major": "1", "minor": "34", "gitVersion": "v1.34.0-cluster-simulator", "platform": "linux/amd64"}
 GROUP_VERSION = re.compile(r"^/(?:api/(?P<core>[^/]+)|apis/(?P<group>[^/]+)(?:/(?P<version>[^/]+))?)$")
+# The media types a body may come in: JSON (and YAML) for objects, the patch types for a PATCH. Protobuf, which the
+# real server also reads, is not spoken here: it gets 415 as any other unknown type does.
+OBJECT_TYPES = ("application/json", "application/yaml")
+PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
 ROUTE = re.compile(
     r"^/(?P<prefix>api/[^/]+|apis/[^/]+/[^/]+)"
     r"(?:/namespaces/(?P<namespace>[^/]+)(?=/))?"
@@ -100,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, verb: str) -> None:
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        self._warnings: list[str] = []  # Warning headers of the answer (unknown fields under fieldValidation=Warn)
         # The body is read before anything can fail, so an error answer leaves the keep-alive connection clean.
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         content_type = "application/json"
@@ -110,21 +122,56 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 200
             else:
                 target = _resolve(url.path)
-                if verb == "GET" and target.name is None and query.get("watch") in {"1", "true"}:
+                watch = verb == "GET" and target.name is None and query.get("watch") in {"1", "true"}
+                _check_verb(verb, target, watch=watch)
+                if watch:
                     self._watch(target, query)
                     return
-                status, body = self._route(verb, target, query, json.loads(raw) if raw else {})
+                status, body = self._route(verb, target, query, self._body(verb, raw, target))
                 body = self._as_table(target, query, body) if verb == "GET" else body
         except ApiError as error:
             status, body = error.code, _status_object(error)
         except (ValueError, KeyError, TypeError, IndexError) as error:
             status, body = 400, _status_object(ApiError(400, "BadRequest", f"bad request: {error}"))
-        payload = json.dumps(body).encode()
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for warning in self._warnings:
+            self.send_header("Warning", f"299 - {json.dumps(warning)}")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _body(self, verb: str, raw: bytes, target: Target) -> Any:
+        """The request's body, read as its Content-Type says (JSON when it says nothing, as the API server assumes);
+        415 for a type the server does not read, before any attempt to parse it."""
+        if not raw:
+            return {}
+        media_type = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+        accepted = PATCH_TYPES if verb == "PATCH" else OBJECT_TYPES
+        if media_type == protobuf.MEDIA_TYPE and verb != "PATCH":
+            try:
+                return protobuf.decode(raw, target.resource.kind)
+            except protobuf.Unreadable:
+                pass  # a kind whose protobuf the simulator does not read: refused below
+            except UnicodeDecodeError as error:
+                raise ApiError(400, "BadRequest", f"unable to decode the protobuf body: {error}") from error
+        if media_type not in accepted:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: "
+                + ", ".join(accepted),
+            )
+        if media_type == "application/apply-patch+yaml":
+            raise ApiError(415, "UnsupportedMediaType", "the simulator does not support server-side apply")
+        try:
+            return yaml.safe_load(raw) if media_type == "application/yaml" else json.loads(raw)
+        except (ValueError, yaml.YAMLError) as error:
+            raise ApiError(400, "BadRequest", f"couldn't get version/kind; json parse error: {error}") from error
+
+    def _strategic(self) -> bool:
+        return (self.headers.get("Content-Type") or "").startswith("application/strategic-merge-patch+json")
 
     def _discovery(self, verb: str, path: str) -> tuple[str, Any] | None:
         """The content type and body of a discovery or server document, or None when the path is not one."""
@@ -134,9 +181,57 @@ class _Handler(BaseHTTPRequestHandler):
             return "application/json", dataclasses.asdict(self.server.world.counters)
         if path == "/version":
             return "application/json", VERSION
+        if path in {"/openapi/v2", "/openapi/v3"} or path.startswith(openapi.V3_PREFIX):
+            return self._openapi(verb, path)
         if path not in {"/api", "/apis"} and not GROUP_VERSION.match(path):
             return None
         return self._api_discovery(verb, path)
+
+    def _openapi(self, verb: str, path: str) -> tuple[str, Any]:
+        """The OpenAPI documents: as JSON, and v2 also in protobuf (what kubectl up to 1.28 asks for); 406 for a
+        client that accepts neither."""
+        if verb != "GET":
+            raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on {path}")
+        accepted = {media_type.split(";")[0].strip() for media_type in (self.headers.get("Accept") or "*/*").split(",")}
+        if path == "/openapi/v2" and accepted & set(protobuf.OPENAPI_V2_ASKED):
+            return protobuf.OPENAPI_V2, openapi.v2_protobuf()
+        if not accepted & {"application/json", "*/*", "application/*"}:
+            raise ApiError(
+                406,
+                "NotAcceptable",
+                f"only the following media types are accepted: application/json, {protobuf.OPENAPI_V2}",
+            )
+        if path == "/openapi/v2":
+            return "application/json", openapi.v2_document()
+        if path == "/openapi/v3":
+            return "application/json", openapi.v3_index()
+        document = openapi.v3_for(path.removeprefix(openapi.V3_PREFIX))
+        if document is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        return "application/json", document
+
+    def _admission(self, target: Target, query: dict[str, str]) -> Admit:
+        """Field validation as the request asks (fieldValidation Strict, Warn — the default — or Ignore): unknown
+        fields are dropped, reported in Warning headers, or refuse the request with 400."""
+        directive = query.get("fieldValidation") or "Warn"
+        if directive not in {"Strict", "Warn", "Ignore"}:
+            raise ApiError(400, "BadRequest", f'fieldValidation "{directive}" is not one of Ignore, Warn, Strict')
+        kind = target.resource.kind
+
+        def admit(obj: Any) -> None:
+            unknown = openapi.unknown_fields(target.resource, obj) if isinstance(obj, dict) else []
+            if unknown and directive == "Strict":
+                fields = ", ".join(f'unknown field "{name}"' for name in unknown)
+                version = KINDS[kind][0].rpartition("/")[2]
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: {fields}',
+                )
+            if directive == "Warn":
+                self._warnings += [f'unknown field "{name}"' for name in unknown]
+
+        return admit
 
     def _api_discovery(self, verb: str, path: str) -> tuple[str, Any]:
         if verb != "GET":
@@ -162,6 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, verb: str, target: Target, query: dict[str, str], body: Any) -> tuple[int, Any]:
         kind, namespace, name = target.resource.kind, target.namespace, target.name
+        if not target.resource.stored:  # a review: answered, not kept
+            try:
+                return 201, reviews.review(kind, body)
+            except reviews.Invalid as error:
+                raise ApiError(422, "Invalid", str(error)) from error
         if target.sub == "eviction":
             if verb != "POST" or not name:
                 raise ApiError(405, "MethodNotAllowed", "only POST to pods/<name>/eviction")
@@ -172,6 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         if target.sub == "scale" and name:
             return 200, self._scale(verb, kind, namespace or "", name, body)
+        admit = self._admission(target, query)
         if name:
             grace = query.get("gracePeriodSeconds") or (
                 body.get("gracePeriodSeconds") if isinstance(body, dict) else None
@@ -184,17 +285,16 @@ class _Handler(BaseHTTPRequestHandler):
                 body,
                 status=target.sub == "status",
                 grace=None if grace is None else int(grace),
+                admit=admit,
             )
-        return self._collection(verb, kind, namespace, query, body)
+        return self._collection(verb, kind, namespace, query, body, admit)
 
     def _collection(
-        self, verb: str, kind: str, namespace: str | None, query: dict[str, str], body: Any
+        self, verb: str, kind: str, namespace: str | None, query: dict[str, str], body: Any, admit: Admit
     ) -> tuple[int, Any]:
         world = self.server.world
         if verb == "POST":
-            return 201, world.create(kind, namespace or "", body)
-        if verb != "GET":
-            raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on a collection")
+            return 201, world.create(kind, namespace or "", body, admit=admit)
         selected = WatchFilter(kind, namespace, query.get("labelSelector", ""), query.get("fieldSelector", ""))
         items, version = world.listing(selected)
         for item in items:  # items of a list carry no kind/apiVersion in the real API
@@ -204,19 +304,27 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, {**list_kind, "metadata": {"resourceVersion": str(version)}, "items": items}
 
     def _one(
-        self, verb: str, kind: str, namespace: str, name: str, body: Any, *, status: bool, grace: int | None
+        self,
+        verb: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: Any,
+        *,
+        status: bool,
+        grace: int | None,
+        admit: Admit,
     ) -> tuple[int, Any]:
         world = self.server.world
         if verb == "GET":
             return 200, world.get(kind, namespace, name)
         if verb == "PUT":
-            return 200, world.replace(kind, namespace, name, body, status=status)
+            return 200, world.replace(kind, namespace, name, body, status=status, admit=admit)
         if verb == "DELETE" and not status:
             return 200, world.delete(kind, namespace, name, grace_seconds=grace)
         if verb == "PATCH":
-            if "apply-patch" in self.headers.get("Content-Type", ""):
-                raise ApiError(415, "UnsupportedMediaType", "the simulator does not support server-side apply")
-            return 200, world.patch(kind, namespace, name, body, status=status)
+            strategic = self._strategic()
+            return 200, world.patch(kind, namespace, name, body, status=status, strategic=strategic, admit=admit)
         raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported here")
 
     def _scale(self, verb: str, kind: str, namespace: str, name: str, body: Any) -> dict[str, Any]:
@@ -227,7 +335,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported on the scale subresource")
         if verb != "GET":
             current = _scale_of(world.get(kind, namespace, name))
-            wanted = body if verb == "PUT" else apply_patch(current, body)
+            try:
+                wanted = body if verb == "PUT" else patches.apply(current, body, strategic=self._strategic())
+            except patches.PatchError as error:
+                raise ApiError(422, "Invalid", str(error)) from error
             sent = (wanted.get("metadata") or {}).get("resourceVersion")
             if verb == "PUT" and sent and sent != current["metadata"]["resourceVersion"]:
                 raise ApiError(
@@ -349,6 +460,21 @@ def _initial_events_end(kind: str, version: int) -> dict[str, Any]:
         "apiVersion": KINDS[kind][0],
         "metadata": {"resourceVersion": str(version), "annotations": {"k8s.io/initial-events-end": "true"}},
     }
+
+
+def _check_verb(verb: str, target: Target, *, watch: bool) -> None:
+    """405 for what the resource does not serve (a GET of a review, a DELETE of a collection), as the API server
+    answers a verb it has no handler for."""
+    if target.sub is not None:
+        return  # subresources check their own verbs
+    if verb == "GET":
+        wanted = "watch" if watch else ("get" if target.name else "list")
+    elif verb == "POST":
+        wanted = "create" if target.name is None else ""
+    else:
+        wanted = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}[verb] if target.name else ""
+    if wanted not in target.resource.verbs:
+        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
 
 def _resolve(path: str) -> Target:

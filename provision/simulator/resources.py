@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# Every collection and object answers these: list/watch/create on the collection, get/update/patch/delete on one.
+# What a stored kind answers: list/watch/create on the collection, get/update/patch/delete on one object.
 VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 STATUS_VERBS = ("get", "patch", "update")
+# A review (SelfSubjectAccessReview, ...) is only created: answered at once, never stored.
+REVIEW_VERBS = ("create",)
 
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
@@ -38,6 +40,12 @@ class Resource:
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     subresources: tuple[Subresource, ...] = ()
+    verbs: tuple[str, ...] = VERBS
+
+    @property
+    def stored(self) -> bool:
+        """Whether objects of the kind are kept (reviews are answered and forgotten)."""
+        return "get" in self.verbs
 
     @property
     def api_version(self) -> str:
@@ -75,10 +83,18 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     # core/v1 events, as kubelets and controllers record them
     Resource("events", "Event", "", "v1", True, ("ev",)),
+    Resource("secrets", "Secret", "", "v1", True),
     Resource("daemonsets", "DaemonSet", "apps", "v1", True, ("ds",), ("all",), (_status("DaemonSet"),)),
     Resource("deployments", "Deployment", "apps", "v1", True, ("deploy",), ("all",), (_status("Deployment"), SCALE)),
     Resource("replicasets", "ReplicaSet", "apps", "v1", True, ("rs",), ("all",), (_status("ReplicaSet"), SCALE)),
     Resource("statefulsets", "StatefulSet", "apps", "v1", True, ("sts",), ("all",), (_status("StatefulSet"), SCALE)),
+    # What `kubectl auth can-i` asks (and `--list`); the sandbox has one user, allowed everything.
+    Resource(
+        "selfsubjectaccessreviews", "SelfSubjectAccessReview", "authorization.k8s.io", "v1", False, verbs=REVIEW_VERBS
+    ),
+    Resource(
+        "selfsubjectrulesreviews", "SelfSubjectRulesReview", "authorization.k8s.io", "v1", False, verbs=REVIEW_VERBS
+    ),
     Resource(
         "poddisruptionbudgets",
         "PodDisruptionBudget",
@@ -88,6 +104,8 @@ RESOURCES: tuple[Resource, ...] = (
         ("pdb",),
         subresources=(_status("PodDisruptionBudget"),),
     ),
+    # Node heartbeats (kube-node-lease) and leader election.
+    Resource("leases", "Lease", "coordination.k8s.io", "v1", True),
 )
 
 BY_KIND = {resource.kind: resource for resource in RESOURCES}
@@ -136,7 +154,7 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
             "singularName": resource.kind.lower(),
             "namespaced": resource.namespaced,
             "kind": resource.kind,
-            "verbs": list(VERBS),
+            "verbs": list(resource.verbs),
         }
         if resource.short_names:
             entry["shortNames"] = list(resource.short_names)
@@ -196,7 +214,7 @@ def _discovered(group: str, version: str) -> list[dict[str, Any]]:
             "responseKind": {"group": group, "version": version, "kind": resource.kind},
             "scope": "Namespaced" if resource.namespaced else "Cluster",
             "singularResource": resource.kind.lower(),
-            "verbs": list(VERBS),
+            "verbs": list(resource.verbs),
         }
         if resource.short_names:
             entry["shortNames"] = list(resource.short_names)

@@ -256,6 +256,14 @@ def _event(event: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _secret(obj: Obj, now: datetime) -> list[Any]:
+    return [obj["metadata"]["name"], obj.get("type", ""), len(obj.get("data") or {}), _age(obj, now)]
+
+
+def _lease(obj: Obj, now: datetime) -> list[Any]:
+    return [obj["metadata"]["name"], obj["spec"].get("holderIdentity") or "", _age(obj, now)]
+
+
 @dataclass(frozen=True)
 class Printer:
     columns: tuple[Column, ...]
@@ -349,6 +357,16 @@ PRINTERS: dict[str, Printer] = {
         _budget,
     ),
     "Namespace": Printer((NAME, Column("Status", "string", "The status of the namespace"), AGE), _namespace),
+    "Secret": Printer(
+        (
+            NAME,
+            Column("Type", "string", "The type of the secret"),
+            Column("Data", "string", "The number of entries in the secret"),
+            AGE,
+        ),
+        _secret,
+    ),
+    "Lease": Printer((NAME, Column("Holder", "string", "The holder of the lease"), AGE), _lease),
     "Event": Printer(
         (
             Column("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded."),

@@ -16,6 +16,7 @@ import copy
 import enum
 import hashlib
 import itertools
+import json
 import threading
 import uuid
 from collections import deque
@@ -27,10 +28,14 @@ from typing import Any
 
 from provision.clock import Clock
 from provision.kube.selectors import field_paths, label_selector_object, parse_field_selector, parse_label_selector
+from provision.simulator import events, patches, rollout, secrets
 from provision.simulator.budgets import BudgetStatus, Refusal, budget_status, eviction_refusal
+from provision.simulator.events import Source
 from provision.simulator.resources import RESOURCES
 
 Obj = dict[str, Any]
+# What the API layer checks an object with before it is stored (field validation); raises ApiError to refuse.
+Admit = Callable[[Obj], None]
 # How many changes a watch can resume from; older resourceVersions answer 410 Gone, as etcd's compaction makes them.
 CHANGE_LOG_LENGTH = 20_000
 
@@ -53,7 +58,23 @@ SELECTABLE_FIELDS = {
     "Event": BASE_FIELDS
     | {f"involvedObject.{name}" for name in ("kind", "name", "namespace", "uid")}
     | {"reason", "type"},
+    "Secret": BASE_FIELDS | {"type"},
 }
+
+# The kinds that have no spec or status, or a spec only (the rest have both).
+PARTS: dict[str, tuple[str, ...]] = {"Event": (), "Secret": (), "Lease": ("spec",)}
+
+# The namespaces every cluster starts with.
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# Node heartbeats: each kubelet holds a Lease named after its node, renewed every quarter of its duration.
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+NODE_LEASE_SECONDS = 40
+# How often the control plane's housekeeping runs (event expiry, the bootstrap token cleaner).
+HOUSEKEEPING_SECONDS = 10.0
+
+# The label that tells a Deployment's ReplicaSets (and their pods) apart, and the annotation numbering its revisions.
+TEMPLATE_HASH = "pod-template-hash"
+REVISION = "deployment.kubernetes.io/revision"
 
 # What a simulated host's kubelet reports: the project's default image (Amazon Linux 2023) and Kubernetes version.
 NODE_INFO = {
@@ -150,6 +171,17 @@ class _PodClock:
     bound_at: float | None = None
     running_at: float | None = None
     deleted_at: float | None = None
+    unschedulable_because: str = ""  # the last FailedScheduling message recorded, so it is recorded once
+
+
+@dataclass
+class _NodeSeen:
+    """What the kubelet and the node lifecycle controller last saw of a node (its events are the changes)."""
+
+    uid: str
+    ready: bool
+    unschedulable: bool
+    lease_renewed: float
 
 
 @dataclass
@@ -178,8 +210,11 @@ class World:
         self._deferred = 0
         self._names = itertools.count(1)
         self._ips = itertools.count(0)
-        self.create("Namespace", "", {"metadata": {"name": "default"}})
-        self.create("Namespace", "", {"metadata": {"name": "kube-system"}})
+        self._nodes_seen: dict[str, _NodeSeen] = {}
+        self._last_event_nanos = 0
+        self._housekept = float("-inf")
+        for namespace in SYSTEM_NAMESPACES:
+            self.create("Namespace", "", {"metadata": {"name": namespace}})
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -195,9 +230,13 @@ class World:
 
     # --- the API's verbs -------------------------------------------------------------------------------------
 
-    def create(self, kind: str, namespace: str, body: Obj) -> Obj:
+    def create(self, kind: str, namespace: str, body: Obj, *, admit: Admit | None = None) -> Obj:
+        """Create; ``admit`` sees (and may refuse or trim) the object as the client sent it, as the API server's
+        decoding and field validation do."""
         with self._lock:
             obj = copy.deepcopy(body)
+            if admit is not None:
+                admit(obj)
             api_version, namespaced = KINDS[kind]
             meta = obj.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
@@ -217,9 +256,10 @@ class World:
             meta.update(uid=str(uuid.uuid4()), creationTimestamp=self._timestamp(), generation=1)
             meta.setdefault("labels", {})
             meta.setdefault("annotations", {})
-            obj.setdefault("spec", {})
-            obj.setdefault("status", {})
+            for part in PARTS.get(kind, ("spec", "status")):
+                obj.setdefault(part, {})
             self._defaults(kind, obj)
+            self._validate(kind, obj, None)
             self._objects[kind][key] = obj
             if kind == "Pod":
                 bound = obj["spec"].get("nodeName")  # a pod created bound (as kubelets make mirror pods) just runs
@@ -290,31 +330,51 @@ class World:
 
         return matches
 
-    def replace(self, kind: str, namespace: str, name: str, body: Obj, *, status: bool = False) -> Obj:
-        """PUT: of the object (its status kept) or, with ``status``, of its status subresource (only status taken)."""
+    def replace(
+        self, kind: str, namespace: str, name: str, body: Obj, *, status: bool = False, admit: Admit | None = None
+    ) -> Obj:
+        """PUT: of the object (its status kept) or, with ``status``, of its status subresource (only status taken).
+        A resourceVersion in the body is a precondition, as on the API server."""
         with self._lock:
             current = self._get(kind, namespace, name)
             updated = copy.deepcopy(current) if status else copy.deepcopy(body)
+            sent = (body.get("metadata") or {}).get("resourceVersion")
             if status:
                 updated["status"] = copy.deepcopy(body.get("status", {}))
+                if sent:
+                    updated["metadata"]["resourceVersion"] = sent
             else:
                 updated["metadata"] = {**current["metadata"], **updated.get("metadata", {})}
-                updated["status"] = current["status"]
-            return self._store(kind, namespace, name, current, updated)
+                if "status" in current:
+                    updated["status"] = current["status"]
+            return self._store(kind, namespace, name, current, updated, admit)
 
-    def patch(self, kind: str, namespace: str, name: str, patch: Obj | list[Obj], *, status: bool = False) -> Obj:
-        """A JSON patch (a list of operations) or a JSON merge patch; the merge patch also serves strategic merge
-        patches for the fields modelled here (maps merge, lists are replaced, as they are for node taints). The
-        object's patch leaves its status alone and the status subresource's patch touches only the status, as the
-        API server does."""
+    def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Obj | list[Obj],
+        *,
+        status: bool = False,
+        strategic: bool = False,
+        admit: Admit | None = None,
+    ) -> Obj:
+        """A JSON patch (a list of operations), a JSON merge patch or, with ``strategic``, a strategic merge patch
+        (see ``patches``). The object's patch leaves its status alone and the status subresource's patch touches
+        only the status, as the API server does."""
         with self._lock:
             current = self._get(kind, namespace, name)
-            patched = apply_patch(current, patch)
+            try:
+                patched = patches.apply(current, patch, strategic=strategic)
+            except patches.PatchError as error:
+                raise ApiError(422, "Invalid", str(error)) from error
             if status:
                 updated = {**copy.deepcopy(current), "status": patched.get("status", {})}
+                updated["metadata"]["resourceVersion"] = patched["metadata"].get("resourceVersion")
             else:
-                updated = {**patched, "status": copy.deepcopy(current["status"])}
-            return self._store(kind, namespace, name, current, updated)
+                updated = {**patched, **({"status": copy.deepcopy(current["status"])} if "status" in current else {})}
+            return self._store(kind, namespace, name, current, updated, admit)
 
     def delete(self, kind: str, namespace: str, name: str, *, grace_seconds: int | None = None) -> Obj:
         """Delete; a pod terminates over ``termination_delay`` unless deleted with a grace period of 0 (forced)."""
@@ -388,33 +448,11 @@ class World:
         return self.create("Node", "", body)
 
     def set_node_ready(self, name: str, ready: bool) -> None:
+        """The kubelet posts Ready (or stops posting: NotReady); the change is recorded as an event."""
         with self._lock:
             node = self._get("Node", "", name)
-            was_ready = _is_node_ready(node)
             node["status"]["conditions"] = [_ready_condition(ready, self._timestamp())]
-            if was_ready != ready:  # as the node lifecycle controller records it
-                reason = "NodeReady" if ready else "NodeNotReady"
-                self.record_event("Node", name, reason, f"Node {name} status is now: {reason}", normal=ready)
             self._reconcile()
-
-    def record_event(self, kind: str, name: str, reason: str, message: str, *, normal: bool = True) -> Obj:
-        """A core/v1 Event about an object, in the namespace where the API server keeps a node's events."""
-        when = self._timestamp()
-        return self.create(
-            "Event",
-            "default",
-            {
-                "metadata": {"generateName": f"{name}."},
-                "involvedObject": {"kind": kind, "name": name, "apiVersion": KINDS[kind][0]},
-                "reason": reason,
-                "message": message,
-                "type": "Normal" if normal else "Warning",
-                "source": {"component": "cluster-simulator"},
-                "count": 1,
-                "firstTimestamp": when,
-                "lastTimestamp": when,
-            },
-        )
 
     def tick(self) -> None:
         with self._lock:
@@ -429,15 +467,40 @@ class World:
             raise ApiError(404, "NotFound", f'{_plural(kind)} "{name}" not found')
         return obj
 
-    def _store(self, kind: str, namespace: str, name: str, current: Obj, updated: Obj) -> Obj:
+    def _store(
+        self, kind: str, namespace: str, name: str, current: Obj, updated: Obj, admit: Admit | None = None
+    ) -> Obj:
+        """Write an update, unless it was made from a version that is no longer the current one (409 Conflict: the
+        optimistic concurrency every controller and leader election rely on)."""
         key = (namespace if KINDS[kind][1] else "", name)
+        if admit is not None:
+            admit(updated)
+        sent = updated["metadata"].get("resourceVersion")
+        if sent and sent != current["metadata"].get("resourceVersion"):
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {_plural(kind)} "{name}": the object has been modified; please '
+                "apply your changes to the latest version and try again",
+            )
         if updated.get("spec") != current.get("spec"):
             updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         updated["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion", "")
+        for fixed in ("uid", "creationTimestamp", "name", "namespace"):  # the server keeps these, whatever is sent
+            if fixed in current["metadata"]:
+                updated["metadata"][fixed] = current["metadata"][fixed]
         updated["apiVersion"], updated["kind"] = KINDS[kind][0], kind
+        self._validate(kind, updated, current)
         self._objects[kind][key] = updated
         self._reconcile()
         return copy.deepcopy(updated)
+
+    def _validate(self, kind: str, obj: Obj, previous: Obj | None) -> None:
+        if kind == "Secret":
+            try:
+                secrets.normalize(obj, previous)
+            except secrets.Invalid as error:
+                raise ApiError(error.code, "BadRequest" if error.code == 400 else "Invalid", str(error)) from error
 
     def now(self) -> datetime:
         """The world's wall-clock time (whole seconds, as the API's timestamps have)."""
@@ -445,6 +508,25 @@ class World:
 
     def _timestamp(self) -> str:
         return self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _micro_timestamp(self) -> str:
+        """A MicroTime (lease renewals): the world's time to the microsecond."""
+        moment = self.started + timedelta(seconds=self.clock.now() - self._origin)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def _record(self, involved: Obj, reason: str, message: str, source: Source, *, warning: bool = False) -> None:
+        """Store an Event as its recorder would create it. Named as client-go names them, the object's name and the
+        time in hex nanoseconds, so a listing shows each object's events in order."""
+        nanos = int((self.started + timedelta(seconds=self.clock.now() - self._origin)).timestamp() * 1e9)
+        self._last_event_nanos = max(nanos, self._last_event_nanos + 1)
+        name = f"{involved['name']}.{self._last_event_nanos:x}"
+        event = events.event(name, involved, reason, message, source, when=self._timestamp(), warning=warning)
+        namespace = event["metadata"]["namespace"]
+        if ("", namespace) not in self._objects["Namespace"]:
+            return  # no namespace to keep it in (the recorder's create would fail)
+        event["apiVersion"], event["kind"] = KINDS["Event"][0], "Event"
+        event["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=self._timestamp(), labels={}, annotations={})
+        self._objects["Event"][(namespace, name)] = event
 
     def _pod_ip(self) -> str:
         """The next address of the pod network (10.244.0.0/16, as kubeadm's default), skipping .0 and .255."""
@@ -469,11 +551,21 @@ class World:
 
     def _terminate(self, key: tuple[str, str]) -> None:
         pod = self._objects["Pod"][key]
-        if self._pods[key].deleted_at is None:
-            self._pods[key].deleted_at = self.clock.now()
+        timer = self._pods[key]
+        if timer.deleted_at is None:
+            timer.deleted_at = self.clock.now()
             pod["metadata"]["deletionTimestamp"] = self._timestamp()
             pod["metadata"]["deletionGracePeriodSeconds"] = int(self.timings.termination_delay)
             _set_ready(pod, False)
+            node = pod["spec"].get("nodeName") or ""
+            if timer.running_at is not None and ("", node) in self._objects["Node"]:
+                for container in pod["spec"].get("containers") or []:  # the kubelet stops each container
+                    self._record(
+                        events.reference(pod, field_path=f"spec.containers{{{container['name']}}}"),
+                        "Killing",
+                        f"Stopping container {container['name']}",
+                        Source(events.KUBELET, node),
+                    )
 
     # --- disruption budgets ---
 
@@ -487,6 +579,56 @@ class World:
             and label_selector_object(budget["spec"]["selector"])(labels)
         ]
 
+    def _deployment_status(self, deployment: Obj, namespace: str, name: str) -> None:
+        """What `kubectl rollout status` and `get deployment` read: pods of every set, of the current template's
+        set (updated), available ones, and the Available and Progressing conditions."""
+        owned = [
+            rs
+            for (rs_namespace, _), rs in self._objects["ReplicaSet"].items()
+            if rs_namespace == namespace and _controller(rs) == ("Deployment", namespace, name)
+        ]
+        revision = deployment["metadata"]["annotations"].get(REVISION)
+        new = next((rs for rs in owned if rs["metadata"]["annotations"].get(REVISION) == revision), None)
+        status = deployment["status"]
+        wanted = int(deployment["spec"].get("replicas", 1))
+        available = sum(rs["status"].get("availableReplicas", 0) for rs in owned)
+        updated = new["status"].get("replicas", 0) if new else 0
+        replicas = sum(rs["status"].get("replicas", 0) for rs in owned)
+        status.update(
+            replicas=replicas,
+            readyReplicas=sum(rs["status"].get("readyReplicas", 0) for rs in owned),
+            availableReplicas=available,
+            updatedReplicas=updated,
+            unavailableReplicas=max(0, wanted - available),
+            observedGeneration=deployment["metadata"].get("generation", 1),
+        )
+        _, unavailable = rollout.surge_and_unavailable(deployment["spec"], wanted)
+        new_name = new["metadata"]["name"] if new else ""
+        done = updated == wanted and replicas == updated and available >= updated
+        previous, now = status.get("conditions") or [], self._timestamp()
+        status["conditions"] = [
+            _condition(
+                "Available",
+                available >= wanted - unavailable,
+                "MinimumReplicasAvailable" if available >= wanted - unavailable else "MinimumReplicasUnavailable",
+                "Deployment has minimum availability."
+                if available >= wanted - unavailable
+                else "Deployment does not have minimum availability.",
+                previous,
+                now,
+            ),
+            _condition(
+                "Progressing",
+                True,
+                "NewReplicaSetAvailable" if done else "ReplicaSetUpdated",
+                f'ReplicaSet "{new_name}" has successfully progressed.'
+                if done
+                else f'ReplicaSet "{new_name}" is progressing.',
+                previous,
+                now,
+            ),
+        ]
+
     def _budget_status(self, budget: Obj) -> BudgetStatus:
         namespace = budget["metadata"]["namespace"]
         matches = label_selector_object(budget["spec"].get("selector"))
@@ -498,24 +640,26 @@ class World:
         if isinstance(budget["spec"].get("minAvailable"), int):
             expected = len(pods)  # the disruption controller counts every matching pod for an integer minAvailable
         else:
-            owners = {_controller(pod) for pod in pods}
-            expected = sum(self._scale(owner) for owner in owners if owner) + sum(
-                1 for pod in pods if _controller(pod) is None
-            )
+            # Counted once per controller at the top: a Deployment's sets during a rollout count as the Deployment.
+            owners = {self._scaling_owner(owner) for pod in pods if (owner := _controller(pod)) is not None}
+            expected = sum(self._scale(owner) for owner in owners) + sum(1 for pod in pods if _controller(pod) is None)
         healthy = sum(1 for pod in pods if self._healthy(pod))
         return budget_status(budget["spec"], expected=expected, healthy=healthy)
+
+    def _scaling_owner(self, owner: tuple[str, str, str]) -> tuple[str, str, str]:
+        """The controller whose scale the disruption controller reads: a ReplicaSet's Deployment when it has one."""
+        kind, namespace, name = owner
+        replica_set = self._objects["ReplicaSet"].get((namespace, name)) if kind == "ReplicaSet" else None
+        parent = _controller(replica_set) if replica_set is not None else None
+        if parent is not None and parent[0] == "Deployment" and (namespace, parent[2]) in self._objects["Deployment"]:
+            return parent
+        return owner
 
     def _scale(self, owner: tuple[str, str, str]) -> int:
         kind, namespace, name = owner
         obj = self._objects.get(kind, {}).get((namespace, name))
         if obj is None:
             return 0
-        if kind == "ReplicaSet":
-            parent = _controller(obj)
-            if parent is not None and parent[0] == "Deployment":
-                deployment = self._objects["Deployment"].get((namespace, parent[2]))
-                if deployment is not None:
-                    return int(deployment["spec"].get("replicas", 1))
         if kind == "DaemonSet":
             return int(obj["status"].get("desiredNumberScheduled", 0))
         return int(obj["spec"].get("replicas", 1))
@@ -541,6 +685,7 @@ class World:
         if self._deferred:
             return
         now = self.clock.now()
+        self._run_nodes(now)
         self._collect_garbage(now)
         self._run_deployments()
         self._run_replica_owners()
@@ -574,7 +719,80 @@ class World:
             self._log.extend(changes)
             self._changed.notify_all()
 
+    def _run_nodes(self, now: float) -> None:
+        """What each kubelet and the node lifecycle controller do about their nodes: record a node's registration,
+        its Ready and schedulable changes and its removal, and keep each live node's lease renewed."""
+        for (_, name), node in self._objects["Node"].items():
+            ready, unschedulable = _is_node_ready(node), bool(node["spec"].get("unschedulable"))
+            seen = self._nodes_seen.get(name)
+            if seen is None:
+                self._record_node(node, "RegisteredNode", f"Node {name} event: Registered Node {name} in Controller")
+                seen = self._nodes_seen[name] = _NodeSeen(node["metadata"]["uid"], False, False, float("-inf"))
+            if ready != seen.ready:
+                self._record_node(node, "NodeReady" if ready else "NodeNotReady")
+            if unschedulable != seen.unschedulable:
+                self._record_node(node, "NodeNotSchedulable" if unschedulable else "NodeSchedulable")
+            seen.ready, seen.unschedulable = ready, unschedulable
+            lease = self._objects["Lease"].get((NODE_LEASE_NAMESPACE, name))
+            if lease is None or (ready and now - seen.lease_renewed >= NODE_LEASE_SECONDS / 4):
+                self._renew_node_lease(node, lease)
+                seen.lease_renewed = now
+        for name in [name for name in self._nodes_seen if ("", name) not in self._objects["Node"]]:
+            gone = {"kind": "Node", "name": name, "uid": self._nodes_seen.pop(name).uid}
+            message = f"Node {name} event: Removing Node {name} from Controller"
+            self._record(gone, "RemovingNode", message, Source(events.NODE_CONTROLLER))
+
+    def _record_node(self, node: Obj, status: str, message: str = "") -> None:
+        """A node event: NotReady and registrations from the node lifecycle controller, the rest from the kubelet."""
+        name = node["metadata"]["name"]
+        source = (
+            Source(events.NODE_CONTROLLER)
+            if status in {"NodeNotReady", "RegisteredNode"}
+            else Source(events.KUBELET, name)
+        )
+        self._record(
+            events.node_reference(node, source), status, message or events.node_status_message(name, status), source
+        )
+
+    def _renew_node_lease(self, node: Obj, lease: Obj | None) -> None:
+        """The kubelet's heartbeat: its node's Lease, made when missing and renewed while the node is live."""
+        name = node["metadata"]["name"]
+        if lease is None:
+            lease = {
+                "apiVersion": KINDS["Lease"][0],
+                "kind": "Lease",
+                "metadata": {
+                    "name": name,
+                    "namespace": NODE_LEASE_NAMESPACE,
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": self._timestamp(),
+                    "labels": {},
+                    "annotations": {},
+                    "ownerReferences": [
+                        {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
+                    ],
+                },
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": NODE_LEASE_SECONDS},
+            }
+            self._objects["Lease"][(NODE_LEASE_NAMESPACE, name)] = lease
+        lease["spec"]["renewTime"] = self._micro_timestamp()
+
+    def _housekeeping(self) -> None:
+        """Every few seconds, as the API server and kube-controller-manager do it: events past their time to live
+        go, and so do bootstrap tokens past their expiration (the token cleaner)."""
+        now = self.now()
+        oldest = (now - timedelta(seconds=events.EVENT_TTL_SECONDS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for key, event in list(self._objects["Event"].items()):
+            if (event.get("lastTimestamp") or event["metadata"]["creationTimestamp"]) < oldest:
+                del self._objects["Event"][key]
+        for key, secret in list(self._objects["Secret"].items()):
+            if secrets.expired_bootstrap_token(secret, now):
+                del self._objects["Secret"][key]
+
     def _collect_garbage(self, now: float) -> None:
+        if now - self._housekept >= HOUSEKEEPING_SECONDS:
+            self._housekept = now
+            self._housekeeping()
         nodes = {name for _, name in self._objects["Node"]}
         for key, pod in list(self._objects["Pod"].items()):
             timer = self._pods[key]
@@ -585,10 +803,23 @@ class World:
             if timer.deleted_at is not None and now - timer.deleted_at >= self.timings.termination_delay:
                 del self._objects["Pod"][key]
                 del self._pods[key]
-        for key, replica_set in list(self._objects["ReplicaSet"].items()):
-            owner = _controller(replica_set)
-            if owner is not None and (owner[1], owner[2]) not in self._objects["Deployment"]:
-                del self._objects["ReplicaSet"][key]
+        for kind, objects in self._objects.items():  # pods terminate above; other dependents go with their owners
+            if kind != "Pod":
+                for key in [key for key, obj in objects.items() if self._owners_gone(obj)]:
+                    del objects[key]
+
+    def _owners_gone(self, obj: Obj) -> bool:
+        """Whether every owner of the object, of a kind modelled here, is gone (as the garbage collector finds it:
+        an owner of the same name but another uid is another object)."""
+        owners = [ref for ref in obj["metadata"].get("ownerReferences") or [] if ref.get("kind") in KINDS]
+        if not owners:
+            return False
+        for ref in owners:
+            namespace = obj["metadata"].get("namespace", "") if KINDS[ref["kind"]][1] else ""
+            owner = self._objects[ref["kind"]].get((namespace, ref.get("name", "")))
+            if owner is not None and (not ref.get("uid") or ref["uid"] == owner["metadata"].get("uid")):
+                return False
+        return True
 
     def _orphan(self, obj: Obj) -> bool:
         """Whether the object's controller, of a kind modelled here, is gone (other kinds are assumed alive)."""
@@ -599,40 +830,80 @@ class World:
         return (namespace, owner[2]) not in self._objects[owner[0]]
 
     def _run_deployments(self) -> None:
+        """Each Deployment owns a ReplicaSet per pod template (named and labelled by the template's hash); when the
+        template changes, the pods move to the new set by the Deployment's strategy (``rollout.sync``)."""
         for (namespace, name), deployment in self._objects["Deployment"].items():
-            template = deployment["spec"].get("template", {})
-            digest = hashlib.sha256(repr(sorted(template.items())).encode()).hexdigest()[:10]
-            replica_set_name = f"{name}-{digest}"
-            for (rs_namespace, rs_name), replica_set in list(self._objects["ReplicaSet"].items()):
-                ours = rs_namespace == namespace and _controller(replica_set) == ("Deployment", namespace, name)
-                if ours and rs_name != replica_set_name:
-                    replica_set["spec"]["replicas"] = 0  # a new template replaces the old set all at once
-            current = self._objects["ReplicaSet"].get((namespace, replica_set_name))
-            replicas = int(deployment["spec"].get("replicas", 1))
-            if current is None:
-                labels = dict(template.get("metadata", {}).get("labels") or {})
-                self._objects["ReplicaSet"][(namespace, replica_set_name)] = {
-                    "apiVersion": "apps/v1",
-                    "kind": "ReplicaSet",
-                    "metadata": {
-                        "name": replica_set_name,
-                        "namespace": namespace,
-                        "uid": str(uuid.uuid4()),
-                        "labels": labels,
-                        "annotations": {},
-                        "creationTimestamp": self._timestamp(),
-                        "generation": 1,
-                        "ownerReferences": [_owner_reference(deployment)],
-                    },
-                    "spec": {
-                        "replicas": replicas,
-                        "selector": deployment["spec"].get("selector"),
-                        "template": template,
-                    },
-                    "status": {},
-                }
-            else:
-                current["spec"]["replicas"] = replicas
+            template = deployment["spec"].get("template") or {}
+            digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+            owned = sorted(
+                (
+                    rs
+                    for (rs_namespace, _), rs in self._objects["ReplicaSet"].items()
+                    if rs_namespace == namespace and _controller(rs) == ("Deployment", namespace, name)
+                ),
+                key=lambda rs: (rs["metadata"]["creationTimestamp"], rs["metadata"]["name"]),
+            )
+            new = next((rs for rs in owned if rs["metadata"]["name"] == f"{name}-{digest}"), None)
+            if new is None:
+                new = self._new_replica_set(deployment, digest)
+            old = [rs for rs in owned if rs is not new]
+            self._set_revision(deployment, new, old)
+            wanted = rollout.sync(
+                deployment["spec"], self._replica_set_state(new), [self._replica_set_state(rs) for rs in old]
+            )
+            for rs in [new, *old]:
+                before, after = rs["spec"]["replicas"], wanted[rs["metadata"]["name"]]
+                if after != before:
+                    rs["spec"]["replicas"] = after
+                    direction = "up" if after > before else "down"
+                    message = f"Scaled {direction} replica set {rs['metadata']['name']} from {before} to {after}"
+                    self._record(
+                        events.reference(deployment), "ScalingReplicaSet", message, Source("deployment-controller")
+                    )
+
+    def _new_replica_set(self, deployment: Obj, digest: str) -> Obj:
+        """A Deployment's ReplicaSet for its current template, with no replicas yet (the next sync scales it)."""
+        namespace, name = deployment["metadata"]["namespace"], f"{deployment['metadata']['name']}-{digest}"
+        template = copy.deepcopy(deployment["spec"].get("template") or {})
+        template.setdefault("metadata", {})
+        template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), TEMPLATE_HASH: digest}
+        selector = copy.deepcopy(deployment["spec"].get("selector") or {})
+        selector["matchLabels"] = {**(selector.get("matchLabels") or {}), TEMPLATE_HASH: digest}
+        replica_set: Obj = {
+            "apiVersion": KINDS["ReplicaSet"][0],
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "labels": dict(template["metadata"]["labels"]),
+                "annotations": {},
+                "creationTimestamp": self._timestamp(),
+                "generation": 1,
+                "ownerReferences": [_owner_reference(deployment)],
+            },
+            "spec": {"replicas": 0, "selector": selector, "template": template},
+            "status": {},
+        }
+        self._objects["ReplicaSet"][(namespace, name)] = replica_set
+        return replica_set
+
+    def _set_revision(self, deployment: Obj, new: Obj, old: list[Obj]) -> None:
+        """The revision annotations `kubectl rollout history` reads: the current template's set is the newest (a
+        rollback to an old template makes its set newest again), and the Deployment carries its number."""
+        newest = max((int(rs["metadata"]["annotations"].get(REVISION, "0")) for rs in old), default=0)
+        if int(new["metadata"]["annotations"].get(REVISION, "0")) <= newest:
+            new["metadata"]["annotations"][REVISION] = str(newest + 1)
+        deployment["metadata"]["annotations"][REVISION] = new["metadata"]["annotations"][REVISION]
+
+    def _replica_set_state(self, replica_set: Obj) -> rollout.ReplicaSetState:
+        meta = replica_set["metadata"]
+        return rollout.ReplicaSetState(
+            meta["name"],
+            int(replica_set["spec"].get("replicas", 0)),
+            int(replica_set["status"].get("availableReplicas", 0)),
+            len(self._owned_pods("ReplicaSet", meta["namespace"], meta["name"])),
+        )
 
     def _run_replica_owners(self) -> None:
         for kind in ("ReplicaSet", "StatefulSet"):
@@ -654,11 +925,28 @@ class World:
                     for pod in live:
                         if int(pod["metadata"]["name"].rsplit("-", 1)[1]) >= wanted:
                             self._terminate((namespace, pod["metadata"]["name"]))
+                            self._record_controller(owner, "SuccessfulDelete", pod["metadata"]["name"])
                     continue
                 for _ in range(wanted - len(live)):
                     self._new_pod(owner, f"{name}-{self._suffix()}")
-                for pod in sorted(live, key=lambda p: p["metadata"]["name"])[: max(0, len(live) - wanted)]:
+                for pod in self._deletion_order(live)[: max(0, len(live) - wanted)]:
                     self._terminate((namespace, pod["metadata"]["name"]))
+                    self._record_controller(owner, "SuccessfulDelete", pod["metadata"]["name"])
+
+    def _deletion_order(self, pods: list[Obj]) -> list[Obj]:
+        """Which pods a ReplicaSet removes first when it has too many, as its controller ranks them: unscheduled
+        before scheduled, pending before running, not Ready before Ready, then the newest first."""
+        newest_first = sorted(
+            sorted(pods, key=lambda pod: pod["metadata"]["name"]),
+            key=lambda pod: pod["metadata"]["creationTimestamp"],
+            reverse=True,
+        )
+
+        def rank(pod: Obj) -> tuple[bool, bool, bool]:
+            timer = self._pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])]
+            return timer.bound_at is not None, timer.running_at is not None, _is_ready(pod)
+
+        return sorted(newest_first, key=rank)
 
     def _run_daemonsets(self) -> None:
         ready_nodes = [node for node in self._objects["Node"].values() if _is_node_ready(node)]
@@ -686,8 +974,6 @@ class World:
         meta = template.get("metadata") or {}
         namespace = owner["metadata"]["namespace"]
         spec = template.get("spec") or {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
-        if node_name:
-            spec["nodeName"] = node_name
         pod: Obj = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -704,14 +990,26 @@ class World:
             "status": {"phase": "Pending", "conditions": []},
         }
         self._objects["Pod"][(namespace, name)] = pod
-        self._pods[(namespace, name)] = _PodClock(bound_at=self.clock.now() if node_name else None)
+        self._pods[(namespace, name)] = _PodClock()
+        self._record_controller(owner, "SuccessfulCreate", name)
+        if node_name:  # a daemon pod, placed on its node by the scheduler at once
+            self._bind(pod, node_name)
+
+    def _record_controller(self, owner: Obj, reason: str, pod_name: str) -> None:
+        """A workload controller's event about a pod it made or removed, in its own words."""
+        kind, name = owner["kind"], owner["metadata"]["name"]
+        if kind == "StatefulSet":
+            verb = "create" if reason == "SuccessfulCreate" else "delete"
+            message = f"{verb} Pod {pod_name} in StatefulSet {name} successful"
+        else:
+            message = f"{'Created' if reason == 'SuccessfulCreate' else 'Deleted'} pod: {pod_name}"
+        self._record(events.reference(owner), reason, message, Source(f"{kind.lower()}-controller"))
 
     def _schedule(self) -> None:
-        nodes = {
-            name: node
-            for (_, name), node in self._objects["Node"].items()
-            if _is_node_ready(node) and not node["spec"].get("unschedulable")
-        }
+        """Bind each pending pod to the least loaded node it fits on, as the scheduler's filters judge a fit (cordon,
+        taints, the node's pod count and CPU); a pod that fits nowhere says why, once per reason, in its
+        PodScheduled condition and a FailedScheduling event."""
+        nodes = {name: node for (_, name), node in self._objects["Node"].items()}
         load = {name: [0, 0] for name in nodes}
         for pod in self._objects["Pod"].values():
             node_name = pod["spec"].get("nodeName")
@@ -721,29 +1019,30 @@ class World:
         for key, pod in sorted(self._objects["Pod"].items()):
             if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
                 continue
-            fitting = [
-                name
-                for name, node in nodes.items()
-                if _tolerated(pod["spec"], node)
-                and load[name][0] < int(node["status"]["allocatable"]["pods"])
-                and load[name][1] + _cpu_request(pod) <= _millis(node["status"]["allocatable"]["cpu"])
-            ]
+            unfit = {name: _unfit(pod, node, load[name]) for name, node in nodes.items()}
+            fitting = [name for name, reasons in unfit.items() if not reasons]
+            timer = self._pods[key]
             if not fitting:
+                message = events.failed_scheduling(list(unfit.values()))
                 pod["status"]["conditions"] = [
-                    {
-                        "type": "PodScheduled",
-                        "status": "False",
-                        "reason": "Unschedulable",
-                        "message": f"0/{len(self._objects['Node'])} nodes are available: no Ready, schedulable node "
-                        "with room.",
-                    }
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
                 ]
+                if timer.unschedulable_because != message:
+                    timer.unschedulable_because = message
+                    scheduler = Source(events.SCHEDULER)
+                    self._record(events.reference(pod), "FailedScheduling", message, scheduler, warning=True)
                 continue
             chosen = min(fitting, key=lambda name: (load[name][0], name))
-            pod["spec"]["nodeName"] = chosen
             load[chosen][0] += 1
             load[chosen][1] += _cpu_request(pod)
-            self._pods[key].bound_at = self.clock.now()
+            self._bind(pod, chosen)
+
+    def _bind(self, pod: Obj, node_name: str) -> None:
+        pod["spec"]["nodeName"] = node_name
+        self._pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])].bound_at = self.clock.now()
+        meta = pod["metadata"]
+        message = f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}"
+        self._record(events.reference(pod), "Scheduled", message, Source(events.SCHEDULER))
 
     def _run_kubelets(self, now: float) -> None:
         nodes = self._objects["Node"]
@@ -783,26 +1082,29 @@ class World:
                 else:
                     owner["status"].update(replicas=len(pods), readyReplicas=ready, availableReplicas=ready)
         for (namespace, name), deployment in self._objects["Deployment"].items():
-            owned = [
-                rs
-                for (rs_namespace, _), rs in self._objects["ReplicaSet"].items()
-                if rs_namespace == namespace and _controller(rs) == ("Deployment", namespace, name)
-            ]
-            ready = sum(rs["status"].get("readyReplicas", 0) for rs in owned)
-            replicas = sum(rs["status"].get("replicas", 0) for rs in owned)
-            deployment["status"].update(
-                replicas=replicas,
-                readyReplicas=ready,
-                availableReplicas=ready,
-                updatedReplicas=replicas,
-                observedGeneration=deployment["metadata"].get("generation", 1),
-            )
+            self._deployment_status(deployment, namespace, name)
         for budget in self._objects["PodDisruptionBudget"].values():
             status = self._budget_status(budget)
             allowed = "True" if status.disruptions_allowed > 0 else "False"
             previous: Obj = next(iter(budget["status"].get("conditions") or []), {})
             since = previous["lastTransitionTime"] if previous.get("status") == allowed else self._timestamp()
             budget["status"] = status.as_status(budget["metadata"].get("generation", 1), since=since)
+
+
+def _condition(kind: str, status: bool, reason: str, message: str, previous: list[Obj], when: str) -> Obj:
+    """A status condition, its lastTransitionTime kept while its status stays."""
+    before = next((c for c in previous if c.get("type") == kind), {})
+    changed = before.get("status") != ("True" if status else "False") or before.get("reason") != reason
+    return {
+        "type": kind,
+        "status": "True" if status else "False",
+        "lastUpdateTime": when if changed else before.get("lastUpdateTime", when),
+        "lastTransitionTime": when
+        if before.get("status") != ("True" if status else "False")
+        else before["lastTransitionTime"],
+        "reason": reason,
+        "message": message,
+    }
 
 
 def _same_but_version(published: Obj, obj: Obj) -> bool:
@@ -822,57 +1124,6 @@ def _plural(kind: str) -> str:
     """The resource as API errors name it: group-qualified outside the core group ("deployments.apps")."""
     group = KINDS[kind][0].rpartition("/")[0]
     return f"{kind.lower()}s" + (f".{group}" if group else "")
-
-
-def apply_patch(document: Obj, patch: Obj | list[Obj]) -> Obj:
-    """A copy of ``document`` with a JSON patch (a list of operations) or a merge patch applied."""
-    if isinstance(patch, list):
-        return _json_patch(document, patch)
-    merged: Obj = _merge(copy.deepcopy(document), patch)
-    return merged
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return patch
-    if not isinstance(target, dict):
-        target = {}
-    for key, value in patch.items():
-        if key.startswith("$"):
-            continue  # strategic-merge directives: not modelled
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = _merge(target.get(key), value)
-    return target
-
-
-def _json_patch(document: Obj, operations: list[Obj]) -> Obj:
-    """RFC 6902: add, remove, replace and test (what clients send); the pointer escapes ~0 and ~1 are honoured."""
-    result = copy.deepcopy(document)
-    for operation in operations:
-        parts = [part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]]
-        parent: Any = result
-        for part in parts[:-1]:
-            parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
-        last, op = parts[-1], operation["op"]
-        if op == "test":
-            current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
-            if current != operation.get("value"):
-                raise ApiError(422, "Invalid", f"the test operation failed at {operation['path']}")
-        elif op == "remove":
-            del parent[int(last) if isinstance(parent, list) else last]
-        elif isinstance(parent, list):
-            index = len(parent) if last == "-" else int(last)
-            if op == "add":
-                parent.insert(index, operation["value"])
-            else:
-                parent[index] = operation["value"]
-        elif op in {"add", "replace"}:
-            parent[last] = operation["value"]
-        else:
-            raise ApiError(422, "Invalid", f"unsupported JSON patch operation {op!r}")
-    return result
 
 
 def _controller(obj: Obj) -> tuple[str, str, str] | None:
@@ -920,6 +1171,31 @@ DAEMON_TOLERATIONS = [
         "node.kubernetes.io/pid-pressure",
     )
 ]
+
+
+# What the node lifecycle controller taints a NotReady node with, and the taint a cordon stands for.
+NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+
+
+def _unfit(pod: Obj, node: Obj, load: list[int]) -> list[str]:
+    """Why the pod does not fit on the node, in the words of the first scheduler filter that rejects it (cordon,
+    then taints, then resources); empty when it fits."""
+    tolerations = pod["spec"].get("tolerations") or []
+    if node["spec"].get("unschedulable") and not any(_tolerates(t, UNSCHEDULABLE_TAINT) for t in tolerations):
+        return [events.UNSCHEDULABLE]
+    taints = [NOT_READY_TAINT] if not _is_node_ready(node) else []
+    taints += [t for t in node["spec"].get("taints") or [] if t.get("effect") in {"NoSchedule", "NoExecute"}]
+    for taint in taints:
+        if not any(_tolerates(toleration, taint) for toleration in tolerations):
+            return [events.untolerated_taint(taint)]
+    allocatable = node["status"].get("allocatable") or {}
+    reasons = []
+    if load[0] >= int(allocatable.get("pods", 0)):
+        reasons.append(events.TOO_MANY_PODS)
+    if load[1] + _cpu_request(pod) > _millis(allocatable.get("cpu", "0")):
+        reasons.append(events.INSUFFICIENT_CPU)
+    return reasons
 
 
 def _tolerated(pod_spec: Obj, node: Obj, extra: list[Obj] | None = None) -> bool:
