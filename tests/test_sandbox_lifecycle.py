@@ -4,14 +4,20 @@ simulator and its lifecycle model in virtual time, and the events read from the 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
 from provision.config.loader import load_config
 from provision.render import names
@@ -26,6 +32,7 @@ REGION = CONFIG.region
 LAUNCH_TIMEOUT = CONFIG.lifecycle.launch_timeout_seconds
 TERMINATE_TIMEOUT = CONFIG.lifecycle.terminate_timeout_seconds
 BOOT = 5
+AWS_CLI = Path(sys.executable).parent / "aws"  # awscli, from the test extra
 
 
 @dataclass
@@ -315,20 +322,75 @@ def test_no_unhealthy_replacement_while_replace_unhealthy_is_suspended(rig: Rig)
     assert rig.states()[sick] == "Terminating:Wait"
 
 
-def test_hook_scale_shortens_the_timeouts_and_says_so() -> None:
+def aws(endpoint: str, *args: str) -> Any:
+    """The real `aws` CLI (the test extra's) against moto's server in this process, which shares the rig's state;
+    its JSON answer."""
+    environment = {
+        "PATH": os.environ["PATH"],
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    command = [str(AWS_CLI), "--endpoint-url", endpoint, "--region", REGION, "--output", "json", *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    address, port = server.get_host_and_port()
+    try:
+        yield f"http://{address}:{port}"
+    finally:
+        server.stop()
+
+
+def test_scaled_hooks_time_out_as_describe_lifecycle_hooks_says(endpoint: str) -> None:
     with mock_aws():
         rig = deploy(hook_scale=0.05)
         rig.run(BOOT + 1)
-        hooks = rig.autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=rig.group)["LifecycleHooks"]
-        timeouts = {hook["LifecycleHookName"]: hook["HeartbeatTimeout"] for hook in hooks}
-        assert timeouts == {names.LAUNCH_HOOK: LAUNCH_TIMEOUT // 20, names.TERMINATE_HOOK: TERMINATE_TIMEOUT // 20}
+        described = aws(endpoint, "autoscaling", "describe-lifecycle-hooks", "--auto-scaling-group-name", rig.group)
+        hooks = {hook["LifecycleHookName"]: hook for hook in described["LifecycleHooks"]}
+        heartbeat = hooks[names.TERMINATE_HOOK]["HeartbeatTimeout"]
         victim = sorted(rig.states())[0]
         rig.autoscaling.terminate_instance_in_auto_scaling_group(InstanceId=victim, ShouldDecrementDesiredCapacity=True)
 
-        rig.skip(TERMINATE_TIMEOUT // 20 - 1)
-        assert rig.states()[victim] == "Terminating:Wait"
-        rig.skip(1)
-        assert victim not in rig.states()
+        # Without a heartbeat the action ends after HeartbeatTimeout, to the second.
+        rig.skip(heartbeat - 1)
+        waiting = rig.states()[victim]
+        aws(endpoint, "autoscaling", "record-lifecycle-action-heartbeat", "--auto-scaling-group-name", rig.group,
+            "--lifecycle-hook-name", names.TERMINATE_HOOK, "--instance-id", victim)  # fmt: skip
+        rig.skip(heartbeat - 1)
+        still_waiting = rig.states()[victim]
+        # Heartbeats push it out by HeartbeatTimeout each, never past GlobalTimeout from its start.
+        elapsed = 2 * (heartbeat - 1)
+        while elapsed + heartbeat - 1 < hooks[names.TERMINATE_HOOK]["GlobalTimeout"]:
+            rig.autoscaling.record_lifecycle_action_heartbeat(
+                AutoScalingGroupName=rig.group, LifecycleHookName=names.TERMINATE_HOOK, InstanceId=victim
+            )
+            rig.skip(heartbeat - 1)
+            elapsed += heartbeat - 1
+            assert rig.states()[victim] == "Terminating:Wait", f"ended after {elapsed}s"
+        rig.autoscaling.record_lifecycle_action_heartbeat(
+            AutoScalingGroupName=rig.group, LifecycleHookName=names.TERMINATE_HOOK, InstanceId=victim
+        )
+        rig.skip(hooks[names.TERMINATE_HOOK]["GlobalTimeout"] - elapsed)
+
+        assert {name: hook["HeartbeatTimeout"] for name, hook in hooks.items()} == {
+            names.LAUNCH_HOOK: LAUNCH_TIMEOUT // 20,
+            names.TERMINATE_HOOK: TERMINATE_TIMEOUT // 20,
+        }
+        assert {name: hook["GlobalTimeout"] for name, hook in hooks.items()} == {
+            name: min(172_800, 100 * hook["HeartbeatTimeout"]) for name, hook in hooks.items()
+        }, "AWS's rule for the global timeout, applied to the timeout described"
+        assert (waiting, still_waiting) == ("Terminating:Wait", "Terminating:Wait")
+        assert victim not in rig.states(), "gone at GlobalTimeout, heartbeats or not"
 
 
 def test_deleting_the_group_removes_every_host_even_those_waiting(rig: Rig) -> None:

@@ -13,9 +13,9 @@ auto-scaling backend, narrowly, so that a group with hooks behaves as on AWS:
   maximum, an Unhealthy instance being replaced) puts the instance in ``Terminating:Wait``, still running with its
   node, until CompleteLifecycleAction (either result terminates it). A replacement, when the group is to keep its
   size, launches at once;
-- RecordLifecycleActionHeartbeat pushes the action's deadline out by the hook's HeartbeatTimeout (never past the
-  global timeout, 100 heartbeat timeouts or 48 hours, whichever is shorter); at the deadline the hook's DefaultResult
-  applies;
+- RecordLifecycleActionHeartbeat pushes the action's deadline out by the hook's HeartbeatTimeout (never past its
+  GlobalTimeout, 100 heartbeat timeouts or 48 hours, whichever is shorter, as describe_lifecycle_hooks reports it);
+  at the deadline the hook's DefaultResult applies;
 - every entry into a wait state puts exactly one event on the default event bus, in the shape AWS sends (source
   ``aws.autoscaling``, detail-type ``EC2 Instance-launch Lifecycle Action`` or ``EC2 Instance-terminate Lifecycle
   Action``), so moto routes it through the stack's rule to the cluster's queue (moto's envelope lacks the
@@ -24,8 +24,9 @@ auto-scaling backend, narrowly, so that a group with hooks behaves as on AWS:
 - the stack's AWS::SQS::QueuePolicy, which moto's CloudFormation skips, becomes the queue's Policy attribute;
 - new instances are spread over the group's zones, and Fn::GetAZs names the region's own zones (see ``zones``).
 
-Time is the sandbox's injected clock; ``scale`` shortens every hook timeout (and what describe_lifecycle_hooks
-reports, so a handler's heartbeat cadence follows) so a demo need not wait twenty minutes. Wait states, timeouts and
+Time is the sandbox's injected clock; ``scale`` shortens every hook's heartbeat timeout (and what
+describe_lifecycle_hooks reports, HeartbeatTimeout and the GlobalTimeout that follows from it, so a handler's
+heartbeat cadence follows) so a demo need not wait twenty minutes. Wait states, timeouts and
 replacements apply only on moto backends the model is attached to (the host simulator attaches it at every tick;
 moto's reset drops it), so moto used without a host simulator removes instances at once as before. The declared
 hooks, the queue policy, the event envelope and the zones are patched for every moto in the process once installed.
@@ -175,7 +176,7 @@ class LifecycleModel:
 
     def _start(self, group: Any, state: Any, hook: Any) -> None:
         now = self.clock.now()
-        timeout = float(self._scale_hook(hook))
+        timeout, global_timeout = self._scale_hook(hook)
         action = Action(
             instance_id=state.instance.id,
             group=group.name,
@@ -184,7 +185,7 @@ class LifecycleModel:
             token=str(uuid.uuid4()),
             timeout=timeout,
             deadline=now + timeout,
-            final_deadline=now + min(GLOBAL_TIMEOUT_SECONDS * self.scale, 100 * timeout),
+            final_deadline=now + global_timeout,
             default_result=hook.default_result,
         )
         self.actions[action.instance_id] = action
@@ -215,12 +216,15 @@ class LifecycleModel:
                 return action
         raise ValidationError(f"No active Lifecycle Action found with instance ID {instance_id or token}")
 
-    def _scale_hook(self, hook: Any) -> int:
-        """Shorten a hook's timeout once, where describe_lifecycle_hooks shows it too."""
+    def _scale_hook(self, hook: Any) -> tuple[float, float]:
+        """Shorten a hook's timeout once, where describe_lifecycle_hooks shows it too, with the global timeout AWS
+        derives from it (100 heartbeat timeouts or 48 hours, whichever is shorter; moto always says 48 hours): a
+        client reading the hook sees the timings the sandbox keeps. The heartbeat and global timeouts."""
         if not getattr(hook, "_cluster_scaled", False):
             hook.heartbeat_timeout = max(1, round(hook.heartbeat_timeout * self.scale))
+            hook.global_timeout = min(GLOBAL_TIMEOUT_SECONDS, 100 * hook.heartbeat_timeout)
             hook._cluster_scaled = True
-        return int(hook.heartbeat_timeout)
+        return float(hook.heartbeat_timeout), float(hook.global_timeout)
 
     def _send_event(self, group: Any, action: Action) -> None:
         from moto.events.models import events_backends
