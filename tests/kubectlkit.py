@@ -2,12 +2,14 @@
 
 kubectl waits for real (drain retries a refused eviction after 5 s, waits for evicted pods to go), so the world here
 runs on the system clock, ticked by a thread as the sandbox's daemon ticks it. The binaries are the ``kubectl`` on
-PATH and, when the Cloud SDK's versioned ones sit beside it (``kubectl.1.NN``), the oldest and the newest of those,
-and the current one the test extra installs into the venv. Without any kubectl the tests skip locally; in CI (``CI``
+PATH (CI installs Debian's, 1.20, on a machine without one) and, when the Cloud SDK's versioned ones sit beside it
+(``kubectl.1.NN``), the oldest and the newest of those, and the current one the test extra installs into the venv. Without any kubectl the tests skip locally; in CI (``CI``
 set) they fail instead, as the SSH tests do without sshd."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import shutil
@@ -50,6 +52,16 @@ def kubectl_binaries() -> list[Path]:
     for path in chosen:
         unique.setdefault(path.resolve(), path)
     return list(unique.values())
+
+
+@functools.cache
+def client_minor(binary: Path) -> int:
+    """The client's minor version (27 for 1.27): where kubectl itself changed, a test expects what that release does
+    (Debian's kubernetes-client, which CI installs when a machine has no kubectl, is 1.20)."""
+    done = subprocess.run(
+        [str(binary), "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60, check=True
+    )
+    return int(re.sub(r"\D", "", json.loads(done.stdout)["clientVersion"]["minor"]))
 
 
 def binary_id(path: Path | None) -> str:
@@ -111,6 +123,10 @@ class Kubectl:
     def command(self, *args: str) -> list[str]:
         # A discovery cache of its own: another test's simulator may have had the same port.
         return [str(self.binary), "--kubeconfig", str(self.sim.kubeconfig), "--cache-dir", str(self.sim.cache), *args]
+
+    @property
+    def minor(self) -> int:
+        return client_minor(self.binary)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -5,7 +5,11 @@ once, and doctor must name the host or resource and the cause, and exit 1 (throu
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +33,7 @@ from provision.roll.state import RollRecord
 from provision.sandbox.hosts import HostSimulator
 from tests.conftest import EXAMPLE, Outcome
 from tests.deploykit import REGION, TOKEN, config, recording_ui
+from tests.kubectlkit import kubectl_binaries, require_kubectl
 from tests.simkit import Simulator, simulator, virtual_cloud
 
 STARTED = datetime(2026, 1, 1, tzinfo=UTC)  # when the roll began
@@ -334,3 +339,68 @@ def test_without_the_kubernetes_api_doctor_says_which_checks_it_skipped(
         "skipped  hosts without a node",
     ]
     assert "no kubeconfig at" in skipped[0]
+
+
+# --- the kubectl next steps, run as printed ---
+
+
+@contextmanager
+def ticking(sim: Simulator) -> Iterator[None]:
+    """Virtual time runs on its own (a second every 20 ms) while a real client waits on the sandbox."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.02):
+            sim.clock.sleep(1.0)
+
+    ticker = threading.Thread(target=tick, name="virtual-clock", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+
+
+def test_every_kubectl_step_doctor_prints_works_as_printed(
+    sandbox: Sandbox, config_file: Path, run_main: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    kubectl = require_kubectl(next(iter(kubectl_binaries()), None))
+    world = sandbox.sim.world
+    cordoned = sandbox.node_of(sandbox.first_host())
+    sandbox.kube.cordon(cordoned)  # left cordoned by hand: doctor suggests uncordon
+    for name, ready in (
+        ("ip-10-42-9-9.eu-west-1.compute.internal", True),
+        ("ip-10-42-9-8.eu-west-1.compute.internal", False),
+    ):
+        world.add_node(name, provider_id=f"aws:///eu-west-1a/i-0000000000000{name[-4:].replace('.', '')}", ready=ready)
+        sandbox.kube.label(name, dict(LABELS))
+    stray = "ip-10-42-9-9.eu-west-1.compute.internal"
+    # A pod with scratch data on the Ready stray node: kubectl drain refuses it without --delete-emptydir-data.
+    sandbox.sim.deployment(
+        "scratch", 1, nodeSelector={"kubernetes.io/hostname": stray}, volumes=[{"name": "tmp", "emptyDir": {}}]
+    )
+    sandbox.sim.settle(3)
+    kubeconfig = str(sandbox.sim.kubeconfig)
+
+    report = run_main("--kubeconfig", kubeconfig, "doctor", "-c", str(config_file))
+    steps = [line.strip().removeprefix("next:").strip() for line in report.out.splitlines() if "next:  kubectl" in line]
+    environment = {**os.environ, "HOME": str(tmp_path), "PATH": f"{kubectl.parent}{os.pathsep}{os.environ['PATH']}"}
+    with ticking(sandbox.sim):
+        runs = [
+            subprocess.run(["bash", "-c", step.replace("kubectl ", f"{kubectl.name} ")], capture_output=True,
+                           text=True, env=environment, timeout=120, check=False)
+            for step in steps
+        ]  # fmt: skip
+    after = run_main("--kubeconfig", kubeconfig, "doctor", "-c", str(config_file))
+
+    assert sorted(step.split()[3] for step in steps) == ["delete", "drain", "uncordon"], steps
+    for step, run in zip(steps, runs, strict=True):
+        assert run.returncode == 0, f"{step}: {run.stdout}{run.stderr}"
+    assert "--delete-emptydir-data" in next(step for step in steps if " drain " in step)
+    assert sorted(node["metadata"]["name"] for node in world.select("Node", None)) == sorted(
+        sandbox.node_of(host.instance_id) for host in sandbox.snapshot().hosts
+    ), "both stray nodes deleted"
+    assert not world.get("Node", "", cordoned)["spec"].get("unschedulable")
+    assert (world.counters.evictions, world.counters.pod_deletions) == (1, 0), "the scratch pod evicted, not deleted"
+    assert not [line for line in after.out.splitlines() if "next:  kubectl" in line], after.out

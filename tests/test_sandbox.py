@@ -4,9 +4,11 @@ folder, real time (the sandbox's hosts boot in a second), and no process left be
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,9 @@ import pytest
 
 from provision.sandbox.state import SandboxState, is_ours
 from tests.conftest import run_installed
+from tests.kubectlkit import kubectl_binaries, require_kubectl, table
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cluster(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,11 +77,39 @@ def test_verbs_need_a_running_sandbox(folder: Path) -> None:
     )
 
 
-def test_up_on_the_sandbox_brings_ready_nodes_with_the_sample_workload_spread_over_them(folder: Path) -> None:
+def readme_kubectl_lines() -> list[str]:
+    """Every kubectl command the README shows in a shell block, without its comment."""
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith("kubectl ")]
+
+
+def test_up_on_the_sandbox_brings_ready_nodes_that_kubectl_sees_drains_and_scales(folder: Path) -> None:
+    binary = require_kubectl(next(iter(kubectl_binaries()), None))
     assert cluster(folder, "sandbox", "start", "--boot-seconds", "0.5").returncode == 0
+    kubeconfig = str(folder / ".cluster" / "kubeconfig")
+    environment = {**os.environ, "HOME": str(folder), "PATH": f"{binary.parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def kubectl(line: str) -> subprocess.CompletedProcess[str]:
+        """A command line as a user types it in the folder (the README's name .cluster/kubeconfig)."""
+        command = line.replace("kubectl ", f"{binary.name} ", 1)
+        return subprocess.run(["bash", "-c", command], cwd=folder, env=environment, capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
 
     up = cluster(folder, "--sandbox", "up", "--yes")
     status = cluster(folder, "--sandbox", "status", "--output", "json")
+    shown = {line: kubectl(line) for line in readme_kubectl_lines()}
+    nodes = kubectl(f"kubectl --kubeconfig {kubeconfig} get nodes -o wide")
+    first = table(nodes.stdout)[0]["NAME"]
+    described = kubectl(f"kubectl --kubeconfig {kubeconfig} describe node {first}")
+    drained = kubectl(f"kubectl --kubeconfig {kubeconfig} drain {first} --ignore-daemonsets --delete-emptydir-data")
+    scaled = kubectl(f"kubectl --kubeconfig {kubeconfig} scale deployment/web --replicas=7")
+    rolled = kubectl(f"kubectl --kubeconfig {kubeconfig} rollout status deployment/web --timeout=60s")
+    events = kubectl(f"kubectl --kubeconfig {kubeconfig} get events --field-selector reason=Scheduled")
+    state = SandboxState.load(folder / ".cluster")
+    assert state is not None
+    with urllib.request.urlopen(f"{state.kube_url}/simulator/counters", timeout=10) as answer:  # noqa: S310
+        counters = json.loads(answer.read())
 
     assert up.returncode == 0, up.stderr
     assert "3 host(s) InService" in up.stdout and "3 node(s) Ready" in up.stdout
@@ -84,6 +117,18 @@ def test_up_on_the_sandbox_brings_ready_nodes_with_the_sample_workload_spread_ov
     assert [host["ready"] for host in report["hosts"]] == ["yes", "yes", "yes"]
     pods = [int(host["pods"]) for host in report["hosts"]]
     assert sum(pods) >= 6 and min(pods) >= 2, f"the sample workload spreads over the hosts: {pods}"
+    assert shown, "the README shows kubectl commands"
+    for line, done in shown.items():
+        assert done.returncode == 0 and done.stdout.startswith("NAMESPACE"), f"{line}: {done.stderr}"
+    assert [row["STATUS"] for row in table(nodes.stdout)] == ["Ready"] * 3
+    assert all(row["INTERNAL-IP"] != "<none>" for row in table(nodes.stdout))
+    assert re.search(rf"HolderIdentity:\s+{first}", described.stdout), described.stdout
+    assert drained.returncode == 0 and f"node/{first} drained" in drained.stdout, drained.stdout + drained.stderr
+    assert (counters["budget_violations"], counters["pod_deletions"]) == (0, 0), counters
+    assert counters["evictions"] >= 2, "the node's web pods went through the Eviction API"
+    assert scaled.returncode == 0 and rolled.returncode == 0, scaled.stderr + rolled.stderr
+    assert rolled.stdout.splitlines()[-1] == 'deployment "web" successfully rolled out'
+    assert {row["REASON"] for row in table(events.stdout)} == {"Scheduled"}
     assert cluster(folder, "sandbox", "stop").returncode == 0
 
 

@@ -61,6 +61,23 @@ def reasons(found: list[dict[str, Any]]) -> list[tuple[str, str]]:
 # --- events ---------------------------------------------------------------------------------------------------
 
 
+def test_a_node_selector_places_the_pod_and_a_selector_no_node_matches_is_the_reason(simulator: Simulator) -> None:
+    world = simulator.world
+    world.add_node("node-a")
+    world.add_node("node-b")
+    simulator.deployment("pinned", 2, nodeSelector={"kubernetes.io/hostname": "node-b"})
+    simulator.deployment("nowhere", 1, nodeSelector={"disk": "ssd"})
+    simulator.settle(3)
+
+    pinned = {pod["spec"].get("nodeName") for pod in world.select("Pod", "default", labels="app=pinned")}
+    [stuck] = world.select("Pod", "default", labels="app=nowhere")
+
+    assert pinned == {"node-b"}
+    assert stuck["status"]["conditions"][0]["message"].startswith(
+        "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+    )
+
+
 def test_scheduling_records_scheduled_per_pod_and_the_schedulers_reasons_once_when_nothing_fits(
     simulator: Simulator,
 ) -> None:
@@ -337,6 +354,23 @@ def test_a_body_in_a_type_the_server_does_not_read_is_415(
 
     assert (code, answer["kind"], answer["reason"]) == (415, "Status", "UnsupportedMediaType")
     assert answer["message"].startswith(UNSUPPORTED) and accepted in answer["message"]
+
+
+def test_what_the_simulator_does_not_do_is_refused_not_half_done(simulator: Simulator) -> None:
+    simulator.world.add_node("node-a")
+    body = json.dumps({"metadata": {"name": "team-a"}}).encode()
+
+    dry_code, dry = request(simulator, "POST", "/api/v1/namespaces?dryRun=All", body)
+    apply_code, applied = request(
+        simulator, "PATCH", "/api/v1/nodes/node-a", b"metadata: {}", content_type="application/apply-patch+yaml"
+    )
+    collection_code, collection = request(simulator, "DELETE", "/api/v1/namespaces/default/pods")
+
+    assert (dry_code, dry["reason"]) == (400, "BadRequest")
+    assert ("", "team-a") not in {(n["metadata"].get("namespace", ""), n["metadata"]["name"]) for n in
+                                  simulator.world.select("Namespace", None)}, "a dry run changes nothing"  # fmt: skip
+    assert (apply_code, applied["reason"]) == (415, "UnsupportedMediaType")  # server-side apply
+    assert (collection_code, collection["reason"]) == (405, "MethodNotAllowed")  # deletecollection
 
 
 def test_malformed_json_is_a_bad_request_and_yaml_is_read(simulator: Simulator) -> None:

@@ -374,7 +374,11 @@ def nodes_without_host(obs: Observations) -> list[Finding]:
                 f"node {node.name} has no host in the group ({'Ready' if node.ready else 'NotReady'})",
                 (node.name,),
                 cause,
-                obs.invocation.kubectl(f"drain {node.name} --ignore-daemonsets")
+                obs.invocation.kubectl(
+                    f"drain {node.name} --ignore-daemonsets"
+                    # kubectl refuses pods with emptyDir data without it; the tool's own drains delete it if allowed
+                    + (" --delete-emptydir-data" if obs.delete_emptydir_data else "")
+                )
                 + " && "
                 + obs.invocation.kubectl(f"delete node {node.name}")
                 if node.ready

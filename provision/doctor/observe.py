@@ -83,6 +83,7 @@ class Observations:
     node_labels: Mapping[str, str] = field(default_factory=dict)  # the labels every host's node carries
     launch_timeout: timedelta = timedelta(seconds=900)
     terminate_timeout: timedelta = timedelta(seconds=1200)
+    delete_emptydir_data: bool = True  # the drain policy (rolling.delete_emptydir_data) a suggested drain follows
     invocation: Invocation = Invocation()
 
     def lock_live(self) -> bool:
@@ -147,6 +148,7 @@ def gather(
         node_labels=dict(config.hosts.labels),
         launch_timeout=timedelta(seconds=config.lifecycle.launch_timeout_seconds),
         terminate_timeout=timedelta(seconds=config.lifecycle.terminate_timeout_seconds),
+        delete_emptydir_data=config.rolling.delete_emptydir_data,
         invocation=invocation or Invocation(),
     )
 

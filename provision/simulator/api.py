@@ -124,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
                 target = _resolve(url.path)
                 watch = verb == "GET" and target.name is None and query.get("watch") in {"1", "true"}
                 _check_verb(verb, target, watch=watch)
+                if query.get("dryRun") and verb != "GET":  # refused rather than made for real
+                    raise ApiError(400, "BadRequest", "the simulator does not support dry run (dryRun)")
                 if watch:
                     self._watch(target, query)
                     return

@@ -83,10 +83,11 @@ def node_status_message(node_name: str, status: str) -> str:
 # --- why a pod fits no node, in the scheduler's words -----------------------------------------------------------
 
 UNSCHEDULABLE = "node(s) were unschedulable"
+NODE_SELECTOR = "node(s) didn't match Pod's node affinity/selector"
 TOO_MANY_PODS = "Too many pods"
 INSUFFICIENT_CPU = "Insufficient cpu"
 # Reasons preemption cannot help with (the node would not take the pod even if it were empty).
-UNRESOLVABLE_PREFIXES = (UNSCHEDULABLE, "node(s) had untolerated taint")
+UNRESOLVABLE_PREFIXES = (UNSCHEDULABLE, NODE_SELECTOR, "node(s) had untolerated taint")
 
 
 def untolerated_taint(taint: Obj) -> str:

@@ -1094,14 +1094,13 @@ class World:
 def _condition(kind: str, status: bool, reason: str, message: str, previous: list[Obj], when: str) -> Obj:
     """A status condition, its lastTransitionTime kept while its status stays."""
     before = next((c for c in previous if c.get("type") == kind), {})
-    changed = before.get("status") != ("True" if status else "False") or before.get("reason") != reason
+    value = "True" if status else "False"
+    flipped = before.get("status") != value
     return {
         "type": kind,
-        "status": "True" if status else "False",
-        "lastUpdateTime": when if changed else before.get("lastUpdateTime", when),
-        "lastTransitionTime": when
-        if before.get("status") != ("True" if status else "False")
-        else before["lastTransitionTime"],
+        "status": value,
+        "lastUpdateTime": when if flipped or before.get("reason") != reason else before["lastUpdateTime"],
+        "lastTransitionTime": when if flipped else before["lastTransitionTime"],
         "reason": reason,
         "message": message,
     }
@@ -1180,7 +1179,7 @@ UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoS
 
 def _unfit(pod: Obj, node: Obj, load: list[int]) -> list[str]:
     """Why the pod does not fit on the node, in the words of the first scheduler filter that rejects it (cordon,
-    then taints, then resources); empty when it fits."""
+    taints, the node selector, then resources); empty when it fits."""
     tolerations = pod["spec"].get("tolerations") or []
     if node["spec"].get("unschedulable") and not any(_tolerates(t, UNSCHEDULABLE_TAINT) for t in tolerations):
         return [events.UNSCHEDULABLE]
@@ -1189,6 +1188,9 @@ def _unfit(pod: Obj, node: Obj, load: list[int]) -> list[str]:
     for taint in taints:
         if not any(_tolerates(toleration, taint) for toleration in tolerations):
             return [events.untolerated_taint(taint)]
+    labels = node["metadata"].get("labels") or {}
+    if any(labels.get(key) != value for key, value in (pod["spec"].get("nodeSelector") or {}).items()):
+        return [events.NODE_SELECTOR]
     allocatable = node["status"].get("allocatable") or {}
     reasons = []
     if load[0] >= int(allocatable.get("pods", 0)):
