@@ -3,8 +3,8 @@
 kubectl waits for real (drain retries a refused eviction after 5 s, waits for evicted pods to go), so the world here
 runs on the system clock, ticked by a thread as the sandbox's daemon ticks it. The binaries are the ``kubectl`` on
 PATH (CI installs Debian's, 1.20, on a machine without one) and, when the Cloud SDK's versioned ones sit beside it
-(``kubectl.1.NN``), the oldest and the newest of those, and the current one the test extra installs into the venv. Without any kubectl the tests skip locally; in CI (``CI``
-set) they fail instead, as the SSH tests do without sshd."""
+(``kubectl.1.NN``), the oldest and the newest of those, and the current one the test extra installs into the venv.
+Without any kubectl the tests skip locally; in CI (``CI`` set) they fail instead, as the SSH tests do without sshd."""
 
 from __future__ import annotations
 
