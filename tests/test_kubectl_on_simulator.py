@@ -84,6 +84,13 @@ def wait_for(kubectl: Kubectl, *args: str, until: str) -> str:
     raise AssertionError(f"kubectl {' '.join(args)} never matched {until!r}; last output:\n{output}")
 
 
+def live_pods(world: World, labels: str) -> list[dict[str, Any]]:
+    """The pods not terminating (rollout status is done once the old ones are terminating)."""
+    return [
+        pod for pod in world.select("Pod", "default", labels=labels) if not pod["metadata"].get("deletionTimestamp")
+    ]
+
+
 # --- discovery ------------------------------------------------------------------------------------------------
 
 
@@ -551,7 +558,7 @@ spec:
 """
 
 
-def test_apply_creates_reapplies_and_rolls_by_the_strategy_and_refuses_unknown_fields(
+def test_apply_creates_reapplies_rolls_by_the_strategy_refuses_unknown_fields_and_undoes(
     kubectl: Kubectl, tmp_path: Path
 ) -> None:
     world = kubectl.sim.world
@@ -565,9 +572,14 @@ def test_apply_creates_reapplies_and_rolls_by_the_strategy_and_refuses_unknown_f
     manifest.write_text(MANIFEST.replace("IMAGE", "nginx:1.28"))
     configured = kubectl.ok("apply", "-f", str(manifest))
     rolled = kubectl.ok("rollout", "status", "deployment/api", "--timeout=60s")
+    images = {pod["spec"]["containers"][0]["image"] for pod in live_pods(world, "app=api")}
+    [container] = world.get("Deployment", "default", "api")["spec"]["template"]["spec"]["containers"]
     typo = tmp_path / "typo.yaml"
     typo.write_text(MANIFEST.replace("IMAGE", "nginx:1.29").replace("replicas: 4", "replicas: 4\n  replica: 5"))
     refused = kubectl.run("apply", "-f", str(typo))
+    undone = kubectl.ok("rollout", "undo", "deployment/api")
+    kubectl.ok("rollout", "status", "deployment/api", "--timeout=60s")
+    history = kubectl.ok("rollout", "history", "deployment/api")
 
     assert created.split("\n")[:2] == ["deployment.apps/api created", "poddisruptionbudget.policy/api created"]
     assert unchanged.split("\n")[:2] == ["deployment.apps/api unchanged", "poddisruptionbudget.policy/api unchanged"]
@@ -575,15 +587,16 @@ def test_apply_creates_reapplies_and_rolls_by_the_strategy_and_refuses_unknown_f
     # One new pod at a time (maxSurge 1, maxUnavailable 0), not all at once.
     assert 'Waiting for deployment "api" rollout to finish: 1 out of 4 new replicas have been updated...' in rolled
     assert rolled.splitlines()[-1] == 'deployment "api" successfully rolled out'
-    pods = [
-        pod for pod in world.select("Pod", "default", labels="app=api") if not pod["metadata"].get("deletionTimestamp")
-    ]
-    assert {pod["spec"]["containers"][0]["image"] for pod in pods} == {"nginx:1.28"}
-    [container] = world.get("Deployment", "default", "api")["spec"]["template"]["spec"]["containers"]
+    assert images == {"nginx:1.28"}
     assert container["ports"] == [{"containerPort": 80}] and container["resources"] == {"requests": {"cpu": "100m"}}
     assert refused.returncode != 0
     assert 'unknown field "spec.replica"' in refused.stderr or 'unknown field "replica"' in refused.stderr, refused
     assert world.get("Deployment", "default", "api")["spec"]["replicas"] == 4
+    # Back to the first template: its ReplicaSet again, as revision 3 (revision 1 is gone from the history).
+    assert undone.strip() == "deployment.apps/api rolled back"
+    assert re.findall(r"^(\d+)\s", history, re.MULTILINE) == ["2", "3"], history
+    assert {pod["spec"]["containers"][0]["image"] for pod in live_pods(world, "app=api")} == {"nginx:1.27"}
+    assert len(world.select("ReplicaSet", "default")) == 2
 
 
 def test_explain_reads_the_served_schemas(kubectl: Kubectl) -> None:

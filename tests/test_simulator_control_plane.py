@@ -475,6 +475,30 @@ def test_a_recreate_deployment_removes_every_old_pod_before_starting_new_ones(si
     assert steps[0] == (3, 0, 0), "every old pod terminating, no new one yet"
 
 
+def test_a_paused_deployment_starts_no_rollout_until_resumed(simulator: Simulator) -> None:
+    world = simulator.world
+    world.add_node("node-a")
+    simulator.deployment("web", 2)
+    simulator.settle(4)
+    world.patch("Deployment", "default", "web", {"spec": {"paused": True}})
+
+    steps = []
+    for paused in (True, False):
+        world.patch("Deployment", "default", "web", {"spec": {"paused": paused}})
+        if paused:
+            world.patch(
+                "Deployment",
+                "default",
+                "web",
+                {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "b"}]}}}},
+            )
+        simulator.settle(8)
+        images = {pod["spec"]["containers"][0]["image"] for pod in world.select("Pod", "default")}
+        steps.append((len(world.select("ReplicaSet", "default")), images))
+
+    assert steps == [(1, {"nginx"}), (2, {"b"})]
+
+
 def test_a_budget_counts_a_rolling_deployment_once(simulator: Simulator) -> None:
     world = simulator.world
     world.add_node("node-a")

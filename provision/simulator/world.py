@@ -831,10 +831,10 @@ class World:
 
     def _run_deployments(self) -> None:
         """Each Deployment owns a ReplicaSet per pod template (named and labelled by the template's hash); when the
-        template changes, the pods move to the new set by the Deployment's strategy (``rollout.sync``)."""
+        template changes, the pods move to the new set by the Deployment's strategy (``rollout.sync``), unless the
+        Deployment is paused (`kubectl rollout pause`)."""
         for (namespace, name), deployment in self._objects["Deployment"].items():
-            template = deployment["spec"].get("template") or {}
-            digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+            digest = _template_hash(deployment["spec"].get("template") or {})
             owned = sorted(
                 (
                     rs
@@ -844,6 +844,8 @@ class World:
                 key=lambda rs: (rs["metadata"]["creationTimestamp"], rs["metadata"]["name"]),
             )
             new = next((rs for rs in owned if rs["metadata"]["name"] == f"{name}-{digest}"), None)
+            if new is None and deployment["spec"].get("paused") and owned:
+                continue  # a paused Deployment starts no rollout
             if new is None:
                 new = self._new_replica_set(deployment, digest)
             old = [rs for rs in owned if rs is not new]
@@ -1089,6 +1091,21 @@ class World:
             previous: Obj = next(iter(budget["status"].get("conditions") or []), {})
             since = previous["lastTransitionTime"] if previous.get("status") == allowed else self._timestamp()
             budget["status"] = status.as_status(budget["metadata"].get("generation", 1), since=since)
+
+
+def _template_hash(template: Obj) -> str:
+    """The pod template's hash, as the controller hashes the typed template: fields left empty (null, {} or [], as
+    `kubectl rollout undo` writes them back) hash as absent, so a template rolled back to is the same set's."""
+
+    def pruned(value: Any) -> Any:
+        if isinstance(value, dict):
+            kept = {key: pruned(item) for key, item in value.items()}
+            return {key: item for key, item in kept.items() if item not in (None, {}, [])}
+        if isinstance(value, list):
+            return [pruned(item) for item in value]
+        return value
+
+    return hashlib.sha256(json.dumps(pruned(template), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _condition(kind: str, status: bool, reason: str, message: str, previous: list[Obj], when: str) -> Obj:
