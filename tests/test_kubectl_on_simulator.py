@@ -617,3 +617,25 @@ def test_auth_can_i_answers_for_the_sandbox_admin(kubectl: Kubectl) -> None:
     assert (evict.returncode, evict.stdout.strip()) == (0, "yes"), evict
     assert (anything.returncode, anything.stdout.strip()) == (0, "yes"), anything
     assert table(listed)[0]["Resources"] == "*.*"  # this table's headers are not upper-cased
+
+
+def test_secrets_and_leases_are_listed_with_their_columns(kubectl: Kubectl, tmp_path: Path) -> None:
+    kubectl.sim.world.add_node("worker-a")
+    manifest = tmp_path / "token.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: bootstrap-token-abcdef, namespace: kube-system}\n"
+        "type: bootstrap.kubernetes.io/token\n"
+        "stringData: {token-id: abcdef, token-secret: 0123456789abcdef, usage-bootstrap-authentication: 'true'}\n"
+    )
+
+    applied = kubectl.ok("apply", "-f", str(manifest))
+    secrets = table(kubectl.ok("get", "secrets", "-n", "kube-system"))
+    leases = table(kubectl.ok("get", "leases", "-A"))
+
+    assert applied.strip() == "secret/bootstrap-token-abcdef created"
+    assert [(row["NAME"], row["TYPE"], row["DATA"]) for row in secrets] == [
+        ("bootstrap-token-abcdef", "bootstrap.kubernetes.io/token", "3")
+    ]
+    assert [(row["NAMESPACE"], row["NAME"], row["HOLDER"]) for row in leases] == [
+        ("kube-node-lease", "worker-a", "worker-a")
+    ]
