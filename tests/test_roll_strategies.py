@@ -86,8 +86,8 @@ def test_a_canary_that_crash_loops_halts_the_roll_and_the_same_command_continues
     new = [i for i, m in world.machines.items() if m.fingerprint == CURRENT]
     assert len(new) == 1 and len(world.machines) == HOSTS + 1, "only the canary's replacement came; no other host"
     assert len(world.cordoned) == 1, "its old host stays out of service, drained, its replacement serving"
-    assert world.suspended == [] and "/cluster/test/roll-lock" not in parameters.values, "lock and processes back"
-    assert "/cluster/test/roll-state" in parameters.values, "the journal keeps the place"
+    assert world.suspended == [] and "/cluster/test/roll-lock" not in parameters.stored, "lock and processes back"
+    assert "/cluster/test/roll-state" in parameters.stored, "the journal keeps the place"
 
     world.clock.on_sleep = lambda _now: world.observe()  # the cause is fixed
     world.crashing = set()
@@ -107,7 +107,7 @@ def test_a_canary_whose_pods_keep_restarting_fails_its_bake_and_nothing_else_is_
 
     assert any("baking the canary for 60s" in line for line in said)
     assert sum(1 for m in world.machines.values() if m.fingerprint == CURRENT) == 1 and len(world.machines) == HOSTS
-    assert world.cordoned == set() and "/cluster/test/roll-state" in parameters.values
+    assert world.cordoned == set() and "/cluster/test/roll-state" in parameters.stored
 
 
 def test_a_clean_canary_bakes_for_its_time_then_the_rest_go() -> None:
@@ -202,7 +202,7 @@ def test_budgets_resolve_as_kops_does(
 def test_a_journal_of_an_unknown_format_is_refused_with_one_line() -> None:
     parameters = FakeParameters()
     journal = Journal(parameters, "/cluster/test")
-    parameters.values[journal.name] = json.dumps({"format": 99, "operation": "patch"})
+    parameters.stored[journal.name] = json.dumps({"format": 99, "operation": "patch"})
 
     with pytest.raises(ClusterError) as refused:
         journal.load()
@@ -306,5 +306,5 @@ def test_a_dry_run_shows_what_decide_does_first_and_changes_nothing() -> None:
 
     oldest = plan.replacements[0]
     assert lines == [f"take {oldest.old} ({oldest.zone}): cordoned and drained first"], lines
-    assert parameters.values == {} and world.cordoned == set() and world.desired == HOSTS
+    assert parameters.stored == {} and world.cordoned == set() and world.desired == HOSTS
     assert not {"UpdateAutoScalingGroup", "PutParameter", "TerminateInstanceInAutoScalingGroup"} & set(world.calls)

@@ -14,7 +14,6 @@ from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
 from provision.deploy.host_records import snapshot_with_health
 from provision.errors import ClusterError
-from provision.render import names
 from provision.ui import UI
 
 if TYPE_CHECKING:
@@ -60,11 +59,10 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
     try:
-        snapshot, health = snapshot_with_health(cloud, config.stack_name, kube)
+        seen = snapshot_with_health(cloud, config.stack_name, kube, described=stack)
     except ClusterError:  # no group (yet, or any more): the stack's status is still worth showing
         return StatusReport(config.stack_name, stack.status, "", 0, 0, 0, [], "", [])
-    # The latest launch template version says what a host launched now carries; the stack output can lag behind.
-    fingerprint = snapshot.fingerprint or stack.outputs.get(names.OUTPUT_FINGERPRINT, "")
+    snapshot, health, fingerprint = seen.snapshot, seen.health, seen.snapshot.fingerprint
     pods: dict[str, int] = {}
     if kube is not None:  # two more calls, whatever the number of hosts: all nodes (with the snapshot), all pods
         pods = Counter(pod.node for pod in kube.pods() if pod.node and not pod.terminating)

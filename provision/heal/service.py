@@ -20,10 +20,11 @@ from provision.roll.lock import RunLock
 
 
 def queue_url(cloud: Cloud, config: ClusterConfig) -> str:
-    """From the stack's resources (the queue's physical id is its URL); moto's outputs can lag behind."""
-    if cloud.stacks.find(config.stack_name) is None:
+    """The stack's output (the queue's physical id is its URL)."""
+    stack = cloud.stacks.find(config.stack_name)
+    if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
-    url = cloud.stacks.resources(config.stack_name).get(names.LIFECYCLE_QUEUE, "")
+    url = stack.outputs.get(names.OUTPUT_LIFECYCLE_QUEUE_URL, "")
     if not url:
         raise ClusterError(
             f"stack {config.stack_name} has no lifecycle queue ({names.LIFECYCLE_QUEUE}); "

@@ -127,11 +127,11 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Action=[sqs.ReceiveMessage, sqs.DeleteMessage, sqs.ChangeMessageVisibility],
                 Resource=[GetAtt(queue, "Arn")],
             ),
-            # The queue's URL and the group's name are found through the stack, as every verb finds them.
+            # The queue's URL, the group's name and its launch template: the stack's outputs, as every verb reads them.
             Statement(
                 Sid="FindOwnResources",
                 Effect=Allow,
-                Action=[cloudformation.DescribeStackResources, cloudformation.DescribeStacks],
+                Action=[cloudformation.DescribeStacks],
                 Resource=[Sub(f"{arn}:cloudformation:{where}:stack/${{AWS::StackName}}/*")],
             ),
             # Only what heal reads, one parameter at a time: the roll's lock and journal (heal leaves a roll's hosts to
@@ -158,8 +158,7 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Action=[ssm.DeleteParameters],
                 Resource=[Sub(f"{arn}:ssm:{where}:parameter{names.host_records_path(config.parameter_path)}/*")],
             ),
-            # Describe calls have no resource-level permissions. The launch template's latest version says which
-            # configuration a host launched now carries (the group's snapshot).
+            # Describe calls have no resource-level permissions.
             Statement(
                 Sid="DescribeHosts",
                 Effect=Allow,
@@ -167,7 +166,6 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                     autoscaling.DescribeAutoScalingGroups,
                     autoscaling.DescribeLifecycleHooks,
                     ec2.DescribeInstances,
-                    ec2.DescribeLaunchTemplateVersions,
                 ],
                 Resource=["*"],
             ),
