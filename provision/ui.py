@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 
-import click
 from rich.console import Console
 from rich.markup import escape
+from rich.prompt import Confirm
 from rich.table import Table
 
 from provision.errors import ExitCode, UsageError
@@ -34,10 +34,13 @@ class UI:
     @classmethod
     def for_terminal(cls, *, assume_yes: bool) -> UI:
         interactive = sys.stdin.isatty()
+        # Off a terminal rich would wrap at 80 columns; logs read better with whole lines.
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
         return cls(
-            # Off a terminal rich would wrap at 80 columns; logs read better with whole lines.
-            Console(highlight=False, width=None if sys.stdout.isatty() else 200),
-            ask=(lambda question: click.confirm(question, default=False)) if interactive else None,
+            console,
+            ask=(lambda question: Confirm.ask(escape(question), default=False, console=console))
+            if interactive
+            else None,
             assume_yes=assume_yes,
         )
 

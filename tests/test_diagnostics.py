@@ -19,11 +19,11 @@ from lightkube.resources.core_v1 import Event
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
 from provision.fleet.observe import Fleet
-from provision.remote.access import diagnose_before_replace
 from provision.remote.diagnostics import COMMANDS, decode_console_output
 from provision.sandbox.state import SandboxState, is_ours
 from provision.verbs.aws import Connection
 from provision.verbs.options import Globals
+from provision.verbs.remote_access import diagnose_before_replace
 from tests.conftest import EXAMPLE, Outcome, run_installed
 from tests.deploykit import REGION, config, recording_ui
 from tests.simkit import Simulator, simulator
@@ -165,7 +165,7 @@ def test_before_a_replace_a_hung_host_is_held_to_the_replace_limits(
     hosts = deployed(cloud)
     # ConnectTimeout 600: only the collection's own bound can end the wait.
     map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [silent_port] * 3, connect_timeout=600)
-    monkeypatch.setattr("provision.remote.access.REPLACE_LIMITS_SECONDS", (0.2, 0.5))  # 10 s and 30 s, scaled down
+    monkeypatch.setattr("provision.verbs.remote_access.REPLACE_LIMITS_SECONDS", (0.2, 0.5))  # 10 s, 30 s: scaled
     (instance_id, _), _, _ = hosts
 
     shown = before_replace(cloud, instance_id)

@@ -100,6 +100,10 @@ class Groups:
             if error_code(error) != "ValidationError":
                 raise
 
+    def report_unhealthy(self, instance_id: str) -> None:
+        """What a host's health agent does about itself (the demo plays it): the group replaces the host."""
+        self.client.set_instance_health(InstanceId=instance_id, HealthStatus="Unhealthy")
+
     def suspend(self, name: str, processes: list[str]) -> None:
         if processes:
             self.client.suspend_processes(AutoScalingGroupName=name, ScalingProcesses=processes)

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Protocol
 
 from provision.aws.cloud import Cloud
-from provision.aws.instances import KeptInstances
 from provision.aws.stacks import Stack
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
@@ -126,7 +125,7 @@ def snapshot_with_health(
     """The group's snapshot and every host's health verdict, from the snapshot's own calls: its first look describes
     every instance of the cluster in one paged DescribeInstances, which returns each one's tags, so they are kept
     rather than described again. ``described``: the stack as the caller read it (see ``Fleet.of_stack``)."""
-    kept = KeptInstances(cloud.instances.client)
+    kept = cloud.instances.keeping()
     snapshot = Fleet.of_stack(replace(cloud, instances=kept), stack_name, kube=kube, described=described).snapshot()
     return FleetWithHealth(
         snapshot=snapshot,

@@ -20,6 +20,7 @@ from provision.clock import wait_until
 from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
 from provision.deploy.report import describe_event, event_printer, failure_records, root_causes
 from provision.errors import ClusterError, UsageError
+from provision.fleet.observe import Fleet
 from provision.render import names
 from provision.render.template import Rendered, cluster_tags, render
 from provision.ui import UI
@@ -278,16 +279,15 @@ class Up:
         )
 
     def _wait_for_hosts(self) -> None:
-        group_name = self.cloud.stacks.resources(self.name).get(names.HOST_GROUP)
-        if not group_name:
-            return
+        try:
+            fleet = Fleet.of_stack(self.cloud, self.name)
+        except ClusterError:
+            return  # a stack without a host group: no host to wait for
 
         def all_in_service() -> int | None:
-            group = self.cloud.groups.find(group_name)
-            if group is None:
-                return None
-            ready = len(group.in_service)
-            return ready if ready >= group.desired_capacity else None
+            snapshot = fleet.snapshot()
+            ready = sum(1 for host in snapshot.hosts if host.lifecycle_state == "InService")
+            return ready if ready >= snapshot.desired else None
 
         with self.ui.waiting("waiting for the hosts to be InService"):
             ready = wait_until(
@@ -295,30 +295,26 @@ class Up:
                 clock=self.cloud.clock,
                 timeout=self.config.rolling.ready_timeout_seconds,
                 interval=5.0,
-                what=f"the hosts of {group_name} to be InService",
+                what=f"the hosts of {fleet.group} to be InService",
                 next_step="see which host is stuck, and why, with `cluster status`",
             )
-        self.ui.say(f"{ready} host(s) InService in {group_name}")
-        self._wait_for_nodes(group_name)
+        self.ui.say(f"{ready} host(s) InService in {fleet.group}")
+        self._wait_for_nodes(fleet)
 
-    def _wait_for_nodes(self, group_name: str) -> None:
+    def _wait_for_nodes(self, fleet: Fleet) -> None:
         """Each InService host's node Ready, when the Kubernetes API can be reached; otherwise say why not."""
         kube, unavailable = self.kube() if self.kube else (None, "no Kubernetes access was given")
         if kube is None:
             self.ui.say(f"node readiness not checked: {unavailable}")
             return
+        fleet.kube = kube  # from now on every host comes joined to its node
+        group_name = fleet.group
 
         def all_ready() -> int | None:
-            group = self.cloud.groups.find(group_name)
-            instances = self.cloud.instances.of_group(group_name)
-            hosts = [
-                instances[m.instance_id] for m in (group.in_service if group else []) if m.instance_id in instances
-            ]
-            wanted = {host.instance_id: [host.private_dns_name, host.private_ip] for host in hosts}
-            nodes = kube.match_hosts(kube.nodes(), wanted)
-            ready = [instance for instance in wanted if instance in nodes and nodes[instance].ready]
-            desired = group.desired_capacity if group else 0
-            return len(ready) if len(ready) >= desired and len(ready) == len(wanted) else None
+            snapshot = fleet.snapshot()
+            in_service = [host for host in snapshot.hosts if host.lifecycle_state == "InService"]
+            ready = sum(1 for host in in_service if host.node is not None and host.node.ready)
+            return ready if ready >= snapshot.desired and ready == len(in_service) else None
 
         with self.ui.waiting("waiting for the hosts' nodes to be Ready"):
             ready = wait_until(

@@ -44,7 +44,7 @@ def heal_service(
     *,
     wait_seconds: int = WAIT_SECONDS,
 ) -> Consumer:
-    fleet = Fleet.of_stack(cloud, config.stack_name)
+    fleet = Fleet.of_stack(cloud, config.stack_name, kube=kube)  # every host joined to its node
     # The hooks as deployed set the heartbeat cadence; the configuration only when the group has none (yet).
     hooks = cloud.groups.hook_timeouts(fleet.group)
     handler = Handler(

@@ -34,7 +34,7 @@ class Connection:
         skipped and said to be)."""
         from lightkube import Client, KubeConfig
 
-        from provision.kube.eks_token import eks_kubeconfig, eks_token
+        from provision.aws.eks_token import eks_kubeconfig, eks_token
         from provision.kube.facade import FIELD_MANAGER, Kube, connect
 
         try:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from provision.remote.access import DashDash, accept_new_option, remote_command
 from provision.verbs.options import Globals, config_option, load_config
+from provision.verbs.remote_access import DashDash, accept_new_option, remote_command
 
 SHOWN_LINES = 20  # per host in the table; --output json has everything
 
@@ -42,10 +42,10 @@ def command(
     private DNS name or IP), PARALLEL at a time, and show each host's exit status and output. Exits 1 when any host
     failed or could not be reached. Example: cluster exec --all -- uptime"""
     from provision.errors import ClusterError, UsageError
-    from provision.remote.access import reach
     from provision.remote.run import run_everywhere
     from provision.remote.targets import every_host, named_hosts
     from provision.ui import UI
+    from provision.verbs.remote_access import reach
 
     options: Globals = ctx.obj
     line = remote_command(ctx)

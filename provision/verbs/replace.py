@@ -58,7 +58,7 @@ def command(
                 unasked=f"did not replace {instance_id}: rerun with --yes",
             )
             if not no_diagnostics:
-                from provision.remote.access import diagnose_before_replace
+                from provision.verbs.remote_access import diagnose_before_replace
 
                 diagnose_before_replace(config, connection, snapshot, roll.kube, instance_id, ui)
             result = roll.run(plan, owner=owner(), held=held)

@@ -76,9 +76,6 @@ def diagnose(config: ClusterConfig, reached: Reach, target: Target, parent: Path
     cloud = reached.connection.cloud
     kube = reached.kube
 
-    def console_output(instance_id: str) -> str:
-        return cloud.instances.client.get_console_output(InstanceId=instance_id).get("Output", "")
-
     def node_events(node: str) -> list[str]:
         assert kube is not None
         return [
@@ -93,7 +90,7 @@ def diagnose(config: ClusterConfig, reached: Reach, target: Target, parent: Path
         verdict = instance.tags.get(names.HEALTH_TAG) if instance else None
         return records | ({f"tag {names.HEALTH_TAG}": verdict} if verdict else {})
 
-    sources = Sources(console_output, node_events if kube is not None else None, host_records)
+    sources = Sources(cloud.instances.console_output, node_events if kube is not None else None, host_records)
     return collect(target, diagnostics_folder(parent, target), reached.connector, sources, limits)
 
 
