@@ -209,7 +209,8 @@ def test_a_patch_killed_mid_roll_is_finished_by_running_it_again(sandbox: Path, 
     again = cluster(sandbox, "--sandbox", "patch", "--yes", "--max-surge", "2")
 
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "continuing it, with the stack as that patch left it" in again.stdout
+    assert "continuing it, with the stack updated to the configuration as it is now (the same patch" in again.stdout
+    assert "no changes" in again.stdout.lower(), "the configuration did not change: the stack stays as it was"
     assert "lowest ready capacity seen: 2" in again.stdout
     after = hosts(sandbox)
     assert not before & {str(host["instance_id"]) for host in after} and len(after) == 2, "no extra host left"
@@ -244,3 +245,35 @@ def test_roll_terminate_first_never_grows_the_group(sandbox: Path) -> None:
     assert not before & {str(host["instance_id"]) for host in after} and len(after) == 2
     bad = cluster(sandbox, "--sandbox", "roll", "--dry-run", "--max-surge", "150%")
     assert bad.returncode == 2 and "'150%' is neither a number of hosts" in bad.stderr
+
+
+def test_pods_that_crash_only_on_the_new_configuration_halt_the_patch_at_the_canary_and_a_fixed_patch_continues(
+    sandbox: Path,
+) -> None:
+    label = 'labels = { "example.com/pool" = "workers" }'
+    good = (sandbox / "cluster.toml").read_text().replace("bake_seconds = 0", "bake_seconds = 5")
+    assert label in good and "canary = 1" in good
+    # The new configuration's hosts make the workload crash-loop (the sandbox's fault label, on their nodes).
+    bad = good.replace(label, 'labels = { "example.com/pool" = "workers", "sandbox.cluster/fault" = "crash-loop" }')
+    (sandbox / "cluster.toml").write_text(bad)
+    before = {str(host["instance_id"]) for host in hosts(sandbox)}
+
+    halted = cluster(sandbox, "--sandbox", "patch", "--yes")
+
+    assert halted.returncode == 1, halted.stdout + halted.stderr
+    assert "CrashLoopBackOff" in halted.stderr and "crash-looping where they run: default/web-" in halted.stderr
+    # The canary's drain stopped at once (waiting would not make crashing pods healthy) and was undone: its old host
+    # back in service, its replacement drained and gone; the other host was never touched.
+    assert {str(host["instance_id"]) for host in hosts(sandbox)} == before
+    assert "back in service" in halted.stdout and "undo: removing" in halted.stdout
+
+    (sandbox / "cluster.toml").write_text(good)
+    fixed = cluster(sandbox, "--sandbox", "patch", "--yes")
+
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "baking the canary for 5s" in fixed.stdout and "the canary baked clean" in fixed.stdout
+    final = hosts(sandbox)
+    assert len(final) == 2 and all(host["current"] is True and host["ready"] == "yes" for host in final)
+    assert not before & {str(host["instance_id"]) for host in final}
+    counters = simulator_counters(sandbox)
+    assert counters["budget_violations"] == 0, counters

@@ -395,9 +395,11 @@ class Roll:
                 old = self.fleet.snapshot().host(flight.old)
                 if old is not None and old.node is not None and old.node.unschedulable:
                     self.kube.uncordon(old.node.name)
+                    self.ui.say(f"undo: {flight.old} back in service (node {old.node.name} uncordoned)")
                 if flight.kind is Kind.SURGE:
                     surge_host = self._await_surge_host(flight, record)
                     if surge_host is not None:
+                        self.ui.say(f"undo: removing {flight.old}'s replacement {surge_host} (drained first)")
                         self._remove_surge_host(surge_host)
             record.flights.remove(flight)
         fleet = self.fleet.snapshot()

@@ -50,16 +50,18 @@ def command(
         # The lock is held from before the stack update: a second patch must not raise the generation mid-roll.
         with nullcontext() if dry_run else holding_lock(roll, "patch", break_lock=break_lock) as held:
             if continuing:
-                ui.say("an interrupted patch left its progress: continuing it, with the stack as that patch left it")
-            else:
-                Up(config, connection.cloud, ui, timeout=timeout, kube=connection.kube).run(
-                    dry_run=dry_run,
-                    join_token=None,
-                    next_patch_generation=True,
-                    then=f", then replace its {hosts} host(s) ({resolved.surge} launched first, {resolved.unavailable} "
-                    "taken out first at a time)",
-                )
-                roll.fleet.template_changed()  # the stack update made a new launch template version
+                # Its patch generation stays; a configuration fixed since (the cause of a halt, often) reaches the
+                # stack first, so the hosts the roll still replaces get it, as do the ones it already replaced.
+                ui.say("an interrupted patch left its progress: continuing it, with the stack updated to the "
+                       "configuration as it is now (the same patch generation)")  # fmt: skip
+            Up(config, connection.cloud, ui, timeout=timeout, kube=connection.kube).run(
+                dry_run=dry_run,
+                join_token=None,
+                next_patch_generation=not continuing,
+                then=f", then replace its {hosts} host(s) ({resolved.surge} launched first, {resolved.unavailable} "
+                "taken out first at a time)",
+            )
+            roll.fleet.template_changed()  # the stack update made a new launch template version
             # A dry run has not put the new patch generation in the stack; once it is there, every host is outdated.
             fresh = dry_run and not continuing
             select = partial(every_host, reason="outdated by the new patch generation") if fresh else outdated
