@@ -70,7 +70,9 @@ def add_hosts(
     )
     digest = fingerprint_digest(launch_data)
     host_tags = (
-        Tags(**tags) + Tags(Name=f"{config.name}-host") + Tags({names.FINGERPRINT_TAG: fingerprint(digest, generation)})
+        Tags(**tags)
+        + Tags({names.NAME_TAG: f"{config.name}-host"})
+        + Tags({names.FINGERPRINT_TAG: fingerprint(digest, generation)})
     )
     launch_data.TagSpecifications = [
         ec2.TagSpecifications(ResourceType="instance", Tags=host_tags),
