@@ -64,7 +64,13 @@ def add_hosts(
                 ),
             )
         ],
-        SecurityGroupIds=security_groups,
+        # No public address, whatever the subnet says: hosts placed in an existing public subnet (whose
+        # MapPublicIpOnLaunch is on) would otherwise get one. The security groups go with the interface then.
+        NetworkInterfaces=[
+            ec2.NetworkInterfaces(
+                DeviceIndex=0, AssociatePublicIpAddress=False, DeleteOnTermination=True, Groups=security_groups
+            )
+        ],
         UserData=Base64(userdata),
         **({"KeyName": hosts.key_pair} if hosts.key_pair else {}),
     )
