@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
+import unicodedata
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -81,10 +82,18 @@ def cli(
     ctx.obj = Globals(debug, profile, endpoint_url, kubeconfig, context, sandbox)
 
 
-def _one_line(error: click.ClickException) -> str:
+def _one_line(message: str) -> str:
+    """An error message as one line: a line break or other control character that reached it (from a file, a flag
+    or an answer of AWS's) is shown escaped, never acted on by the terminal."""
+    return "".join(
+        repr(character)[1:-1] if unicodedata.category(character) == "Cc" else character for character in message
+    )
+
+
+def _click_message(error: click.ClickException) -> str:
     """click's own message (which names the option) on one line, with where to look for help instead of click's
     usage block."""
-    message = " ".join(error.format_message().split())
+    message = _one_line(" ".join(error.format_message().split()))
     if isinstance(error, click.UsageError) and error.ctx is not None:
         message += f" (see `{error.ctx.command_path} --help`)"
     return message
@@ -111,12 +120,12 @@ def _run(args: list[str], debug: bool) -> int:
         click.echo("Aborted; nothing more was done.", err=True)
         return ExitCode.INTERRUPTED
     except click.ClickException as error:
-        click.echo(f"error: {_one_line(error)}", err=True)
+        click.echo(f"error: {_click_message(error)}", err=True)
         return error.exit_code
     except ClusterError as error:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {_one_line(str(error))}", err=True)
         return error.exit_code
     except Exception as error:  # a bug: still one line, and the traceback on demand
         if debug:

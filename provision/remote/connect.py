@@ -59,10 +59,12 @@ class SshSettings:
     @classmethod
     def of(cls, ssh: Ssh, *, accept_new_host_key: bool = False, source: str = "cluster.toml") -> SshSettings:
         identity = Path(ssh.identity_file).expanduser() if ssh.identity_file else None
-        if identity is not None and not identity.is_file():
-            raise ConfigError(source, "ssh.identity_file", f"no such file: {identity}")
-        if identity is not None and identity.stat().st_size > IDENTITY_LIMIT:
-            raise ConfigError(source, "ssh.identity_file", f"{identity} is larger than a private key file can be")
+        if identity is not None:
+            # paramiko reads the key itself: it must be a regular file of a key's size (not a FIFO or a device).
+            if not identity.exists():
+                raise ConfigError(source, "ssh.identity_file", f"no such file: {identity}")
+            if not identity.is_file() or identity.stat().st_size > IDENTITY_LIMIT:
+                raise ConfigError(source, "ssh.identity_file", f"{identity} is not a private key file")
         return cls(
             user=ssh.user,
             bastion=ssh.bastion,

@@ -179,7 +179,8 @@ def endpoint_url_problem(text: str) -> str:
 def check_endpoint_variables(environ: dict[str, str] | None = None) -> None:
     """AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>, which boto3 reads when --endpoint-url is not given."""
     for name, value in sorted((environ if environ is not None else dict(os.environ)).items()):
-        if name == ENDPOINT_VARIABLE or name.startswith(f"{ENDPOINT_VARIABLE}_"):
+        # boto3 takes an empty variable for an unset one.
+        if value and (name == ENDPOINT_VARIABLE or name.startswith(f"{ENDPOINT_VARIABLE}_")):
             problem = endpoint_url_problem(value)
             if problem:
                 raise UsageError(f"{name}: {value!r} {problem}")
