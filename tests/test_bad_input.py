@@ -299,6 +299,22 @@ CASES = [
     ),
     case("render", "-c", "", names=("--config", "is empty"), id="config-empty-name"),
     case(
+        "render",
+        "-c",
+        "{config}",
+        config=b"\xef\xbb\xbf" + example().data,
+        names=("{config}", "byte order mark"),
+        id="config-bom",
+    ),
+    case(
+        "render",
+        "-c",
+        "{config}",
+        config=lambda path: path.symlink_to(path),
+        names=("{config}", "symbolic links"),
+        id="config-loop",
+    ),
+    case(
         "render", "--heal-manifest", "-c", "{config}", config=fifo, names=("{config}", "FIFO"), id="heal-manifest-fifo"
     ),
     case(
@@ -517,6 +533,7 @@ CASES = [
         id="output-beside-file",
     ),
     case("render", "--output", "", names=("'--output'", "not a folder path"), id="output-empty"),
+    case("render", "--output", "out\nx", names=("'--output'", "'out\\nx'"), id="output-newline"),
     case("render", "--output", "{file}", file=fifo, names=("'--output'", "cannot be a folder"), id="output-a-fifo"),
     case(
         "diagnose",

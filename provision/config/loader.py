@@ -30,6 +30,10 @@ def load_config(path: Path, *, source: str | None = None) -> ClusterConfig:
 
 def config_from_text(text: str, *, source: str) -> ClusterConfig:
     """Parse and validate the text of a configuration file named ``source``."""
+    if text.startswith("\ufeff"):  # what some Windows editors put first; tomllib calls it an "invalid statement"
+        raise ConfigError(
+            source, "", "starts with a byte order mark, which TOML does not allow: save it as UTF-8 without BOM"
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

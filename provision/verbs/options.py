@@ -124,7 +124,7 @@ class FolderPath(click.ParamType):  # type: ignore[type-arg]
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
-        if not text or "\0" in text:
+        if not text or not text.isprintable():  # a line break or an escape in a folder's name is a slip
             self.fail(f"{text!r} is not a folder path", param, ctx)
         path = Path(text)
         for part in (path, *path.parents):
