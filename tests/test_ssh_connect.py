@@ -72,6 +72,33 @@ def test_an_unknown_host_key_is_refused_and_accepted_only_when_asked(
         assert session.run("true", timeout=10).status == 0, "and trusted from then on without the flag"
 
 
+def test_known_hosts_lines_paramiko_cannot_read_are_skipped_as_openssh_skips_them(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    server = hosts3[0]
+    (ssh_home / ".ssh").mkdir(exist_ok=True)
+    (ssh_home / ".ssh" / "known_hosts").write_text(
+        "# a comment\n"
+        "\n"
+        "broken.example.com ssh-ed25519 not*base64\n"  # paramiko's own HostKeys.load raised InvalidHostKey here
+        "odd.example.com ssh-unknown-type AAAA\n"
+        "too-few-fields\n" + server.known_hosts_line()
+    )
+    with connector(ssh_lab, ssh_home, server) as ssh, ssh.session(ADDRESS) as session:
+        assert session.run("true", timeout=10).status == 0
+
+
+def test_a_key_accepted_once_is_known_to_the_next_login_of_the_same_run(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    server = hosts3[2]
+    with connector(ssh_lab, ssh_home, server, accept_new_host_key=True) as ssh:
+        for _ in range(2):
+            with ssh.session(ADDRESS) as session:
+                assert session.run("true", timeout=10).status == 0
+    assert (ssh_home / ".ssh" / "known_hosts").read_text() == server.known_hosts_line(), "recorded once"
+
+
 def test_a_changed_host_key_is_refused_even_with_accept_new(
     ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
 ) -> None:

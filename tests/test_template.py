@@ -109,6 +109,11 @@ def test_cfn_lint_accepts_the_template(mode: str) -> None:
             "must be encrypted",
             id="unencrypted",
         ),
+        pytest.param(
+            lambda lt: lt["NetworkInterfaces"][0].update(AssociatePublicIpAddress=True),
+            "must not get a public address",
+            id="public-address",
+        ),
     ],
 )
 def test_custom_lint_rules_catch_an_unsafe_launch_template(breakage: Any, rule_message: str) -> None:
@@ -150,6 +155,11 @@ def test_launch_template_is_safe_by_default() -> None:
     }
     assert "KeyName" not in data
     assert data["ImageId"] == {"Ref": names.IMAGE_PARAMETER}
+    # No public address even in a public subnet; the security groups travel with the only interface.
+    [interface] = data["NetworkInterfaces"]
+    assert interface["AssociatePublicIpAddress"] is False
+    assert interface["Groups"] == [{"Ref": names.HOST_SECURITY_GROUP}]
+    assert "SecurityGroupIds" not in data
 
 
 def test_no_port_is_open_from_outside_by_default() -> None:

@@ -9,20 +9,25 @@ logs or prints key material: only key types and SHA256 fingerprints, which are p
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-from paramiko.hostkeys import HostKeyEntry
+from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 from provision.clock import Clock, SystemClock
 from provision.config.schema import Ssh
 from provision.errors import ClusterError, ConfigError
+from provision.textfile import MIB, UnreadableFile, read_text_file
 
 # Output kept per command: enough for a journal tail, bounded so a runaway command cannot fill memory.
 OUTPUT_LIMIT = 8 * 1024 * 1024
+# The most read from known_hosts and ~/.ssh/config: far above real ones (a known_hosts line is about 100 bytes).
+KNOWN_HOSTS_LIMIT = 16 * MIB
+SSH_CONFIG_LIMIT = 1 * MIB
+IDENTITY_LIMIT = 1 * MIB  # a private key file is a few KB; paramiko reads it whole
 
 _known_hosts_lock = threading.Lock()  # threads of one `exec --accept-new-host-key` append to the same file
 
@@ -49,12 +54,17 @@ class SshSettings:
     config_file: Path | None = Path("~/.ssh/config")
     connect_timeout: float = 10.0
     accept_new_host_key: bool = False
+    source: str = "cluster.toml"  # the configuration these settings come from, named in messages
 
     @classmethod
     def of(cls, ssh: Ssh, *, accept_new_host_key: bool = False, source: str = "cluster.toml") -> SshSettings:
         identity = Path(ssh.identity_file).expanduser() if ssh.identity_file else None
-        if identity is not None and not identity.is_file():
-            raise ConfigError(source, "ssh.identity_file", f"no such file: {identity}")
+        if identity is not None:
+            # paramiko reads the key itself: it must be a regular file of a key's size (not a FIFO or a device).
+            if not identity.exists():
+                raise ConfigError(source, "ssh.identity_file", f"no such file: {identity}")
+            if not identity.is_file() or identity.stat().st_size > IDENTITY_LIMIT:
+                raise ConfigError(source, "ssh.identity_file", f"{identity} is not a private key file")
         return cls(
             user=ssh.user,
             bastion=ssh.bastion,
@@ -63,6 +73,7 @@ class SshSettings:
             config_file=Path(ssh.config_file).expanduser(),
             connect_timeout=float(ssh.connect_timeout_seconds),
             accept_new_host_key=accept_new_host_key,
+            source=source,
         )
 
 
@@ -150,6 +161,8 @@ class Connector:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.config = _read_config(settings.config_file)
+        # Read once, here, before any host is tried; keys accepted later (--accept-new-host-key) are added.
+        self.known_hosts = _read_known_hosts(settings)
         self._jumps: dict[tuple[str, ...], paramiko.SSHClient] = {}
         self._jump_lock = threading.RLock()  # re-entered by a chain of jump hosts, each through the one before
 
@@ -234,9 +247,11 @@ class Connector:
     def _login(self, endpoint: Endpoint, label: str, sock: paramiko.Channel | None) -> paramiko.SSHClient:
         settings = self.settings
         client = paramiko.SSHClient()
-        if settings.known_hosts.is_file():
-            client.load_host_keys(str(settings.known_hosts))
-        client.set_missing_host_key_policy(_Unknown(settings.known_hosts, settings.accept_new_host_key, label))
+        with _known_hosts_lock:
+            _add_entries(client.get_host_keys(), self.known_hosts)
+        client.set_missing_host_key_policy(
+            _Unknown(settings.known_hosts, settings.accept_new_host_key, label, self.known_hosts)
+        )
         timeout = endpoint.timeout
         try:
             client.connect(
@@ -301,10 +316,11 @@ class _Unknown(paramiko.MissingHostKeyPolicy):
     """An unknown host key: refused, or with ``accept`` recorded in known_hosts (as StrictHostKeyChecking
     accept-new). paramiko itself refuses a key that differs from a known one before asking this policy."""
 
-    def __init__(self, known_hosts: Path, accept: bool, label: str) -> None:
+    def __init__(self, known_hosts: Path, accept: bool, label: str, known: list[HostKeyEntry]) -> None:
         self.known_hosts = known_hosts
         self.accept = accept
         self.label = label
+        self.known = known  # the connector's: later logins of this run know the key too
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         offered = f"{key.get_name()} {key.fingerprint}"
@@ -314,11 +330,12 @@ class _Unknown(paramiko.MissingHostKeyPolicy):
                 f"unknown host key for {hostname} ({offered}), not in {self.known_hosts}; check the "
                 "fingerprint (the EC2 console output lists it) and rerun with --accept-new-host-key to record it",
             )
-        line = HostKeyEntry([hostname], key).to_line() or ""
+        entry = HostKeyEntry([hostname], key)
         with _known_hosts_lock:
             self.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             with self.known_hosts.open("a") as known:
-                known.write(line)
+                known.write(entry.to_line() or "")
+            self.known.append(entry)
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
@@ -333,12 +350,44 @@ def _changed(endpoint: Endpoint, error: paramiko.BadHostKeyException, known_host
 
 
 def _read_config(path: Path | None) -> paramiko.SSHConfig:
-    if path is None or not path.is_file():
+    if path is None:
         return paramiko.SSHConfig()
     try:
-        return paramiko.SSHConfig.from_path(str(path))
-    except (OSError, UnicodeDecodeError, paramiko.ConfigParseError) as error:
+        return paramiko.SSHConfig.from_text(read_text_file(path, limit=SSH_CONFIG_LIMIT))
+    except UnreadableFile as error:
+        if error.missing:
+            return paramiko.SSHConfig()
+        raise ConfigError(str(path), "", f"cannot read the SSH client configuration: {error.problem}") from None
+    except paramiko.ConfigParseError as error:
         raise ConfigError(str(path), "", f"cannot read the SSH client configuration: {error}") from None
+
+
+def _read_known_hosts(settings: SshSettings) -> list[HostKeyEntry]:
+    """The entries of known_hosts, read as paramiko's HostKeys.load reads them (a line it cannot parse is skipped,
+    as OpenSSH skips it), but through provision.textfile: HostKeys.load would open a FIFO or a device itself."""
+    try:
+        text = read_text_file(settings.known_hosts, limit=KNOWN_HOSTS_LIMIT)
+    except UnreadableFile as error:
+        if error.missing:
+            return []  # no host is known yet
+        raise ConfigError(settings.source, "ssh.known_hosts", str(error)) from None
+    entries: list[HostKeyEntry] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line, number)
+        except (paramiko.SSHException, InvalidHostKey, ValueError):
+            continue
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def _add_entries(keys: paramiko.HostKeys, entries: Iterable[HostKeyEntry]) -> None:
+    # What HostKeys.load does with each line it parsed; HostKeys.add would look through every entry for each one.
+    keys._entries.extend(entries)  # type: ignore[attr-defined]
 
 
 def _alive(client: paramiko.SSHClient) -> bool:

@@ -16,7 +16,7 @@ from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig, EksControlPlane
 from provision.errors import UsageError
 from provision.sandbox.state import STATE_DIR, SandboxState, is_ours
-from provision.verbs.options import Globals
+from provision.verbs.options import Globals, check_endpoint_variables
 
 if TYPE_CHECKING:
     from provision.kube.facade import Kube
@@ -77,6 +77,8 @@ def sandboxed(options: Globals) -> Globals:
 @contextmanager
 def connected(config: ClusterConfig, options: Globals) -> Iterator[Connection]:
     options = sandboxed(options)
+    if options.endpoint_url is None:  # else the endpoint given wins over the environment's, for every service
+        check_endpoint_variables()
     settings = AwsSettings(
         region=config.region,
         profile=options.profile,

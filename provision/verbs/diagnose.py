@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import Globals, config_option, load_config
+from provision.verbs.options import FolderPath, Globals, HostName, config_option, load_config, seconds
 from provision.verbs.remote_access import DIAGNOSTICS, accept_new_option
 
 
@@ -14,7 +14,7 @@ def output_option(function: click.decorators.FC) -> click.decorators.FC:
     return click.option(
         "--output",
         "output",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=FolderPath(),
         default=DIAGNOSTICS,
         show_default=True,
         help="Folder in which a <instance-id>-<UTC time> folder is made.",
@@ -22,11 +22,11 @@ def output_option(function: click.decorators.FC) -> click.decorators.FC:
 
 
 @click.command("diagnose")
-@click.argument("host")
+@click.argument("host", type=HostName())
 @config_option
 @output_option
 @click.option(
-    "--timeout", type=click.FloatRange(min=1), default=45.0, show_default=True, help="Seconds for the whole collection."
+    "--timeout", type=seconds(1, 3600), default=45.0, show_default=True, help="Seconds for the whole collection."
 )
 @accept_new_option
 @click.pass_obj

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import Globals, config_option, load_config, many_hosts_options, yes_option
+from provision.verbs.options import Globals, config_option, load_config, many_hosts_options, whole, yes_option
 
 
 @click.command("patch")
@@ -14,7 +14,7 @@ from provision.verbs.options import Globals, config_option, load_config, many_ho
 @yes_option
 @click.option("--dry-run", is_flag=True, help="Show the stack change and the roll plan, and stop.")
 @many_hosts_options
-@click.option("--timeout", type=click.IntRange(min=60), default=3600, show_default=True, help="Seconds for the stack.")
+@click.option("--timeout", type=whole(60, 86_400), default=3600, show_default=True, help="Seconds for the stack.")
 @click.pass_obj
 def command(
     options: Globals,

@@ -55,7 +55,8 @@ def reach(config: ClusterConfig, options: Globals, *, accept_new_host_key: bool,
 
     _quiet_paramiko(options.debug)
     settings = SshSettings.of(config.ssh, accept_new_host_key=accept_new_host_key, source=source)
-    with connected(config, options) as connection, Connector(settings) as connector:
+    # The connector reads known_hosts and ~/.ssh/config: a problem with either is found before any AWS call.
+    with Connector(settings) as connector, connected(config, options) as connection:
         kube, _unreachable = connection.kube()
         snapshot = Fleet.of_stack(connection.cloud, config.stack_name, kube=kube).snapshot()
         yield Reach(connection, snapshot, kube, connector)

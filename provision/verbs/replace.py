@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import Globals, break_lock_option, config_option, load_config, yes_option
+from provision.verbs.options import Globals, HostName, break_lock_option, config_option, load_config, yes_option
 
 
 @click.command("replace")
-@click.argument("host")
+@click.argument("host", type=HostName())
 @config_option
 @yes_option
 @click.option("--dead", is_flag=True, help="The host is dead: do not wait for evictions; delete its pods and node.")

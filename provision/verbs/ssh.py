@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import Globals, config_option, load_config
+from provision.verbs.options import Globals, HostName, config_option, load_config
 from provision.verbs.remote_access import OptionalDashDash, accept_new_option, remote_command
 
 
 @click.command("ssh", cls=OptionalDashDash)
-@click.argument("host")
+@click.argument("host", type=HostName())
 @config_option
 @accept_new_option
 @click.pass_context
