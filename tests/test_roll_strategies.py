@@ -113,21 +113,20 @@ def test_a_canary_whose_pods_keep_restarting_fails_its_bake_and_nothing_else_is_
 def test_a_clean_canary_bakes_for_its_time_then_the_rest_go() -> None:
     world, parameters = World.with_hosts(HOSTS), FakeParameters()
     said: list[str] = []
-    baked_at: list[float] = []
+    entered: dict[str, list[float]] = {}  # phase -> the virtual times flights entered it, in order
 
     def checkpoint(phase: str) -> None:
-        if (
-            phase == "launched"
-            and len(world.machines) > HOSTS
-            and not baked_at
-            and any("baked clean" in line for line in said)
-        ):
-            baked_at.append(world.clock.now())
+        entered.setdefault(phase, []).append(world.clock.now())
 
     result = roll(world, parameters, canary=2, bake_seconds=300, surge=2, said=said, checkpoint=checkpoint)
 
     assert len(result.replaced) == HOSTS
+    assert any("baking the canary for 300s" in line for line in said)
     assert any("the canary baked clean" in line for line in said)
+    # One launch per wave (the group's size raised once for both); the canary's two old hosts both gone first.
+    canary_launched, canary_done, next_launch = entered["launched"][0], entered["terminated"][1], entered["launched"][1]
+    assert canary_launched < canary_done < next_launch
+    assert next_launch >= canary_done + 300, "the rest waited for the whole bake after the canary's two hosts"
     assert_done_and_clean(world, parameters)
 
 
