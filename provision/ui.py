@@ -32,10 +32,12 @@ class UI:
         self.assume_yes = assume_yes
 
     @classmethod
-    def for_terminal(cls, *, assume_yes: bool) -> UI:
+    def for_terminal(cls, *, assume_yes: bool, to_stderr: bool = False) -> UI:
+        """``to_stderr``: every line goes to stderr, leaving stdout to one machine-readable document."""
         interactive = sys.stdin.isatty()
+        stream = sys.stderr if to_stderr else sys.stdout
         # Off a terminal rich would wrap at 80 columns; logs read better with whole lines.
-        console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+        console = Console(highlight=False, width=None if stream.isatty() else 200, stderr=to_stderr)
         return cls(
             console,
             ask=(lambda question: Confirm.ask(escape(question), default=False, console=console))

@@ -20,7 +20,7 @@ from provision.roll import engine
 from provision.roll.engine import RollHalted
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
-from provision.roll.plan import Budget, outdated
+from provision.roll.plan import Budget, Strategy, outdated
 from tests.deploykit import recording_ui
 from tests.rollfakes import CURRENT, FakeKube, FakeParameters, World, fake_fleet
 from tests.test_roll_pipeline import HOSTS, assert_done_and_clean, roll
@@ -307,3 +307,45 @@ def test_a_dry_run_shows_what_decide_does_first_and_changes_nothing() -> None:
     assert lines == [f"take {oldest.old} ({oldest.zone}): cordoned and drained first"], lines
     assert parameters.stored == {} and world.cordoned == set() and world.desired == HOSTS
     assert not {"UpdateAutoScalingGroup", "PutParameter", "TerminateInstanceInAutoScalingGroup"} & set(world.calls)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"surge": 2},
+        {"surge": 2, "canary": 1, "bake_seconds": 30},
+        {"surge": 1, "unavailable": 1},
+        {"surge": 2, "unavailable": 1},
+        {"surge": 0, "unavailable": 1},
+        {"surge": 2, "order": "zone"},
+    ],
+    ids=["surge 2", "canary then surge 2", "surge 1 + unavailable 1", "surge 2 + unavailable 1", "terminate-first",
+         "zone order"],  # fmt: skip
+)
+def test_the_plans_waves_are_the_waves_the_engine_runs(settings: dict[str, object]) -> None:
+    world, parameters = World.with_hosts(7), FakeParameters()
+    journal = Journal(parameters, "/cluster/test")
+    ran: dict[str, int] = {}  # old host -> the wave the engine put it in
+
+    def checkpoint(_phase: str) -> None:
+        record = journal.load()
+        ran.update({flight.old: flight.wave for flight in record.flights} if record else {})
+
+    rolling = Rolling.model_validate(
+        {"max_surge": settings.pop("surge"), "max_unavailable": settings.pop("unavailable", 0)} | settings
+    )
+    snapshot = fake_fleet(world).snapshot()
+    plan = outdated(
+        snapshot,
+        operation="patch",
+        include_protected=False,
+        budget=Budget.resolve(rolling, snapshot.desired),
+        strategy=Strategy.of(rolling),
+    )
+    roll(world, parameters, checkpoint=checkpoint, **{**rolling.model_dump(), "surge": plan.budget.surge,
+                                                    "unavailable": plan.budget.unavailable})  # fmt: skip
+
+    planned = {step.old: number for number, wave in enumerate(plan.waves(), start=1) for step in wave}
+    assert ran == planned
+    if plan.strategy.order == "zone":
+        assert all(len({step.zone for step in wave}) == 1 for wave in plan.waves()), "no wave spans two zones"
