@@ -78,6 +78,16 @@ class UI:
             raise Declined("declined; nothing was changed")
 
     @contextmanager
+    def progress(self) -> Iterator[Callable[[str], None]]:
+        """A line kept up to date under the output on a terminal (the block calls what it gets with each new text);
+        nothing otherwise: logs get the events' own lines."""
+        if not self.fancy:
+            yield lambda _text: None
+            return
+        with self.console.status("") as status:
+            yield lambda text: status.update(escape(text))
+
+    @contextmanager
     def waiting(self, text: str) -> Iterator[None]:
         """A spinner with ``text`` on a terminal while the block runs; nothing otherwise."""
         status = self.console.status(escape(text)) if self.fancy else nullcontext()

@@ -31,6 +31,7 @@ from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
 from provision.roll.observer import GATE_CONFIRMATIONS, AlarmReader, Observer
 from provision.roll.plan import Plan
+from provision.roll.progress import progress_line
 from provision.roll.state import Canary, Flight, Kind, Phase, RollRecord
 from provision.roll.suspension import processes_suspended
 from provision.ui import UI
@@ -180,30 +181,33 @@ class Roll:
             plan.gated,
             self.rolling.ready_timeout_seconds,
         )
-        refreshed = self.clock.now()
-        while True:
-            seen = self.observer.observe(record)
-            self._measure(seen)
-            skipped = {old for old, _why in self.result.skipped}  # left as they were: not tried again in this run
-            if skipped:
-                policy = dataclasses.replace(policy, queue=tuple(s for s in policy.queue if s.old not in skipped))
-            actions = decide(record, seen, plan.budget, policy)
-            try:
-                progressed = self._act(actions, record, seen)
-            except (KeyboardInterrupt, SystemExit):
-                raise  # the journal knows the hosts in flight: the next run continues them
-            except RollHalted:
-                raise
-            except BaseException:
-                self._undo(list(record.flights), record)
-                raise
-            if any(isinstance(action, act.Done) for action in actions):
-                return
-            wait = next((action for action in actions if isinstance(action, act.Wait)), None)
-            if wait is not None or not progressed:
-                self.clock.sleep(wait.seconds if wait else act.POLL_SECONDS)
-            if self.clock.now() - refreshed >= LOCK_REFRESH_SECONDS:
-                held, refreshed = self.lock.refresh(held, ttl=LOCK_TTL), self.clock.now()
+        refreshed = started = self.clock.now()
+        total = len(record.flights) + len(policy.queue)
+        with self.ui.progress() as show:
+            while True:
+                seen = self.observer.observe(record)
+                self._measure(seen)
+                skipped = {old for old, _why in self.result.skipped}  # left as they were: not tried again in this run
+                if skipped:
+                    policy = dataclasses.replace(policy, queue=tuple(s for s in policy.queue if s.old not in skipped))
+                actions = decide(record, seen, plan.budget, policy)
+                try:
+                    progressed = self._act(actions, record, seen)
+                except (KeyboardInterrupt, SystemExit):
+                    raise  # the journal knows the hosts in flight: the next run continues them
+                except RollHalted:
+                    raise
+                except BaseException:
+                    self._undo(list(record.flights), record)
+                    raise
+                if any(isinstance(action, act.Done) for action in actions):
+                    return
+                show(progress_line(len(self.result.replaced), total, record.flights, self.clock.now() - started))
+                wait = next((action for action in actions if isinstance(action, act.Wait)), None)
+                if wait is not None or not progressed:
+                    self.clock.sleep(wait.seconds if wait else act.POLL_SECONDS)
+                if self.clock.now() - refreshed >= LOCK_REFRESH_SECONDS:
+                    held, refreshed = self.lock.refresh(held, ttl=LOCK_TTL), self.clock.now()
 
     def _act(self, actions: list[Action], record: RollRecord, seen: Observation) -> bool:
         """Carry out one tick's actions in order; the journal is written before a step that changes AWS or the nodes'
