@@ -85,6 +85,8 @@ class Document:
     dry_run: bool = False
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None  # {"message": the line on stderr, "exit_code": the command's}
+    run: RollResult | None = None  # the engine's, filled in as it goes: what the report draws, however it ends
+    report: str | None = None  # the report page's path, once written
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -93,4 +95,5 @@ class Document:
             "dry_run": self.dry_run,
             "result": self.result,
             "error": self.error,
+            "report": self.report,
         }

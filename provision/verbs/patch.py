@@ -51,8 +51,9 @@ def command(
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes, to_stderr=output == "json")
-    with reporting(output) as document, connected(config, options) as connection:
+    with reporting(output, ui, "patch") as document, connected(config, options) as connection:
         roll = engine(config, connection, ui, verb="patch")
+        document.run = roll.result
         before = roll.fleet.snapshot()
         hosts, resolved = len(before.hosts), budget(config, before, max_surge, max_unavailable)
         interrupted = roll.journal.load()

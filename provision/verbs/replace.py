@@ -49,8 +49,9 @@ def command(
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes, to_stderr=output == "json")
-    with reporting(output) as document, connected(config, options) as connection:
+    with reporting(output, ui, "replace") as document, connected(config, options) as connection:
         roll = engine(config, connection, ui, verb="replace")
+        document.run = roll.result
         snapshot = roll.fleet.snapshot()
         instance_id, node = find_host(host, snapshot)
         if not dead and node is not None and not node.ready:

@@ -45,8 +45,9 @@ def command(
 
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes, to_stderr=output == "json")
-    with reporting(output) as document, connected(config, options) as connection:
+    with reporting(output, ui, "roll") as document, connected(config, options) as connection:
         roll = engine(config, connection, ui, verb="roll")
+        document.run = roll.result
         snapshot = roll.fleet.snapshot()
         plan = every_host(
             snapshot,

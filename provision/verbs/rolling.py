@@ -8,6 +8,7 @@ import json
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +21,7 @@ from provision.errors import ClusterError, ExitCode, UsageError
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
+from provision.roll import report
 from provision.roll.document import Document, plan_document, result_document
 from provision.roll.engine import LOCK_TTL, Roll, RollResult
 from provision.roll.journal import Journal
@@ -28,6 +30,8 @@ from provision.roll.plan import Budget, Plan
 from provision.roll.state import Flight
 from provision.ui import UI
 from provision.verbs.aws import Connection
+
+REPORTS = Path("reports")  # in the working folder, beside diagnostics/
 
 
 def kube_or_refuse(connection: Connection, verb: str) -> Kube:
@@ -115,9 +119,10 @@ def show_plan(plan: Plan, roll: Roll, ui: UI) -> dict[str, Any]:
 
 
 @contextmanager
-def reporting(output: str) -> Iterator[Document]:
-    """With `--output json`: the run's one JSON document on stdout when it ends, however it ends (the error's line
-    and exit code in it too); the human progress has gone to stderr meanwhile."""
+def reporting(output: str, ui: UI, verb: str) -> Iterator[Document]:
+    """The end of every run that rolled: the roll report (``reports/``: its page's path is printed), and with
+    `--output json` the run's one JSON document on stdout, however it ends (the error's line and exit code in it
+    too); the human progress has gone to stderr meanwhile."""
     document = Document()
     try:
         yield document
@@ -128,6 +133,15 @@ def reporting(output: str) -> Iterator[Document]:
         document.error = {"message": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)}
         raise
     finally:
+        timeline = document.run.timeline if document.run is not None else None
+        if timeline is not None:
+            if document.result is None and document.run is not None:
+                document.result = result_document(document.run)  # how far it got
+            try:
+                document.report = str(report.write(REPORTS, verb, document.as_json(), timeline))
+                ui.say(f"roll report: {document.report}")
+            except OSError as error:  # the roll's own outcome matters more than its report
+                ui.warn(f"no roll report written: {error}")
         if output == "json":
             click.echo(json.dumps(document.as_json(), indent=2))
 
