@@ -1,0 +1,147 @@
+"""Order and deadlines: an AWS endpoint that accepts connections and never answers ends a verb with one line naming
+the endpoint and the deadline (exit 5) instead of botocore's eight attempts of a full read timeout each; and what can
+be checked locally (the deadline's own setting, the join token, host names, folders) is refused before the first
+AWS call, even when AWS cannot be reached."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from provision.errors import ExitCode
+from tests.conftest import EXAMPLE, Outcome
+
+Run = Callable[..., Outcome]
+
+
+@dataclass
+class SilentEndpoint:
+    """A TCP server on 127.0.0.1 that accepts every connection, reads nothing and never answers: a hung endpoint."""
+
+    listener: socket.socket
+    accepted: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.accepted.append(connection)
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentEndpoint]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    endpoint = SilentEndpoint(listener)
+    thread = threading.Thread(target=endpoint.serve, daemon=True)
+    thread.start()
+    try:
+        yield endpoint
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(10)
+        for connection in endpoint.accepted:
+            connection.close()
+
+
+def test_status_against_an_endpoint_that_never_answers_ends_at_the_deadline(
+    run_main: Run, silent: SilentEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUSTER_AWS_TIMEOUT", "1")  # 30 s by default; small here, so the test does not wait
+
+    outcome = run_main("--endpoint-url", silent.url, "status", "-c", str(EXAMPLE))
+
+    assert outcome.code == ExitCode.AWS_REFUSED
+    [line] = outcome.err.splitlines()
+    assert line.startswith(
+        f"error: no answer from AWS at {silent.url} within 1s (cloudformation DescribeStacks, retries included; "
+        f"last: Read timeout on endpoint URL: "
+    ), line
+    assert line.endswith(
+        "check the endpoint, the region and the network, or allow longer with CLUSTER_AWS_TIMEOUT=SECONDS"
+    )
+    # The first attempt waited out its read timeout, which is no longer than the deadline; no retry was started
+    # after it (botocore alone makes eight).
+    assert len(silent.accepted) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "-3", "nan", "inf", "1e9", "thirty", "30s"])
+def test_a_bad_deadline_is_refused_before_any_aws_call(
+    run_main: Run, silent: SilentEndpoint, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CLUSTER_AWS_TIMEOUT", value)
+
+    outcome = run_main("--endpoint-url", silent.url, "status", "-c", str(EXAMPLE))
+
+    assert outcome.code == ExitCode.BAD_INPUT
+    assert outcome.err == f"error: CLUSTER_AWS_TIMEOUT={value!r}: must be a number of seconds from 1 to 3600\n"
+    assert silent.accepted == []
+
+
+@pytest.fixture
+def unreachable(silent: SilentEndpoint, monkeypatch: pytest.MonkeyPatch) -> SilentEndpoint:
+    """AWS as a hung endpoint, with a deadline short enough that a check made too late fails fast, not slowly."""
+    monkeypatch.setenv("CLUSTER_AWS_TIMEOUT", "1")
+    return silent
+
+
+def test_a_malformed_join_token_is_refused_before_any_aws_call(
+    run_main: Run, unreachable: SilentEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUSTER_JOIN_TOKEN", "not-a-token")
+
+    outcome = run_main("--endpoint-url", unreachable.url, "up", "--yes", "-c", str(EXAMPLE))
+
+    assert outcome.code == ExitCode.BAD_INPUT
+    assert outcome.err == "error: the join token is not a kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})\n"
+    assert unreachable.accepted == []
+
+
+@pytest.mark.parametrize(
+    ("args", "host"),
+    [
+        (["replace", "i-0abc;reboot", "--yes"], "i-0abc;reboot"),
+        (["ssh", "i-0abc -oProxyCommand=x"], "i-0abc -oProxyCommand=x"),
+        (["exec", "i-0abc", "$(id)", "--", "uptime"], "$(id)"),
+        (["diagnose", "ip-10-0-0-1\n.ec2.internal"], "ip-10-0-0-1\n.ec2.internal"),
+        (["diagnose", "x" * 254], "x" * 254),
+    ],
+)
+def test_a_host_name_no_host_can_have_is_refused_before_any_aws_call(
+    run_main: Run, unreachable: SilentEndpoint, args: list[str], host: str
+) -> None:
+    verb, *rest = args
+
+    outcome = run_main("--endpoint-url", unreachable.url, verb, "-c", str(EXAMPLE), *rest)
+
+    assert outcome.code == ExitCode.BAD_INPUT
+    assert outcome.err == (
+        f"error: HOST {host!r} is not an instance id, node name, private DNS name or IP address "
+        "(1 to 253 letters, digits, '.', '-', '_' or ':')\n"
+    )
+    assert unreachable.accepted == []
+
+
+def test_a_diagnostics_folder_that_cannot_be_made_is_refused_before_any_aws_call(
+    run_main: Run, unreachable: SilentEndpoint, in_tmp: Path
+) -> None:
+    (in_tmp / "notes").write_text("a file where a folder would go\n")
+
+    outcome = run_main(
+        "--endpoint-url", unreachable.url, "diagnose", "-c", str(EXAMPLE), "i-0abc", "--output", "notes/saved"
+    )
+
+    assert outcome.code == ExitCode.BAD_INPUT
+    assert outcome.err == "error: --output notes/saved: notes is not a folder\n"
+    assert unreachable.accepted == []
