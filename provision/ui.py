@@ -85,7 +85,7 @@ class UI:
             return
         if self.ask is None:
             raise UsageError(f"{unasked} (no terminal to ask for confirmation on)")
-        if not self.ask(question):
+        if not self.ask(printable(question)):  # questions name hosts and nodes
             raise Declined("declined; nothing was changed")
 
     @contextmanager

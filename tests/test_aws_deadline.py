@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -65,15 +66,61 @@ def test_status_against_an_endpoint_that_never_answers_ends_at_the_deadline(
     assert outcome.code == ExitCode.AWS_REFUSED
     [line] = outcome.err.splitlines()
     assert line.startswith(
-        f"error: no answer from AWS at {silent.url} within 1s (cloudformation DescribeStacks, retries included; "
-        f"last: Read timeout on endpoint URL: "
+        f"error: AWS at {silent.url} did not complete cloudformation DescribeStacks within 1s, retries included "
+        "(last attempt: Read timeout on endpoint URL: "
     ), line
     assert line.endswith(
-        "check the endpoint, the region and the network, or allow longer with CLUSTER_AWS_TIMEOUT=SECONDS"
+        "; check the endpoint, the region and the network, or allow longer with CLUSTER_AWS_TIMEOUT=SECONDS"
     )
     # The first attempt waited out its read timeout, which is no longer than the deadline; no retry was started
     # after it (botocore alone makes eight).
     assert len(silent.accepted) == 1
+
+
+class Throttled(BaseHTTPRequestHandler):
+    """An endpoint that answers every call with CloudFormation's throttling error: botocore retries it with backoff."""
+
+    calls = 0
+
+    def do_POST(self) -> None:
+        type(self).calls += 1
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = (
+            b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
+            b"</Error><RequestId>1</RequestId></ErrorResponse>"
+        )
+        self.send_response(400)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_call_throttled_past_its_deadline_says_what_the_last_attempt_got(
+    run_main: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUSTER_AWS_TIMEOUT", "1")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Throttled)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        outcome = run_main(
+            "--endpoint-url", f"http://127.0.0.1:{server.server_address[1]}", "status", "-c", str(EXAMPLE)
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+    assert outcome.code == ExitCode.AWS_REFUSED
+    assert (
+        "did not complete cloudformation DescribeStacks within 1s, retries included (last attempt: HTTP 400 Throttling)"
+        in outcome.err
+    )
+    assert 1 <= Throttled.calls < 8, "stopped by the deadline, before botocore's eight attempts"
 
 
 @pytest.mark.parametrize("value", ["0", "0.5", "-3", "nan", "inf", "1e9", "thirty", "30s"])

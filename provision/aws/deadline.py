@@ -79,10 +79,9 @@ class CallDeadline:
             return
         if caught_exception is not None:
             context[_LAST_FAILURE] = str(caught_exception).splitlines()[0] if str(caught_exception) else ""
-        elif response is not None:
-            status = getattr(response[0], "status_code", None)
+        elif response is not None and getattr(response[0], "status_code", 200) >= 400:
             code = response[1].get("Error", {}).get("Code", "") if isinstance(response[1], dict) else ""
-            context[_LAST_FAILURE] = f"HTTP {status}{f' {code}' if code else ''}"
+            context[_LAST_FAILURE] = f"HTTP {response[0].status_code}{f' {code}' if code else ''}"
 
     def _check(self, request: Any, event_name: str = "", **_: Any) -> None:
         context = getattr(request, "context", None) or {}
@@ -93,7 +92,7 @@ class CallDeadline:
         _event, service, operation = [*event_name.split("."), "", ""][:3]  # before-send.<service>.<operation>
         last = context.get(_LAST_FAILURE)
         raise AwsTimedOut(
-            f"no answer from AWS at {url.scheme}://{url.netloc} within {self.seconds:g}s ({service} {operation}, "
-            f"retries included{f'; last: {last}' if last else ''}): check the endpoint, the region and the network, "
-            f"or allow longer with {VARIABLE}=SECONDS"
+            f"AWS at {url.scheme}://{url.netloc} did not complete {service} {operation} within {self.seconds:g}s, "
+            f"retries included{f' (last attempt: {last})' if last else ''}; check the endpoint, the region and the "
+            f"network, or allow longer with {VARIABLE}=SECONDS"
         )
