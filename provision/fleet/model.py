@@ -3,7 +3,6 @@ instance (read once: they never change) and its node, already joined."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,8 +10,6 @@ from provision.errors import UsageError
 from provision.kube.model import NodeState
 
 GONE_STATES = ("Terminating:Proceed", "Terminating", "Terminated", "Detaching", "Detached")
-# What an instance id, a node name, a private DNS name or an IP address (v4 or v6) can be made of.
-HOST_NAME = re.compile(r"[A-Za-z0-9._:-]{1,253}")
 
 
 @dataclass(frozen=True)
@@ -68,15 +65,6 @@ class Snapshot:
     @property
     def ready_capacity(self) -> int:
         return sum(1 for host in self.hosts if host.ready)
-
-
-def check_host_name(name: str) -> None:
-    """Refuse a HOST that no host can be called, before anything is asked of AWS."""
-    if not HOST_NAME.fullmatch(name):
-        raise UsageError(
-            f"HOST {name!r} is not an instance id, node name, private DNS name or IP address "
-            "(1 to 253 letters, digits, '.', '-', '_' or ':')"
-        )
 
 
 def find_host(name: str, snapshot: Snapshot) -> tuple[str, NodeState | None]:

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provision.errors import UsageError
 from provision.remote.connect import Connector, Session, SshError
 from provision.remote.targets import Target
 
@@ -90,15 +89,6 @@ def collect(target: Target, folder: Path, connector: Connector, sources: Sources
         _console_output(target, folder, sources, evidence)
     write_private(folder / SUMMARY, "\n".join(evidence.lines) + "\n")
     return evidence
-
-
-def check_folder(folder: Path, *, option: str) -> None:
-    """Refuse, before anything is collected, a folder that cannot be made: it, or the nearest of its parents that
-    exists, is not a folder."""
-    existing = next(path for path in (folder, *folder.parents) if path.exists() or path.is_symlink())
-    if not existing.is_dir():
-        where = "it" if existing == folder else str(existing)
-        raise UsageError(f"{option} {folder}: {where} is not a folder")
 
 
 def private_folder(folder: Path) -> None:

@@ -36,14 +36,11 @@ def command(
     """Save HOST's evidence into a timestamped folder: kubelet and container runtime journals, boot and
     cloud-init logs, the health agent's verdict, dmesg, disk and memory use, its node's events and its SSM records.
     When SSH fails, EC2's console output is saved instead."""
-    from provision.fleet.model import check_host_name
-    from provision.remote.diagnostics import Limits, check_folder
+    from provision.remote.diagnostics import Limits
     from provision.remote.targets import named_hosts
     from provision.ui import UI
     from provision.verbs.remote_access import diagnose, evidence_line, reach
 
-    check_host_name(host)
-    check_folder(output, option="--output")
     config = load_config(config_path, example_ok=options.sandbox)
     source = str(config_path or "cluster.toml")
     with reach(config, options, accept_new_host_key=accept_new_host_key, source=source) as reached:

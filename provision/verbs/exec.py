@@ -42,7 +42,6 @@ def command(
     private DNS name or IP), PARALLEL at a time, and show each host's exit status and output. Exits 1 when any host
     failed or could not be reached. Example: cluster exec --all -- uptime"""
     from provision.errors import ClusterError, UsageError
-    from provision.fleet.model import check_host_name
     from provision.remote.run import run_everywhere
     from provision.remote.targets import every_host, named_hosts
     from provision.ui import UI
@@ -54,8 +53,6 @@ def command(
         raise UsageError("give the command after --, e.g. cluster exec --all -- uptime")
     if every == bool(hosts):
         raise UsageError("name the hosts, or give --all (not both)")
-    for host in hosts:
-        check_host_name(host)
     config = load_config(config_path, example_ok=options.sandbox)
     source = str(config_path or "cluster.toml")
     with reach(config, options, accept_new_host_key=accept_new_host_key, source=source) as reached:

@@ -41,13 +41,12 @@ def command(
     """Replace HOST (an instance id, node name, private DNS name or private IP): a new host first, then cordon,
     drain under the PodDisruptionBudgets, terminate. Only what the replacement needs is waited for. A host whose node
     is NotReady is treated as dead. First its diagnostics are saved (see `cluster diagnose`), within a short bound."""
-    from provision.fleet.model import check_host_name, find_host
+    from provision.fleet.model import find_host
     from provision.roll.plan import one_host
     from provision.ui import UI
     from provision.verbs.aws import connected
     from provision.verbs.rolling import engine, finish, holding_lock, owner, reporting, show_plan
 
-    check_host_name(host)
     config = load_config(config_path, example_ok=options.sandbox)
     ui = UI.for_terminal(assume_yes=assume_yes, to_stderr=output == "json")
     with reporting(output) as document, connected(config, options) as connection:

@@ -20,12 +20,10 @@ def command(ctx: click.Context, host: str, config_path: Path | None, accept_new_
     """Open a shell on HOST (an instance id, node name, private DNS name or IP), through ssh.bastion or the
     ProxyJump of ~/.ssh/config when there is one; or run the COMMAND given after --. Without a terminal, stdin is
     passed to the host and the command's (or the shell's) exit status is this command's."""
-    from provision.fleet.model import check_host_name
     from provision.remote.shell import interactive, piped
     from provision.remote.targets import named_hosts
     from provision.verbs.remote_access import reach
 
-    check_host_name(host)
     options: Globals = ctx.obj
     config = load_config(config_path, example_ok=options.sandbox)
     source = str(config_path or "cluster.toml")
