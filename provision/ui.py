@@ -96,7 +96,7 @@ class UI:
             yield lambda _text: None
             return
         with self.console.status("") as status:
-            yield lambda text: status.update(escape(text))
+            yield lambda text: status.update(escape(printable(text)))
 
     @contextmanager
     def waiting(self, text: str) -> Iterator[None]:
