@@ -212,7 +212,10 @@ def test_iam_is_scoped_to_this_cluster() -> None:
     # Only actions that AWS cannot scope to a resource get "*".
     unscoped = {sid for sid, statement in statements.items() if statement["Resource"] == ["*"]}
     assert unscoped == {"FindOwnGroup", "SessionManager"}
-    assert not [a for a in statements["SessionManager"]["Action"] if a.startswith("ssm:Get")]
+    assert not [a for a in statements["SessionManager"]["Action"] if a.startswith("ssm:")], "channels only"
+    registration = statements["SessionManagerRegistration"]
+    assert registration["Action"] == ["ssm:UpdateInstanceInformation"]
+    assert registration["Resource"] == tag["Resource"], "EC2 instances only"
     managed = json.dumps(role["ManagedPolicyArns"])
     assert "AmazonSSMManagedInstanceCore" not in managed
     assert "AmazonEC2ContainerRegistryReadOnly" in managed
