@@ -299,6 +299,10 @@ def test_patch_roll_and_replace_print_one_json_document_with_output_json(sandbox
     rolled = cluster(sandbox, "--sandbox", "roll", "--yes", "--output", "json")
 
     assert rolled.returncode == 0, rolled.stderr
+    page = sandbox / json.loads(rolled.stdout)["report"]
+    assert page.parent == sandbox / "reports" and page.name.startswith("roll-") and page.suffix == ".html"
+    assert f"roll report: {page.relative_to(sandbox)}" in rolled.stderr and page.with_suffix(".json").is_file()
+    assert planned.stdout.count('"report": null') == 1 and not list((sandbox / "reports").glob("patch-*")), "dry run"
     result = json.loads(rolled.stdout)["result"]
     assert {item["instance_id"] for item in result["replaced"]} == set(before) and result["lowest_ready"] == 2
     assert all(item["replacement"].startswith("i-") and item["seconds"] > 0 for item in result["replaced"])
