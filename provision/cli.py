@@ -16,7 +16,8 @@ import click
 
 from provision import __version__
 from provision.errors import ClusterError, ExitCode
-from provision.verbs.options import Globals
+from provision.printable import escaped
+from provision.verbs.options import EndpointUrl, Globals
 
 # verb -> one-line help. The help is here so that listing the verbs does not import them.
 VERBS: dict[str, str] = {
@@ -60,7 +61,7 @@ class LazyVerbs(click.Group):
 @click.option("--profile", metavar="NAME", help="AWS profile (default: boto3's own choice, e.g. AWS_PROFILE).")
 @click.option(
     "--endpoint-url",
-    metavar="URL",
+    type=EndpointUrl(),
     help="AWS endpoint for every service, e.g. a local moto server (or AWS_ENDPOINT_URL).",
 )
 @click.option("--sandbox", is_flag=True, help="Talk to the local sandbox (`cluster sandbox start`) instead of AWS.")
@@ -79,6 +80,15 @@ def cli(
 ) -> None:
     """Provision, patch and heal fleets of Kubernetes worker hosts on AWS."""
     ctx.obj = Globals(debug, profile, endpoint_url, kubeconfig, context, sandbox)
+
+
+def _click_message(error: click.ClickException) -> str:
+    """click's own message (which names the option) on one line, with where to look for help instead of click's
+    usage block."""
+    message = escaped(" ".join(error.format_message().split()))
+    if isinstance(error, click.UsageError) and error.ctx is not None:
+        message += f" (see `{error.ctx.command_path} --help`)"
+    return message
 
 
 def _interrupted(signum: int, frame: object) -> None:
@@ -102,17 +112,17 @@ def _run(args: list[str], debug: bool) -> int:
         click.echo("Aborted; nothing more was done.", err=True)
         return ExitCode.INTERRUPTED
     except click.ClickException as error:
-        error.show()
+        click.echo(f"error: {_click_message(error)}", err=True)
         return error.exit_code
     except ClusterError as error:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {escaped(str(error))}", err=True)
         return error.exit_code
     except Exception as error:  # a bug: still one line, and the traceback on demand
         if debug:
             traceback.print_exc()
-        first = str(error).splitlines()[0] if str(error) else ""
+        first = escaped(str(error).splitlines()[0]) if str(error) else ""
         click.echo(
             f"error: unexpected {type(error).__name__}: {first} (rerun with --debug for the traceback)", err=True
         )

@@ -182,18 +182,17 @@ def _heal(ui: UI, config: ClusterConfig, cloud: Cloud, factory: AwsFactory, kube
     thread = threading.Thread(target=heal.run, kwargs={"once": False}, name="cluster-heal", daemon=True)
     thread.start()
     try:
-        fleet = Fleet.of_stack(cloud, config.stack_name)
+        fleet = Fleet.of_stack(cloud, config.stack_name, kube=kube)
         victim = fleet.snapshot().hosts[0].instance_id
         # What the health agent does after `failures_before_unhealthy` failed checks (a full disk: the kubelet runs).
         verdict = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} failing:disk failures=3"
         cloud.instances.set_tag(victim, names.HEALTH_TAG, verdict)
-        cloud.groups.client.set_instance_health(InstanceId=victim, HealthStatus="Unhealthy")
+        cloud.groups.report_unhealthy(victim)
         ui.say(f"{victim}'s health agent: the disk check failed 3 times in a row; host reported Unhealthy")
 
         def healed() -> bool | None:
             snapshot = fleet.snapshot()
-            ready = {node.instance_id for node in kube.nodes() if node.ready and not node.unschedulable}
-            serving = [h for h in snapshot.hosts if h.lifecycle_state == "InService" and h.instance_id in ready]
+            serving = [host for host in snapshot.hosts if host.ready]
             web = [pod for pod in kube.pods(namespace="default") if not pod.terminating]
             done = (
                 snapshot.host(victim) is None

@@ -10,12 +10,38 @@ from typing import Any
 
 import yaml
 
+from provision.errors import UsageError
+from provision.textfile import MIB, UnreadableFile, read_text_file
+
+KUBECONFIG_LIMIT = 16 * MIB  # kubeconfigs embed certificates, a few KB each
+
 
 def default_path(configured: str | None) -> Path:
     if configured:
         return Path(configured).expanduser()
     first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
     return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
+
+
+def read_kubeconfig(path: Path) -> dict[str, Any] | None:
+    """The kubeconfig at ``path`` as YAML data, or None when there is no such file."""
+    try:
+        text = read_text_file(path, limit=KUBECONFIG_LIMIT)
+    except UnreadableFile as error:
+        if error.missing:
+            return None
+        raise UsageError(f"kubeconfig {error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise UsageError(f"kubeconfig {path}: not YAML{line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"kubeconfig {path}: not a kubeconfig (a YAML mapping with clusters, users, contexts)")
+    return data
 
 
 def eks_entry(name: str, region: str, endpoint: str, certificate_authority: str) -> dict[str, Any]:
@@ -52,8 +78,7 @@ def merge(existing: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
 def write_entry(path: Path, entry: dict[str, Any]) -> bool:
     """Merge ``entry`` into the kubeconfig at ``path`` (atomically, mode 0600). True when it became the current
     context."""
-    existing = yaml.safe_load(path.read_text()) if path.exists() else None
-    merged = merge(existing or {}, entry)
+    merged = merge(read_kubeconfig(path) or {}, entry)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -17,6 +17,7 @@ from moto import mock_aws
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
 from provision.cli import main
+from provision.sandbox import stack_outputs
 from tests.fakeclock import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +88,9 @@ def update_golden(request: pytest.FixtureRequest) -> Iterator[bool]:
 
 @pytest.fixture
 def moto() -> Iterator[None]:
-    """AWS simulated in-process by moto for the test's duration."""
+    """AWS simulated in-process by moto for the test's duration, with a stack's outputs after a change set as the
+    sandbox corrects them (moto leaves them empty)."""
+    stack_outputs.install()
     with mock_aws():
         yield
 

@@ -400,7 +400,7 @@ class FakeKube(Kube):
 
 class FakeParameters(Parameters):
     def __init__(self, world: World | None = None) -> None:
-        self.values: dict[str, str] = {}
+        self.stored: dict[str, str] = {}
         self.world = world  # given: the parameters answer only while the roll's process is alive
 
     def _call(self, operation: str) -> None:
@@ -410,24 +410,24 @@ class FakeParameters(Parameters):
 
     def create(self, name: str, value: str) -> bool:
         self._call("PutParameter")
-        return self.values.setdefault(name, value) == value
+        return self.stored.setdefault(name, value) == value
 
     def put(self, name: str, value: str, *, tier: Literal["Standard", "Intelligent-Tiering"] = "Standard") -> None:
         self._call("PutParameter")
-        self.values[name] = value
+        self.stored[name] = value
 
     def value(self, name: str) -> str | None:
         self._call("GetParameter")
-        return self.values.get(name)
+        return self.stored.get(name)
 
     def delete(self, names: list[str]) -> None:
         self._call("DeleteParameters")
         for name in names:
-            self.values.pop(name, None)
+            self.stored.pop(name, None)
 
     def remove(self, name: str) -> None:
         self._call("DeleteParameter")
-        self.values.pop(name, None)
+        self.stored.pop(name, None)
 
 
 class Killed(BaseException):

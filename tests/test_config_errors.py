@@ -454,7 +454,7 @@ BAD_CONFIGS = [
     pytest.param(
         example().set("tags", '"aws:cost"', '"x"').data,
         "tags.aws:cost",
-        ("is not a tag key", "not 'aws:'"),
+        ("starts with 'aws:'", "keeps for its own tags"),
         id="tag-key-aws-prefix",
     ),
     pytest.param(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from provision.deploy.down import LeftBehind, down
 from provision.deploy.status import collect
 from provision.deploy.up import Up
 from provision.errors import UsageError
+from provision.fleet.observe import Fleet
 from provision.render import names
 from provision.render.template import render
 from provision.ui import Declined
@@ -202,12 +204,46 @@ def test_status_makes_the_same_number_of_aws_calls_for_3_or_40_hosts(cloud: Clou
     assert len(report.hosts) == hosts
     assert sorted(calls) == sorted(
         [
-            "DescribeStacks",
-            "DescribeStackResources",
+            "DescribeStacks",  # with the outputs: the group, its launch template, the up-to-date fingerprint
             "DescribeAutoScalingGroups",
-            "DescribeLaunchTemplateVersions",
             "DescribeInstances",  # with each host's health verdict, a tag of its instance
         ]
+    )
+
+
+def test_the_stacks_outputs_follow_every_update_and_name_what_the_verbs_read(cloud: Cloud) -> None:
+    up(EXAMPLE, cloud)
+    first = cloud.stacks.find(EXAMPLE.stack_name)
+    up(config(hosts={"instance_type": "m5.large"}), cloud, token=None)
+
+    stack = cloud.stacks.find(EXAMPLE.stack_name)
+    assert first is not None and stack is not None
+    resources = cloud.stacks.resources(EXAMPLE.stack_name)
+    assert stack.outputs[names.OUTPUT_GROUP] == resources[names.HOST_GROUP]
+    assert stack.outputs[names.OUTPUT_LAUNCH_TEMPLATE] == resources[names.LAUNCH_TEMPLATE]
+    latest = cloud.instances.launch_template(resources[names.LAUNCH_TEMPLATE])
+    assert stack.outputs[names.OUTPUT_FINGERPRINT] == latest.tags[names.FINGERPRINT_TAG], "what a new host carries"
+    assert stack.outputs[names.OUTPUT_FINGERPRINT] != first.outputs[names.OUTPUT_FINGERPRINT], "not the first's"
+
+
+def test_a_stack_without_outputs_is_read_through_its_resources_and_launch_template(cloud: Cloud) -> None:
+    cfg = config(hosts={"min_size": 2, "max_size": 2, "desired_capacity": 2})
+    up(cfg, cloud)
+    stack = cloud.stacks.find(cfg.stack_name)
+    assert stack is not None
+    calls: list[str] = []
+    for client in (cloud.stacks.client, cloud.groups.client, cloud.instances.client):
+        client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+
+    # A stack whose outputs are missing (made by an older version, or by moto's change sets as moto leaves them).
+    bare = Fleet.of_stack(cloud, cfg.stack_name, described=replace(stack, outputs={})).snapshot()
+    by_outputs = Fleet.of_stack(cloud, cfg.stack_name, described=stack).snapshot()
+
+    assert bare.group == by_outputs.group and bare.fingerprint == by_outputs.fingerprint != ""
+    assert [host.fingerprint for host in bare.hosts] == [bare.fingerprint] * 2, "both hosts current either way"
+    assert sorted(calls) == sorted(
+        ["DescribeStackResources", "DescribeLaunchTemplateVersions"]  # the two reads the outputs save
+        + ["DescribeAutoScalingGroups", "DescribeInstances"] * 2
     )
 
 

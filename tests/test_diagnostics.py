@@ -19,11 +19,11 @@ from lightkube.resources.core_v1 import Event
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
 from provision.fleet.observe import Fleet
-from provision.remote.access import diagnose_before_replace
-from provision.remote.diagnostics import COMMANDS, decode_console_output
+from provision.remote.diagnostics import COMMANDS, SUMMARY, decode_console_output
 from provision.sandbox.state import SandboxState, is_ours
 from provision.verbs.aws import Connection
 from provision.verbs.options import Globals
+from provision.verbs.remote_access import diagnose_before_replace
 from tests.conftest import EXAMPLE, Outcome, run_installed
 from tests.deploykit import REGION, config, recording_ui
 from tests.simkit import Simulator, simulator
@@ -112,6 +112,36 @@ def test_a_command_the_host_lacks_is_recorded_not_fatal(
     assert "node-events.txt: not collected (no node, or the Kubernetes API is not reachable)" in lines
 
 
+def test_what_diagnose_saves_is_private_whatever_the_umask(
+    run_main: Run, cloud: Cloud, ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path, in_tmp: Path
+) -> None:
+    hosts = deployed(cloud)
+    map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [server.port for server in hosts3])
+    trust(ssh_home, *hosts3)
+    (instance_id, _), _, _ = hosts
+    shared = in_tmp / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+
+    previous = os.umask(0)  # the most open umask: nothing may come out group- or world-readable
+    try:
+        into_missing = run_main("diagnose", "-c", str(EXAMPLE), instance_id, "--output", "saved/by/cluster")
+        into_shared = run_main("diagnose", "-c", str(EXAMPLE), instance_id, "--output", str(shared))
+    finally:
+        os.umask(previous)
+
+    assert into_missing.code == 0 and into_shared.code == 0, into_missing.err + into_shared.err
+    [folder] = (in_tmp / "saved" / "by" / "cluster").iterdir()
+    for made in (in_tmp / "saved", in_tmp / "saved" / "by", in_tmp / "saved" / "by" / "cluster", folder):
+        assert made.stat().st_mode & 0o777 == 0o700, made
+    [other] = shared.iterdir()
+    assert other.stat().st_mode & 0o777 == 0o700
+    assert shared.stat().st_mode & 0o777 == 0o755, "a folder the user named is left as it was"
+    files = [*folder.iterdir(), *other.iterdir()]
+    assert {"kubelet.log", "disk.txt", "host-records.txt", SUMMARY} <= {path.name for path in files}
+    assert {path.name: path.stat().st_mode & 0o777 for path in files} == {path.name: 0o600 for path in files}
+
+
 def test_when_ssh_fails_the_console_output_is_saved_instead(
     run_main: Run, cloud: Cloud, ssh_lab: SshLab, ssh_home: Path, in_tmp: Path
 ) -> None:
@@ -165,7 +195,7 @@ def test_before_a_replace_a_hung_host_is_held_to_the_replace_limits(
     hosts = deployed(cloud)
     # ConnectTimeout 600: only the collection's own bound can end the wait.
     map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [silent_port] * 3, connect_timeout=600)
-    monkeypatch.setattr("provision.remote.access.REPLACE_LIMITS_SECONDS", (0.2, 0.5))  # 10 s and 30 s, scaled down
+    monkeypatch.setattr("provision.verbs.remote_access.REPLACE_LIMITS_SECONDS", (0.2, 0.5))  # 10 s, 30 s: scaled
     (instance_id, _), _, _ = hosts
 
     shown = before_replace(cloud, instance_id)

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import NoCredentialsError
 
-from provision.kube.eks_token import TOKEN_PREFIX, eks_kubeconfig, eks_token
+from provision.aws.eks_token import TOKEN_PREFIX, eks_kubeconfig, eks_token
 
 
 def decode(token: str) -> str:

@@ -49,6 +49,7 @@ class FakeGroup:
     completed or the hook times out (HOOK_TIMEOUT after the last heartbeat; the default result goes on)."""
 
     now: Callable[[], float]
+    kube: Kube
     hosts: dict[str, Host] = field(default_factory=dict)
     deadlines: dict[str, float] = field(default_factory=dict)
     completed: list[tuple[str, str, str]] = field(default_factory=list)  # (instance, token, result)
@@ -58,8 +59,12 @@ class FakeGroup:
     hook_timeout: float = HOOK_TIMEOUT
 
     def snapshot(self) -> Snapshot:
+        """The group with every host joined to its node, as the fleet gives it."""
         self.expire()
-        return Snapshot(GROUP, len(self.hosts), 0, 6, "", tuple(self.hosts.values()), ())
+        every_node = tuple(self.kube.nodes())
+        nodes = Kube.match_hosts(every_node, {host.instance_id: host.names for host in self.hosts.values()})
+        hosts = tuple(replace(host, node=nodes.get(host.instance_id)) for host in self.hosts.values())
+        return Snapshot(GROUP, len(self.hosts), 0, 6, "", hosts, (), nodes=every_node)
 
     def terminating(self, instance_id: str) -> None:
         self.hosts[instance_id] = replace(self.hosts[instance_id], lifecycle_state="Terminating:Wait")
@@ -192,7 +197,8 @@ class _Records:
 @pytest.fixture
 def rig(simulator: Simulator) -> Rig:
     clock = simulator.clock
-    group = FakeGroup(clock.now)
+    kube = Kube(connect(kubeconfig=str(simulator.kubeconfig)))
+    group = FakeGroup(clock.now, kube)
     for index in (1, 2, 3):
         group.hosts[host(index).instance_id] = host(index)
         simulator.world.add_node(node_name(index), provider_id=f"aws:///eu-west-1a/{host(index).instance_id}",
@@ -200,7 +206,6 @@ def rig(simulator: Simulator) -> Rig:
     simulator.deployment("web", 6)
     simulator.budget("web", "web", maxUnavailable=1)
     simulator.settle(5)
-    kube = Kube(connect(kubeconfig=str(simulator.kubeconfig)))
     records: dict[str, str] = {}
     lines: list[str] = []
     roll: set[str] = set()

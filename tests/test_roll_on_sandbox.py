@@ -209,7 +209,8 @@ def test_a_patch_killed_mid_roll_is_finished_by_running_it_again(sandbox: Path, 
     again = cluster(sandbox, "--sandbox", "patch", "--yes", "--max-surge", "2")
 
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "continuing it, with the stack as that patch left it" in again.stdout
+    assert "continuing it, with the stack updated to the configuration as it is now (the same patch" in again.stdout
+    assert "no changes" in again.stdout.lower(), "the configuration did not change: the stack stays as it was"
     assert "lowest ready capacity seen: 2" in again.stdout
     after = hosts(sandbox)
     assert not before & {str(host["instance_id"]) for host in after} and len(after) == 2, "no extra host left"
@@ -244,3 +245,71 @@ def test_roll_terminate_first_never_grows_the_group(sandbox: Path) -> None:
     assert not before & {str(host["instance_id"]) for host in after} and len(after) == 2
     bad = cluster(sandbox, "--sandbox", "roll", "--dry-run", "--max-surge", "150%")
     assert bad.returncode == 2 and "'150%' is neither a number of hosts" in bad.stderr
+
+
+def test_pods_that_crash_only_on_the_new_configuration_halt_the_patch_at_the_canary_and_a_fixed_patch_continues(
+    sandbox: Path,
+) -> None:
+    label = 'labels = { "example.com/pool" = "workers" }'
+    good = (sandbox / "cluster.toml").read_text().replace("bake_seconds = 0", "bake_seconds = 5")
+    assert label in good and "canary = 1" in good
+    # The new configuration's hosts make the workload crash-loop (the sandbox's fault label, on their nodes).
+    bad = good.replace(label, 'labels = { "example.com/pool" = "workers", "sandbox.cluster/fault" = "crash-loop" }')
+    (sandbox / "cluster.toml").write_text(bad)
+    before = {str(host["instance_id"]) for host in hosts(sandbox)}
+
+    halted = cluster(sandbox, "--sandbox", "patch", "--yes")
+
+    assert halted.returncode == 1, halted.stdout + halted.stderr
+    assert "CrashLoopBackOff" in halted.stderr and "crash-looping where they run: default/web-" in halted.stderr
+    # The canary's drain stopped at once (waiting would not make crashing pods healthy) and was undone: its old host
+    # back in service, its replacement drained and gone; the other host was never touched.
+    assert {str(host["instance_id"]) for host in hosts(sandbox)} == before
+    assert "back in service" in halted.stdout and "undo: removing" in halted.stdout
+
+    (sandbox / "cluster.toml").write_text(good)
+    fixed = cluster(sandbox, "--sandbox", "patch", "--yes")
+
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "baking the canary for 5s" in fixed.stdout and "the canary baked clean" in fixed.stdout
+    final = hosts(sandbox)
+    assert len(final) == 2 and all(host["current"] is True and host["ready"] == "yes" for host in final)
+    assert not before & {str(host["instance_id"]) for host in final}
+    counters = simulator_counters(sandbox)
+    assert counters["budget_violations"] == 0, counters
+
+
+def test_patch_roll_and_replace_print_one_json_document_with_output_json(sandbox: Path) -> None:
+    before = {str(host["instance_id"]): host for host in hosts(sandbox)}
+
+    planned = cluster(sandbox, "--sandbox", "patch", "--dry-run", "--output", "json")
+
+    assert planned.returncode == 0, planned.stderr
+    document = json.loads(planned.stdout)  # the whole of stdout: one document; the progress went to stderr
+    assert "dry run: nothing was changed" in planned.stderr
+    assert document["dry_run"] is True and document["result"] is None and document["error"] is None
+    plan = document["plan"]
+    assert {host["instance_id"] for host in plan["hosts"]} == set(before), "every outdated host"
+    for host in plan["hosts"]:
+        assert host["zone"] == before[host["instance_id"]]["availability_zone"]
+        assert host["reason"] == "outdated by the new patch generation" and host["group"] == plan["group"]
+    assert [host["order"] for host in plan["hosts"]] == [1, 2] and plan["waves"] == 2
+    assert plan["budget"] == {"max_surge": 1, "max_unavailable": 0, "overlap": True}
+
+    rolled = cluster(sandbox, "--sandbox", "roll", "--yes", "--output", "json")
+
+    assert rolled.returncode == 0, rolled.stderr
+    page = sandbox / json.loads(rolled.stdout)["report"]
+    assert page.parent == sandbox / "reports" and page.name.startswith("roll-") and page.suffix == ".html"
+    assert f"roll report: {page.relative_to(sandbox)}" in rolled.stderr and page.with_suffix(".json").is_file()
+    assert planned.stdout.count('"report": null') == 1 and not list((sandbox / "reports").glob("patch-*")), "dry run"
+    result = json.loads(rolled.stdout)["result"]
+    assert {item["instance_id"] for item in result["replaced"]} == set(before) and result["lowest_ready"] == 2
+    assert all(item["replacement"].startswith("i-") and item["seconds"] > 0 for item in result["replaced"])
+
+    refused = cluster(sandbox, "--sandbox", "replace", "i-0123456789abcdef0", "--yes", "--output", "json")
+
+    assert refused.returncode == 2
+    error = json.loads(refused.stdout)["error"]
+    assert error["exit_code"] == 2 and "i-0123456789abcdef0" in error["message"]
+    assert refused.stderr.strip().endswith(error["message"]), "the same line on stderr"

@@ -94,7 +94,7 @@ def assert_done_and_clean(world: World, parameters: FakeParameters, *, hosts: in
     assert (world.desired, world.max_size) == (hosts, hosts * 2), "the group is back to its size"
     assert world.suspended == [], "no process left suspended"
     assert world.cordoned == set(), "no node left cordoned"
-    assert parameters.values == {}, "the lock released and the journal cleared"
+    assert parameters.stored == {}, "the lock released and the journal cleared"
     assert world.forced == [], "no pod evicted against its budget"
     assert len(world.pods) == hosts * 2 and not world.evicted, "every pod runs"
 
@@ -103,7 +103,7 @@ def assert_untouched(world: World, parameters: FakeParameters, before: set[str])
     assert set(world.machines) == before, "the surge hosts are gone, the old ones stay"
     assert (world.desired, world.max_size) == (HOSTS, HOSTS * 2)
     assert world.suspended == [] and world.cordoned == set() and world.forced == []
-    assert parameters.values == {} or set(parameters.values) == {"/cluster/test/roll-state"}, "the lock released"
+    assert parameters.stored == {} or set(parameters.stored) == {"/cluster/test/roll-state"}, "the lock released"
 
 
 @pytest.mark.parametrize(("surge", "overlap"), [(1, False), (1, True), (2, False), (2, True), (3, True)])
@@ -297,7 +297,7 @@ def test_a_crash_between_recording_a_host_and_raising_the_size_is_continued(monk
         patched.setattr(FakeGroups, "set_size", killed)
         with pytest.raises(Interrupted):
             roll(world, parameters)
-    assert world.desired == HOSTS and "/cluster/test/roll-state" in parameters.values, "a host the group never grew for"
+    assert world.desired == HOSTS and "/cluster/test/roll-state" in parameters.stored, "a host the group never grew for"
 
     roll(world, parameters)
 
@@ -332,7 +332,7 @@ def test_interrupted_at_any_boundary_the_same_command_finishes_the_job(
     with pytest.raises(Interrupted):
         roll(world, parameters, surge=surge, unavailable=unavailable, checkpoint=checkpoint)
     assert world.suspended == [], "processes are restored even on an interrupt"
-    assert "/cluster/test/roll-lock" not in parameters.values, "the lock is released on an interrupt"
+    assert "/cluster/test/roll-lock" not in parameters.stored, "the lock is released on an interrupt"
 
     result = roll(world, parameters, surge=surge, unavailable=unavailable)
 
@@ -451,7 +451,7 @@ def test_killed_at_any_boundary_the_same_command_with_break_lock_finishes_the_jo
     with pytest.raises(Killed):
         roll(world, parameters, surge=surge, unavailable=unavailable, checkpoint=kill)
     world.killed, world.clock.on_sleep = False, observe
-    assert "/cluster/test/roll-lock" in parameters.values, "a killed roll leaves its lock"
+    assert "/cluster/test/roll-lock" in parameters.stored, "a killed roll leaves its lock"
     if boundary != "locked":
         assert world.suspended, "and the processes it suspended"
     with pytest.raises(Locked, match="another roll holds the cluster"):
@@ -509,7 +509,7 @@ def test_a_size_changed_by_someone_else_mid_roll_is_left_as_it_is_and_said() -> 
     assert world.desired == HOSTS + 1, "the autoscaler's host is not taken away (which would terminate one undrained)"
     assert world.max_size == HOSTS * 2, "the maximum is put back"
     assert any(f"desired capacity is {HOSTS + 1}, not the {HOSTS} it had before the roll" in line for line in said)
-    assert world.cordoned == set() and world.suspended == [] and parameters.values == {}
+    assert world.cordoned == set() and world.suspended == [] and parameters.stored == {}
 
 
 @pytest.mark.parametrize(

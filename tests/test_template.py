@@ -109,6 +109,11 @@ def test_cfn_lint_accepts_the_template(mode: str) -> None:
             "must be encrypted",
             id="unencrypted",
         ),
+        pytest.param(
+            lambda lt: lt["NetworkInterfaces"][0].update(AssociatePublicIpAddress=True),
+            "must not get a public address",
+            id="public-address",
+        ),
     ],
 )
 def test_custom_lint_rules_catch_an_unsafe_launch_template(breakage: Any, rule_message: str) -> None:
@@ -150,6 +155,11 @@ def test_launch_template_is_safe_by_default() -> None:
     }
     assert "KeyName" not in data
     assert data["ImageId"] == {"Ref": names.IMAGE_PARAMETER}
+    # No public address even in a public subnet; the security groups travel with the only interface.
+    [interface] = data["NetworkInterfaces"]
+    assert interface["AssociatePublicIpAddress"] is False
+    assert interface["Groups"] == [{"Ref": names.HOST_SECURITY_GROUP}]
+    assert "SecurityGroupIds" not in data
 
 
 def test_no_port_is_open_from_outside_by_default() -> None:
@@ -202,7 +212,10 @@ def test_iam_is_scoped_to_this_cluster() -> None:
     # Only actions that AWS cannot scope to a resource get "*".
     unscoped = {sid for sid, statement in statements.items() if statement["Resource"] == ["*"]}
     assert unscoped == {"FindOwnGroup", "SessionManager"}
-    assert not [a for a in statements["SessionManager"]["Action"] if a.startswith("ssm:Get")]
+    assert not [a for a in statements["SessionManager"]["Action"] if a.startswith("ssm:")], "channels only"
+    registration = statements["SessionManagerRegistration"]
+    assert registration["Action"] == ["ssm:UpdateInstanceInformation"]
+    assert registration["Resource"] == tag["Resource"], "EC2 instances only"
     managed = json.dumps(role["ManagedPolicyArns"])
     assert "AmazonSSMManagedInstanceCore" not in managed
     assert "AmazonEC2ContainerRegistryReadOnly" in managed

@@ -107,14 +107,13 @@ def test_the_handler_policy_grants_the_calls_heal_makes_and_no_others(template: 
     assert set(handler_statements(template)) == {
         ("autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"),  # the hook
         ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"),  # the queue
-        ("cloudformation:DescribeStackResources", "cloudformation:DescribeStacks"),  # the queue's URL, the group
+        ("cloudformation:DescribeStacks",),  # its outputs: the queue's URL, the group, the up-to-date fingerprint
         ("ssm:GetParameter",),  # the roll's lock and journal, the hosts' records: one by one, never a whole path
         ("ssm:DeleteParameters",),  # the records of hosts that left
         (
             "autoscaling:DescribeAutoScalingGroups",
             "autoscaling:DescribeLifecycleHooks",  # the heartbeat cadence
             "ec2:DescribeInstances",
-            "ec2:DescribeLaunchTemplateVersions",  # the fingerprint a host launched now carries (Fleet.snapshot)
         ),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -13,6 +14,8 @@ from provision.aws.session import error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
+
+ACTIVITY_INSTANCE = re.compile(r"\b(i-[0-9a-f]+)\b")  # the instance an activity's description names
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ class Groups:
             if error_code(error) != "ValidationError":
                 raise
 
+    def report_unhealthy(self, instance_id: str) -> None:
+        """What a host's health agent does about itself (the demo plays it): the group replaces the host."""
+        self.client.set_instance_health(InstanceId=instance_id, HealthStatus="Unhealthy")
+
     def suspend(self, name: str, processes: list[str]) -> None:
         if processes:
             self.client.suspend_processes(AutoScalingGroupName=name, ScalingProcesses=processes)
@@ -126,6 +133,19 @@ class Groups:
         """Each lifecycle hook of the group and its heartbeat timeout in seconds, as deployed."""
         hooks = self.client.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
         return {hook["LifecycleHookName"]: hook["HeartbeatTimeout"] for hook in hooks if "HeartbeatTimeout" in hook}
+
+    def activities_in_progress(self, name: str) -> dict[str, datetime]:
+        """Instance id -> when its scaling activity still in progress began (the launch or termination a lifecycle
+        action holds up). One call: the latest 100 activities."""
+        activities = self.client.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=100)["Activities"]
+        since: dict[str, datetime] = {}
+        for activity in activities:
+            if activity.get("StatusCode") in {"Successful", "Failed", "Cancelled"}:
+                continue
+            match = ACTIVITY_INSTANCE.search(activity.get("Description", ""))
+            if match and "StartTime" in activity:
+                since.setdefault(match[1], activity["StartTime"])
+        return since
 
     def heartbeat(self, name: str, hook: str, instance_id: str, token: str) -> bool:
         """Push the action's timeout out by the hook's heartbeat timeout. False when no action waits any more."""

@@ -81,6 +81,14 @@ class Instances:
         """What a host's health agent does to its own instance; the sandbox and the demo play it."""
         self.client.create_tags(Resources=[instance_id], Tags=[{"Key": key, "Value": value}])
 
+    def keeping(self) -> KeptInstances:
+        """These instances' facade, keeping what it describes (see ``KeptInstances``)."""
+        return KeptInstances(self.client)
+
+    def console_output(self, instance_id: str) -> str:
+        """The instance's serial console as EC2 last captured it (AWS gives it base64-encoded; boto3 decodes it)."""
+        return self.client.get_console_output(InstanceId=instance_id).get("Output", "")
+
     def tagged_vpcs(self, cluster_tag: str, cluster: str) -> list[str]:
         vpcs = self.client.describe_vpcs(Filters=[{"Name": f"tag:{cluster_tag}", "Values": [cluster]}])["Vpcs"]
         return sorted(vpc["VpcId"] for vpc in vpcs)

@@ -16,24 +16,40 @@ from pydantic_core import ErrorDetails
 from provision.config.schema import ClusterConfig
 from provision.config.types import FieldProblem
 from provision.errors import ConfigError
+from provision.textfile import MIB, UnreadableFile, read_text_file
+
+# Far above any real configuration (the example is 8 KB), and what a ConfigMap can carry to `cluster heal`.
+CONFIG_LIMIT = 1 * MIB
 
 
 def load_config(path: Path, *, source: str | None = None) -> ClusterConfig:
     """Load and validate the TOML file at ``path``. ``source`` is how the file is named in messages."""
     name = source or str(path)
+    return config_from_text(read_config_text(path, source=name), source=name)
+
+
+def config_from_text(text: str, *, source: str) -> ClusterConfig:
+    """Parse and validate the text of a configuration file named ``source``."""
+    if text.startswith("\ufeff"):  # what some Windows editors put first; tomllib calls it an "invalid statement"
+        raise ConfigError(
+            source, "", "starts with a byte order mark, which TOML does not allow: save it as UTF-8 without BOM"
+        )
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(name, "", "no such file (copy cluster.example.toml to start one)") from None
-    except OSError as error:
-        raise ConfigError(name, "", f"cannot read: {error.strerror or error}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise ConfigError(name, "", f"not UTF-8 text (byte {error.start})") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(name, "", f"TOML syntax error: {error}") from None
-    return parse_config(data, source=name)
+        raise ConfigError(source, "", f"TOML syntax error: {error}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise ConfigError(source, "", "arrays or tables are nested too deeply to be a configuration") from None
+    return parse_config(data, source=source)
+
+
+def read_config_text(path: Path, *, source: str | None = None) -> str:
+    """The configuration file's text, read as every file the user names is (``provision.textfile``)."""
+    try:
+        return read_text_file(path, limit=CONFIG_LIMIT)
+    except UnreadableFile as error:
+        hint = " (copy cluster.example.toml to start one)" if error.missing else ""
+        raise ConfigError(source or str(path), "", f"{error.problem}{hint}") from None
 
 
 def parse_config(data: dict[str, Any], *, source: str) -> ClusterConfig:
@@ -85,6 +101,8 @@ def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[list[str]
     while index < len(loc):
         part = loc[index]
         index += 1
+        if part == "[key]":
+            continue  # pydantic's marker for a problem with a table's key (not its value): the key is named already
         path.append(str(part) if isinstance(part, str) else f"[{part}]")
         parent = current
         field = current.model_fields.get(str(part)) if current is not None else None

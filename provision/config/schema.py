@@ -22,7 +22,7 @@ from provision.config.types import (
     FilePath,
     HostShare,
     ImageSource,
-    IngressCidr,
+    IngressCidrs,
     InstanceType,
     KeyPairName,
     KmsKey,
@@ -35,9 +35,8 @@ from provision.config.types import (
     Seconds,
     SshTarget,
     SubnetId,
-    TagKey,
-    TagValue,
     UnixUser,
+    UserTags,
     VpcId,
 )
 
@@ -52,7 +51,7 @@ class EksControlPlane(Section):
     mode: Literal["eks"]
     kubernetes_version: KubernetesVersion = "1.34"
     endpoint_public_access: bool = False
-    public_access_cidrs: list[IngressCidr] = Field(default_factory=list)
+    public_access_cidrs: IngressCidrs = Field(default_factory=list)
     secrets_kms_key: KmsKey | None = None
 
     @model_validator(mode="after")
@@ -70,7 +69,7 @@ class KubeadmControlPlane(Section):
     api_endpoint: ApiEndpoint
     ca_cert_hash: CaCertHash
     token_kms_key: KmsKey | None = None
-    control_plane_cidrs: list[IngressCidr] = Field(default_factory=list)
+    control_plane_cidrs: IngressCidrs = Field(default_factory=list)
 
 
 ControlPlane = Annotated[EksControlPlane | KubeadmControlPlane, Field(discriminator="mode")]
@@ -201,7 +200,7 @@ class Ssh(Section):
     identity_file: FilePath | None = None
     config_file: FilePath = "~/.ssh/config"
     connect_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 10
-    allow_from: list[IngressCidr] = Field(default_factory=list)
+    allow_from: IngressCidrs = Field(default_factory=list)
 
 
 class Kubernetes(Section):
@@ -222,7 +221,7 @@ class ClusterConfig(Section):
     queue_scaling: QueueScaling | None = None
     ssh: Ssh = Field(default_factory=Ssh)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    tags: UserTags = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_section(self) -> ClusterConfig:

@@ -13,6 +13,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from provision.render import names
+
 
 class FieldProblem(ValueError):
     """Raised by a model validator about one field of its model, so that the error names that field's key path
@@ -43,13 +45,138 @@ def _cidr(value: str) -> str:
     return str(network)
 
 
+# The most public address space one list of ingress networks may open a port to: a /16's worth. An office, a VPN's
+# egress or a CI provider's published ranges fit many times over; "0.0.0.0/1" plus "128.0.0.0/1" (the whole internet
+# in two rules) does not. Private and other non-global ranges (RFC 1918, 100.64.0.0/10, ...) are not counted.
+PUBLIC_ADDRESS_LIMIT = 65_536
+_PUBLIC_LIMIT_TEXT = f"more than {PUBLIC_ADDRESS_LIMIT:,} public addresses (a /16's worth)"
+_OPEN_HINT = "name the networks that need access (private ranges are not limited)"
+
+
 def _world_closed(value: str) -> str:
     block = ipaddress.ip_network(value)
     if block.prefixlen == 0:
         raise ValueError(f"{value!r} opens the port to the whole internet; name the networks that need it")
-    if block.version != 4:
+    if not isinstance(block, ipaddress.IPv4Network):
         raise ValueError(f"{value!r} is not an IPv4 block (security group and EKS endpoint rules here are IPv4)")
+    if _public_addresses([block]) > PUBLIC_ADDRESS_LIMIT:
+        raise ValueError(f"{value!r} covers {_PUBLIC_LIMIT_TEXT}; {_OPEN_HINT}")
     return value
+
+
+def _public_addresses(blocks: list[ipaddress.IPv4Network], limit: int = PUBLIC_ADDRESS_LIMIT) -> int:
+    """How many addresses of the blocks' union are public (``is_global``), counted until the count passes
+    ``limit``. A block that is not global lies wholly inside one special-purpose range; a global one may still hold
+    some (0.0.0.0/1 holds 10.0.0.0/8), so it is halved until each part is either, down to /24s."""
+
+    def count(block: ipaddress.IPv4Network, room: int) -> int:
+        if not block.is_global:
+            return 0
+        if block.prefixlen >= 24:
+            return block.num_addresses
+        total = 0
+        for half in block.subnets(prefixlen_diff=1):
+            total += count(half, room - total)
+            if total > room:
+                break
+        return total
+
+    total = 0
+    for block in ipaddress.collapse_addresses(blocks):
+        total += count(block, limit - total)
+        if total > limit:
+            break
+    return total
+
+
+def _public_space_limited(values: list[str]) -> list[str]:
+    """The whole list: each entry once, and within the public address limit together."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"lists {value} twice")
+        seen.add(value)
+    blocks = [ipaddress.IPv4Network(value) for value in values]
+    if _public_addresses(blocks) > PUBLIC_ADDRESS_LIMIT:
+        raise ValueError(f"the networks together cover {_PUBLIC_LIMIT_TEXT}; {_OPEN_HINT}")
+    return values
+
+
+def _port_in_range(value: str) -> str:
+    """A host:port (or [user@]host[:port]) whose port, when given, is one a socket can use."""
+    address = value.rpartition("@")[2]
+    if ":" in address:
+        port = int(address.rpartition(":")[2])
+        if not 1 <= port <= 65_535:
+            raise ValueError(f"{value!r} has port {port}; a port is 1 to 65535")
+    return value
+
+
+# The label namespaces the kubelet keeps for itself. It refuses --node-labels in kubernetes.io or k8s.io (or a
+# subdomain of either) unless the label is one it sets itself or lies in kubelet.kubernetes.io or node.kubernetes.io
+# (k8s.io/kubelet/pkg/apis IsKubeletLabel); a host given another would fail to start its kubelet, and never join.
+# node-role.kubernetes.io is refused too: a node's role label is set through the API, not by the node.
+_KUBELET_LABELS = frozenset(
+    {
+        "kubernetes.io/hostname",
+        "kubernetes.io/os",
+        "kubernetes.io/arch",
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+    }
+)
+_KUBELET_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+_RESERVED_NAMESPACES = ("kubernetes.io", "k8s.io")
+
+
+def _kubelet_may_set(key: str) -> str:
+    namespace = key.partition("/")[0] if "/" in key else ""
+    reserved = any(namespace == name or namespace.endswith(f".{name}") for name in _RESERVED_NAMESPACES)
+    allowed = key in _KUBELET_LABELS or any(
+        namespace == name or namespace.endswith(f".{name}") for name in _KUBELET_NAMESPACES
+    )
+    if reserved and not allowed:
+        raise ValueError(
+            f"{key!r} is in a namespace the kubelet refuses to set (kubernetes.io and k8s.io, except "
+            "kubelet.kubernetes.io/ and node.kubernetes.io/), so the host would never join; use your own prefix "
+            "such as 'example.com/'"
+        )
+    return key
+
+
+# Tags that `cluster` sets itself, on every resource or on every host; none may be given in [tags].
+OWN_TAGS = (names.CLUSTER_TAG, names.FINGERPRINT_TAG, names.HEALTH_TAG, names.NAME_TAG)
+AWS_TAGS_PER_RESOURCE = 50
+
+
+def _not_reserved(key: str) -> str:
+    folded = key.casefold()
+    if folded.startswith("aws:"):
+        raise ValueError(f"{key!r} starts with 'aws:' (in any case), which AWS keeps for its own tags")
+    if folded.startswith(names.OWN_TAG_PREFIX):
+        raise ValueError(
+            f"{key!r} starts with {names.OWN_TAG_PREFIX!r} (in any case), which cluster keeps for its own tags: "
+            f"{names.CLUSTER_TAG} says which cluster owns a resource"
+        )
+    if folded == names.NAME_TAG.casefold():
+        raise ValueError(f"{key!r} is set by cluster itself (hosts are named <name>-host)")
+    return key
+
+
+def _room_for_own_tags(tags: dict[str, str]) -> dict[str, str]:
+    room = AWS_TAGS_PER_RESOURCE - len(OWN_TAGS)
+    if len(tags) > room:
+        raise ValueError(
+            f"has {len(tags)} tags; AWS allows {AWS_TAGS_PER_RESOURCE} per resource and cluster sets {len(OWN_TAGS)} "
+            f"of its own on every host ({', '.join(OWN_TAGS)}), so at most {room}"
+        )
+    return tags
 
 
 ClusterName = Annotated[
@@ -81,6 +208,7 @@ ApiEndpoint = Annotated[
         r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}",
         "an API server address host:port such as '10.0.0.10:6443'",
     ),
+    AfterValidator(_port_in_range),
 ]
 CaCertHash = Annotated[str, _check(r"sha256:[0-9a-f]{64}", "a CA cert hash 'sha256:' followed by 64 hex digits")]
 KmsKey = Annotated[
@@ -103,27 +231,34 @@ SshTarget = Annotated[
         r"([a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?",
         "a bastion as [user@]host[:port]",
     ),
+    AfterValidator(_port_in_range),
 ]
 FilePath = Annotated[str, _check(r"[A-Za-z0-9_./~+-]+", "a file path (letters, digits, '_', '.', '/', '~', '+', '-')")]
+# AWS's tag limits: keys 1-128 and values 0-256 of letters, digits, spaces and _.:/=+@- (ASCII here: these also
+# reach IAM conditions and the hosts' shell).
 TagKey = Annotated[
     str,
-    _check(
-        r"(?!aws:)[A-Za-z0-9 _.:/=+@-]{1,128}", "a tag key (1-128 of letters, digits, spaces, _.:/=+@-; not 'aws:')"
-    ),
+    _check(r"[A-Za-z0-9 _.:/=+@-]{1,128}", "a tag key (1-128 of letters, digits, spaces, _.:/=+@-)"),
+    AfterValidator(_not_reserved),
 ]
-TagValue = Annotated[str, _check(r"[A-Za-z0-9 _.:/=+@-]{0,256}", "a tag value (letters, digits, spaces, _.:/=+@-)")]
+TagValue = Annotated[
+    str, _check(r"[A-Za-z0-9 _.:/=+@-]{0,256}", "a tag value (0-256 of letters, digits, spaces, _.:/=+@-)")
+]
+UserTags = Annotated[dict[TagKey, TagValue], AfterValidator(_room_for_own_tags)]
 LabelKey = Annotated[
     str,
     _check(
         r"([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?",
         "a Kubernetes label key such as 'team' or 'example.com/team'",
     ),
+    AfterValidator(_kubelet_may_set),
 ]
 LabelValue = Annotated[
     str, _check(r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?", "a Kubernetes label value (63 of A-Za-z0-9_.-)")
 ]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IngressCidr = Annotated[str, AfterValidator(_cidr), AfterValidator(_world_closed)]
+IngressCidrs = Annotated[list[IngressCidr], AfterValidator(_public_space_limited)]
 Seconds = Annotated[int, Field(ge=1, le=86_400)]
 
 

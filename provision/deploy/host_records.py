@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Protocol
 
 from provision.aws.cloud import Cloud
-from provision.aws.instances import KeptInstances
+from provision.aws.stacks import Stack
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
@@ -112,15 +112,26 @@ def health_tags(tags_by_instance: Mapping[str, Mapping[str, str]]) -> dict[str, 
     return found
 
 
+@dataclass(frozen=True)
+class FleetWithHealth:
+    snapshot: Snapshot
+    health: dict[str, HealthRecord]  # instance -> its agent's last verdict
+    cluster_instances: frozenset[str]  # live instances tagged with this cluster, members of the group or not
+
+
 def snapshot_with_health(
-    cloud: Cloud, stack_name: str, kube: Kube | None = None
-) -> tuple[Snapshot, dict[str, HealthRecord]]:
-    """The group's snapshot and every host's health verdict, from the snapshot's own calls: its one paged
-    DescribeInstances already returns each instance's tags, so they are kept rather than described again."""
-    # The snapshot's hosts do not carry their tags (yet); until they do, keep what its describe returned.
-    kept = KeptInstances(cloud.instances.client)
-    snapshot = Fleet.of_stack(replace(cloud, instances=kept), stack_name, kube=kube).snapshot()
-    return snapshot, health_tags({instance: kept.described[instance].tags for instance in kept.described})
+    cloud: Cloud, stack_name: str, kube: Kube | None = None, *, described: Stack | None = None
+) -> FleetWithHealth:
+    """The group's snapshot and every host's health verdict, from the snapshot's own calls: its first look describes
+    every instance of the cluster in one paged DescribeInstances, which returns each one's tags, so they are kept
+    rather than described again. ``described``: the stack as the caller read it (see ``Fleet.of_stack``)."""
+    kept = cloud.instances.keeping()
+    snapshot = Fleet.of_stack(replace(cloud, instances=kept), stack_name, kube=kube, described=described).snapshot()
+    return FleetWithHealth(
+        snapshot=snapshot,
+        health=health_tags({instance: kept.described[instance].tags for instance in kept.described}),
+        cluster_instances=frozenset(kept.described),
+    )
 
 
 class Records(Protocol):

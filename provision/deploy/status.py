@@ -14,7 +14,6 @@ from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
 from provision.deploy.host_records import snapshot_with_health
 from provision.errors import ClusterError
-from provision.render import names
 from provision.ui import UI
 
 if TYPE_CHECKING:
@@ -60,11 +59,10 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
     try:
-        snapshot, health = snapshot_with_health(cloud, config.stack_name, kube)
+        seen = snapshot_with_health(cloud, config.stack_name, kube, described=stack)
     except ClusterError:  # no group (yet, or any more): the stack's status is still worth showing
         return StatusReport(config.stack_name, stack.status, "", 0, 0, 0, [], "", [])
-    # The latest launch template version says what a host launched now carries; the stack output can lag behind.
-    fingerprint = snapshot.fingerprint or stack.outputs.get(names.OUTPUT_FINGERPRINT, "")
+    snapshot, health, fingerprint = seen.snapshot, seen.health, seen.snapshot.fingerprint
     pods: dict[str, int] = {}
     if kube is not None:  # two more calls, whatever the number of hosts: all nodes (with the snapshot), all pods
         pods = Counter(pod.node for pod in kube.pods() if pod.node and not pod.terminating)
@@ -102,11 +100,10 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
 
 def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
     suspended = ", ".join(report.suspended_processes) or "none"
-    ui.console.print(
+    ui.line(
         f"stack {report.stack}: {report.stack_status}   group {report.group or UNKNOWN}: "
         f"desired {report.desired_capacity} (min {report.min_size}, max {report.max_size})   "
-        f"suspended processes: {suspended}   configuration {report.fingerprint or UNKNOWN}",
-        markup=False,
+        f"suspended processes: {suspended}   configuration {report.fingerprint or UNKNOWN}"
     )
     outdated = [row for row in report.hosts if row.current is False]
     columns = ["instance", "zone", "lifecycle", "health", "agent", "config"]
@@ -128,13 +125,10 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
         for row in report.hosts
     ]
     ui.table(columns, rows)
-    ui.console.print(
-        f"{len(report.hosts)} host(s), {len(outdated)} outdated"
-        + ("; `cluster patch` replaces them" if outdated else ""),
-        markup=False,
-    )
+    replaced = "; `cluster patch` replaces them" if outdated else ""
+    ui.line(f"{len(report.hosts)} host(s), {len(outdated)} outdated{replaced}")
     if kubernetes_note:
-        ui.console.print(f"node columns unknown: {kubernetes_note}", markup=False)
+        ui.line(f"node columns unknown: {kubernetes_note}")
 
 
 def _age(delta: timedelta) -> str:

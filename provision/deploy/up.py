@@ -20,6 +20,7 @@ from provision.clock import wait_until
 from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
 from provision.deploy.report import describe_event, event_printer, failure_records, root_causes
 from provision.errors import ClusterError, UsageError
+from provision.fleet.observe import Fleet
 from provision.render import names
 from provision.render.template import Rendered, cluster_tags, render
 from provision.ui import UI
@@ -38,6 +39,16 @@ EXPLAIN = {
 }
 
 
+def check_join_token(config: ClusterConfig, join_token: str | None) -> None:
+    """A given token must be a kubeadm bootstrap token, and given only in kubeadm mode."""
+    if join_token is None:
+        return
+    if not isinstance(config.control_plane, KubeadmControlPlane):
+        raise UsageError("a join token is only used in kubeadm mode (control_plane.mode)")
+    if not TOKEN_PATTERN.fullmatch(join_token):
+        raise UsageError("the join token is not a kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})")
+
+
 class DeployFailed(ClusterError):
     """The stack operation ended in a failed state; the message names the root cause."""
 
@@ -52,7 +63,7 @@ class Up:
         self.config = config
         self.cloud = cloud
         self.ui = ui
-        self.timeout = timeout
+        self.deadline = cloud.clock.now() + timeout  # `--timeout` bounds the whole verb, not each of its waits
         self.kube = kube  # called once the stack is complete: an EKS control plane may only exist from then on
         self.name = config.stack_name
         self.started = datetime.now(UTC)
@@ -63,16 +74,15 @@ class Up:
         """``next_patch_generation`` raises the patch generation by one (what `cluster patch` does, so that every
         host becomes outdated even when the image did not change); ``then`` says in the confirmation what follows
         the stack change."""
+        # Everything that can be checked here is, before the first AWS call: a bad token or a template AWS would
+        # refuse is a usage error even when AWS cannot be reached.
+        check_join_token(self.config, join_token)
+        self._template(render(self.config, patch_generation=0))
         found = self.cloud.stacks.find(self.name)
         generation = self._deployed_generation(found) + (1 if next_patch_generation else 0)
         rendered = render(self.config, patch_generation=generation)
-        template = rendered.text("yaml")
-        if len(template.encode()) > TEMPLATE_BODY_LIMIT:
-            raise UsageError(
-                f"the template is {len(template.encode())} bytes, over CloudFormation's inline limit of "
-                f"{TEMPLATE_BODY_LIMIT}; use fewer availability zones or labels"
-            )
-        self._check_join_token(join_token)
+        template = self._template(rendered)
+        self._check_stored_join_token(join_token)
         stack = self._usable_stack(found, dry_run=dry_run)
         if stack is not None and stack.status in RECREATE_STATES:
             return  # dry run of a stack that would be deleted and recreated: already said so
@@ -90,7 +100,7 @@ class Up:
                 template=template,
                 parameters=parameters,
                 tags=cluster_tags(self.config),
-                timeout=self.timeout,
+                timeout=self._left(),
             )
             # A parameter-only update counts even when the change set lists no resource (as moto's do).
             changed = self._changed_parameters(stack, parameters)
@@ -124,6 +134,11 @@ class Up:
         self._write_kubeconfig()
         self._wait_for_hosts()
 
+    def _left(self, limit: float | None = None) -> float:
+        """Seconds a wait may take: what is left of the verb's timeout, and no more than its own ``limit``."""
+        left = max(self.deadline - self.cloud.clock.now(), 0.0)
+        return left if limit is None else min(left, limit)
+
     def _deployed_generation(self, stack: Stack | None) -> int:
         """The patch generation of the deployed launch template (its latest version's fingerprint tag)."""
         if stack is None or stack.status == "REVIEW_IN_PROGRESS":
@@ -143,14 +158,19 @@ class Up:
             and stack.parameters.get(key) != value
         ]
 
-    def _check_join_token(self, join_token: str | None) -> None:
-        if not isinstance(self.config.control_plane, KubeadmControlPlane):
-            if join_token is not None:
-                raise UsageError("a join token is only used in kubeadm mode (control_plane.mode)")
-            return
-        if join_token is not None:
-            if not TOKEN_PATTERN.fullmatch(join_token):
-                raise UsageError("the join token is not a kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})")
+    @staticmethod
+    def _template(rendered: Rendered) -> str:
+        template = rendered.text("yaml")
+        if len(template.encode()) > TEMPLATE_BODY_LIMIT:
+            raise UsageError(
+                f"the template is {len(template.encode())} bytes, over CloudFormation's inline limit of "
+                f"{TEMPLATE_BODY_LIMIT}; use fewer availability zones or labels"
+            )
+        return template
+
+    def _check_stored_join_token(self, join_token: str | None) -> None:
+        """Without a token given, kubeadm mode needs the one stored by an earlier `up`."""
+        if join_token is not None or not isinstance(self.config.control_plane, KubeadmControlPlane):
             return
         parameter = names.join_token_parameter(self.config.parameter_path)
         if not self.cloud.parameters.exists(parameter):
@@ -249,7 +269,7 @@ class Up:
                 stack_id or self.name,
                 after_event=after,
                 on_events=event_printer(self.ui, seen),
-                timeout=self.timeout,
+                timeout=self._left(),
                 next_step=f"it goes on in AWS: follow it with `cluster status`, or run `cluster {verb}` again to "
                 "keep waiting",
             )
@@ -278,53 +298,48 @@ class Up:
         )
 
     def _wait_for_hosts(self) -> None:
-        group_name = self.cloud.stacks.resources(self.name).get(names.HOST_GROUP)
-        if not group_name:
-            return
+        try:
+            fleet = Fleet.of_stack(self.cloud, self.name)
+        except ClusterError:
+            return  # a stack without a host group: no host to wait for
 
         def all_in_service() -> int | None:
-            group = self.cloud.groups.find(group_name)
-            if group is None:
-                return None
-            ready = len(group.in_service)
-            return ready if ready >= group.desired_capacity else None
+            snapshot = fleet.snapshot()
+            ready = sum(1 for host in snapshot.hosts if host.lifecycle_state == "InService")
+            return ready if ready >= snapshot.desired else None
 
         with self.ui.waiting("waiting for the hosts to be InService"):
             ready = wait_until(
                 all_in_service,
                 clock=self.cloud.clock,
-                timeout=self.config.rolling.ready_timeout_seconds,
+                timeout=self._left(self.config.rolling.ready_timeout_seconds),
                 interval=5.0,
-                what=f"the hosts of {group_name} to be InService",
+                what=f"the hosts of {fleet.group} to be InService",
                 next_step="see which host is stuck, and why, with `cluster status`",
             )
-        self.ui.say(f"{ready} host(s) InService in {group_name}")
-        self._wait_for_nodes(group_name)
+        self.ui.say(f"{ready} host(s) InService in {fleet.group}")
+        self._wait_for_nodes(fleet)
 
-    def _wait_for_nodes(self, group_name: str) -> None:
+    def _wait_for_nodes(self, fleet: Fleet) -> None:
         """Each InService host's node Ready, when the Kubernetes API can be reached; otherwise say why not."""
         kube, unavailable = self.kube() if self.kube else (None, "no Kubernetes access was given")
         if kube is None:
             self.ui.say(f"node readiness not checked: {unavailable}")
             return
+        fleet.kube = kube  # from now on every host comes joined to its node
+        group_name = fleet.group
 
         def all_ready() -> int | None:
-            group = self.cloud.groups.find(group_name)
-            instances = self.cloud.instances.of_group(group_name)
-            hosts = [
-                instances[m.instance_id] for m in (group.in_service if group else []) if m.instance_id in instances
-            ]
-            wanted = {host.instance_id: [host.private_dns_name, host.private_ip] for host in hosts}
-            nodes = kube.match_hosts(kube.nodes(), wanted)
-            ready = [instance for instance in wanted if instance in nodes and nodes[instance].ready]
-            desired = group.desired_capacity if group else 0
-            return len(ready) if len(ready) >= desired and len(ready) == len(wanted) else None
+            snapshot = fleet.snapshot()
+            in_service = [host for host in snapshot.hosts if host.lifecycle_state == "InService"]
+            ready = sum(1 for host in in_service if host.node is not None and host.node.ready)
+            return ready if ready >= snapshot.desired and ready == len(in_service) else None
 
         with self.ui.waiting("waiting for the hosts' nodes to be Ready"):
             ready = wait_until(
                 all_ready,
                 clock=self.cloud.clock,
-                timeout=self.config.rolling.ready_timeout_seconds,
+                timeout=self._left(self.config.rolling.ready_timeout_seconds),
                 interval=5.0,
                 what=f"the nodes of {group_name} to be Ready",
                 next_step="`cluster status` shows which host has no Ready node; its boot record says why",

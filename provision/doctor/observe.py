@@ -10,7 +10,6 @@ are the evidence of a broken launch configuration."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 # The stack events that open an operation: the root causes of the latest one are the ones that matter now.
 OPERATION_STARTS = {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS"}
 WAIT_STATES = {"Pending:Wait", "Terminating:Wait"}
-ACTIVITY_INSTANCE = re.compile(r"\b(i-[0-9a-f]+)\b")
 
 
 @dataclass(frozen=True)
@@ -107,22 +105,27 @@ def gather(
     parameters = cloud.parameters
     stack = cloud.stacks.find(config.stack_name)
     records = parameters.values_under(names.host_records_path(config.parameter_path))
-    journal, journal_error = _journal(Journal(parameters, config.parameter_path))
-    lock = RunLock(parameters, config.parameter_path).holder()
-    snapshot, no_group = None, f"there is no stack {config.stack_name}"
-    health: dict[str, HealthRecord] = {}
+    journal_store, run_lock = Journal(parameters, config.parameter_path), RunLock(parameters, config.parameter_path)
+    stored = parameters.values([journal_store.name, run_lock.name])  # both in one call
+    journal, journal_error = _journal(journal_store, stored.get(journal_store.name))
+    lock = run_lock.parse(stored.get(run_lock.name))
+    seen, no_group = None, f"there is no stack {config.stack_name}"
     if stack is not None:
         try:
-            (snapshot, health), no_group = snapshot_with_health(cloud, config.stack_name, kube), ""
+            seen, no_group = snapshot_with_health(cloud, config.stack_name, kube, described=stack), ""
         except ClusterError as error:
             no_group = str(error)
+    snapshot = seen.snapshot if seen else None
     nodes: tuple[NodeState, ...] | None = None
     node_of: dict[str, NodeState] = {}
     cluster_instances: frozenset[str] = frozenset()
     if kube is not None:
         nodes = snapshot.nodes if snapshot is not None else tuple(kube.nodes())
         node_of = {host.instance_id: host.node for host in snapshot.hosts if host.node} if snapshot else {}
-        cluster_instances = frozenset(cloud.instances.of_cluster(names.CLUSTER_TAG, config.name))
+        # The snapshot's first look described every instance of the cluster, members or not.
+        cluster_instances = (
+            seen.cluster_instances if seen else frozenset(cloud.instances.of_cluster(names.CLUSTER_TAG, config.name))
+        )
     waiting = [host for host in snapshot.hosts if host.lifecycle_state in WAIT_STATES] if snapshot else []
     return Observations(
         cluster=config.name,
@@ -135,12 +138,13 @@ def gather(
         snapshot=snapshot,
         no_group=no_group,
         boot_records=tuple(boot_records(records, config.parameter_path)),
-        health=health,
+        health=seen.health if seen else {},
         lock=lock,
         lock_abandoned=lock is not None and lock.abandoned(),
         journal=journal,
         journal_error=journal_error,
-        waiting_since=_waiting_since(cloud, snapshot.group) if snapshot and waiting else {},
+        # When each waiting host's activity began: one call, and only when some host waits.
+        waiting_since=cloud.groups.activities_in_progress(snapshot.group) if snapshot and waiting else {},
         nodes=nodes,
         kube_note=kube_note if kube is None else "",
         node_of=node_of,
@@ -169,22 +173,8 @@ def _latest_causes(cloud: Cloud, stack: Stack) -> tuple[StackEvent, ...]:
     return tuple(latest or root_causes(events))
 
 
-def _journal(journal: Journal) -> tuple[RollRecord | None, str]:
+def _journal(journal: Journal, raw: str | None) -> tuple[RollRecord | None, str]:
     try:
-        return journal.load(), ""
+        return journal.parse(raw), ""
     except (ValueError, TypeError) as error:  # written by another version, or damaged
         return None, f"{journal.name} cannot be read ({error})"
-
-
-def _waiting_since(cloud: Cloud, group: str) -> dict[str, datetime]:
-    """When each host's current scaling activity began (AWS reports the launch or termination that a lifecycle
-    action holds up); one call, and only when some host waits."""
-    activities = cloud.groups.client.describe_scaling_activities(AutoScalingGroupName=group, MaxRecords=100)
-    since: dict[str, datetime] = {}
-    for activity in activities.get("Activities", []):
-        if activity.get("StatusCode") in {"Successful", "Failed", "Cancelled"}:
-            continue
-        match = ACTIVITY_INSTANCE.search(activity.get("Description", ""))
-        if match and "StartTime" in activity:
-            since.setdefault(match[1], activity["StartTime"])
-    return since

@@ -1,40 +1,77 @@
 """One observation of the host group, cheap by construction: the group's listing is the one AWS read per observation;
 an instance is described once, the first time the group lists it (its zone, image, fingerprint, names and launch time
-never change); the launch template is read once per run. With a Kubernetes facade, the nodes are listed once per
-observation and every host comes joined to its node. Also the few changes verbs make to the group."""
+never change); the fingerprint of an up-to-date host is the stack's output, or the launch template's latest version read
+once per run. With a Kubernetes facade, the nodes are listed once per observation and every host comes joined to its
+node. Also the few changes verbs make to the group."""
 
 from __future__ import annotations
 
 from provision.aws.cloud import Cloud
 from provision.aws.groups import Groups
 from provision.aws.instances import Instance, Instances, TemplateVersion
+from provision.aws.stacks import Stack
 from provision.errors import ClusterError
 from provision.fleet.model import Host, Snapshot
 from provision.kube.facade import Kube
 from provision.render import names
 
-BY_ID = 50  # new hosts described by their ids up to this many (one call); more, by the group's tag, paged
+BY_ID = 50  # new hosts described by their ids up to this many (one call); more, by their tag, paged
 
 
 class Fleet:
     def __init__(
-        self, groups: Groups, instances: Instances, group: str, launch_template: str, *, kube: Kube | None = None
+        self,
+        groups: Groups,
+        instances: Instances,
+        group: str,
+        launch_template: str,
+        *,
+        kube: Kube | None = None,
+        cluster: str = "",
+        fingerprint: str = "",
     ) -> None:
         self.groups = groups
         self.instances = instances
         self.group = group
         self.launch_template = launch_template
         self.kube = kube
+        self.cluster = cluster  # when known, the first look describes by the cluster's tag (strays included)
+        self._fingerprint = fingerprint  # when known, the stack's own word for it: no template read
         self._facts: dict[str, Instance] = {}
         self._template: TemplateVersion | None = None
 
     @classmethod
-    def of_stack(cls, cloud: Cloud, stack_name: str, *, kube: Kube | None = None) -> Fleet:
-        resources = cloud.stacks.resources(stack_name)
-        group = resources.get(names.HOST_GROUP, "")
+    def of_stack(
+        cls, cloud: Cloud, stack_name: str, *, kube: Kube | None = None, described: Stack | None = None
+    ) -> Fleet:
+        """The fleet of a stack. Its outputs name the group and its launch template and give the fingerprint of an
+        up-to-date host; pass the stack as the caller ``described`` it already to save that read. A stack without
+        those outputs (moto's change sets leave them empty; the sandbox corrects that) costs a listing of its
+        resources instead, and the fingerprint a read of the launch template."""
+        stack = described or cloud.stacks.find(stack_name)
+        if stack is None:
+            raise ClusterError(f"there is no stack {stack_name}; create it with `cluster up`")
+        group = stack.outputs.get(names.OUTPUT_GROUP, "")
+        template = stack.outputs.get(names.OUTPUT_LAUNCH_TEMPLATE, "")
+        fingerprint = stack.outputs.get(names.OUTPUT_FINGERPRINT, "")
+        if not group or not template:
+            resources = cloud.stacks.resources(stack_name)
+            group, template, fingerprint = (
+                resources.get(names.HOST_GROUP, ""),
+                resources.get(names.LAUNCH_TEMPLATE, ""),
+                "",
+            )
         if not group:
             raise ClusterError(f"stack {stack_name} has no host group; create it with `cluster up`")
-        return cls(cloud.groups, cloud.instances, group, resources.get(names.LAUNCH_TEMPLATE, ""), kube=kube)
+        return cls(
+            cloud.groups,
+            cloud.instances,
+            group,
+            template,
+            kube=kube,
+            cluster=stack.tags.get(names.CLUSTER_TAG, ""),
+            fingerprint=fingerprint,
+        )
 
     def template(self) -> TemplateVersion:
         """The launch template's latest version, read once per run (``template_changed`` after a stack update)."""
@@ -44,16 +81,27 @@ class Fleet:
 
     def template_changed(self) -> None:
         self._template = None
+        self._fingerprint = ""  # the stack's outputs as read before its update
+
+    def fingerprint(self) -> str:
+        """What an up-to-date host's fingerprint tag says."""
+        if self._fingerprint or not self.launch_template:
+            return self._fingerprint
+        return self.template().tags.get(names.FINGERPRINT_TAG, "")
 
     def snapshot(self) -> Snapshot:
         group = self.groups.find(self.group)
         if group is None:
             raise ClusterError(f"the host group {self.group} is gone")
         unseen = [member.instance_id for member in group.members if member.instance_id not in self._facts]
-        if len(unseen) > BY_ID:
-            self._facts.update(self.instances.of_group(self.group))  # the first look: the group's, paged
-        elif unseen:
-            self._facts.update(self.instances.describe(unseen))
+        if unseen and (not self._facts or len(unseen) > BY_ID):  # the first look, or a large one: by tag, paged
+            by_tag = self.instances.of_cluster if self.cluster else None
+            self._facts.update(
+                by_tag(names.CLUSTER_TAG, self.cluster) if by_tag else self.instances.of_group(self.group)
+            )
+            unseen = [instance for instance in unseen if instance not in self._facts]
+        for start in range(0, len(unseen), BY_ID):  # new since the last look (or launched without the tag)
+            self._facts.update(self.instances.describe(unseen[start : start + BY_ID]))
         listed = {member.instance_id for member in group.members}
         for gone in set(self._facts) - listed:
             del self._facts[gone]  # never listed again: ids are not reused
@@ -81,7 +129,7 @@ class Fleet:
             desired=group.desired_capacity,
             min_size=group.min_size,
             max_size=group.max_size,
-            fingerprint=self.template().tags.get(names.FINGERPRINT_TAG, "") if self.launch_template else "",
+            fingerprint=self.fingerprint(),
             hosts=tuple(sorted(hosts, key=lambda host: host.order)),
             suspended=tuple(group.suspended_processes),
             zones=group.zones,

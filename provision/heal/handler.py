@@ -42,7 +42,7 @@ COMPLETED_KEPT = 4096
 
 
 class Fleet(Protocol):
-    """The group as heal sees it (``provision.fleet.observe.Fleet``)."""
+    """The group as heal sees it (``provision.fleet.observe.Fleet`` with the nodes: every host joined to its node)."""
 
     group: str
 
@@ -138,9 +138,8 @@ class Handler:
         }
         if len(hosts) < 2:
             return
-        nodes = self.kube.match_hosts(self.kube.nodes(), {host.instance_id: host.names for host in hosts.values()})
         for key, host in hosts.items():
-            node = nodes.get(host.instance_id)
+            node = host.node
             if node is not None and not node.unschedulable:
                 self.kube.cordon(node.name)
                 self.log("cordon", instance=host.instance_id, node=node.name, leaving=len(hosts))
@@ -177,7 +176,7 @@ class Handler:
             # Terminating:Proceed: completed already; anything else: not (or no longer) waiting to terminate.
             self.log("not-waiting", instance=host.instance_id, state=host.lifecycle_state, result="dropped")
             return self._finished(event)
-        node = self.kube.match_hosts(self.kube.nodes(), {host.instance_id: host.names}).get(host.instance_id)
+        node = host.node
         if node is None:
             self.log("no-node", instance=host.instance_id, result="nothing to drain")
         elif not node.ready:

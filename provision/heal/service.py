@@ -20,10 +20,11 @@ from provision.roll.lock import RunLock
 
 
 def queue_url(cloud: Cloud, config: ClusterConfig) -> str:
-    """From the stack's resources (the queue's physical id is its URL); moto's outputs can lag behind."""
-    if cloud.stacks.find(config.stack_name) is None:
+    """The stack's output (the queue's physical id is its URL)."""
+    stack = cloud.stacks.find(config.stack_name)
+    if stack is None:
         raise ClusterError(f"no stack {config.stack_name} in {config.region}; create it with `cluster up`")
-    url = cloud.stacks.resources(config.stack_name).get(names.LIFECYCLE_QUEUE, "")
+    url = stack.outputs.get(names.OUTPUT_LIFECYCLE_QUEUE_URL, "")
     if not url:
         raise ClusterError(
             f"stack {config.stack_name} has no lifecycle queue ({names.LIFECYCLE_QUEUE}); "
@@ -43,7 +44,7 @@ def heal_service(
     *,
     wait_seconds: int = WAIT_SECONDS,
 ) -> Consumer:
-    fleet = Fleet.of_stack(cloud, config.stack_name)
+    fleet = Fleet.of_stack(cloud, config.stack_name, kube=kube)  # every host joined to its node
     # The hooks as deployed set the heartbeat cadence; the configuration only when the group has none (yet).
     hooks = cloud.groups.hook_timeouts(fleet.group)
     handler = Handler(

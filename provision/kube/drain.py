@@ -8,6 +8,9 @@
   a node about to be drained, and they share one eviction loop and one deadline.
 - At the deadline the policy decides: ``wait`` raises ``DrainBlocked`` naming pods, budgets and what they need;
   ``skip`` returns the blockers to the caller; ``force`` deletes the remaining pods, bypassing the budgets.
+- A budget that refuses because pods of the same workload crash-loop elsewhere (where evicted pods went: a new host
+  they cannot run on) will not allow more by waiting, and forcing would only take more of a broken workload down:
+  ``DrainBlocked`` at once, whatever the policy, naming the crashing pods.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from lightkube import ApiError
 from provision.clock import Clock
 from provision.errors import ClusterError, UsageError
 from provision.kube.facade import Kube
-from provision.kube.model import PodState
+from provision.kube.model import CRASHING, PodState
 from provision.kube.selectors import label_selector_object
 
 FIRST_BACKOFF = 1.0
@@ -50,6 +53,7 @@ class Blocker:
     healthy: int = 0
     needed: int = 0
     pending: tuple[str, ...] = ()
+    crashing: tuple[str, ...] = ()  # pods of the same workload crash-looping on other nodes
 
     def explain(self) -> str:
         if not self.budget:
@@ -60,6 +64,8 @@ class Blocker:
         )
         if self.pending:
             text += f"; pending: {'; '.join(self.pending)}"
+        if self.crashing:
+            text += f"; crash-looping where they run: {'; '.join(self.crashing)}"
         return text
 
 
@@ -110,7 +116,8 @@ class Drainer:
             pods = {node: self.kube.pods(node=node) for node in nodes}
         # Every node's pods are checked before the first eviction: a refusal leaves all of them as they were.
         remaining = {pod.ref: (node, pod) for node in nodes for pod in self._select(pods[node], reports[node])}
-        deadline = self.clock.now() + self.policy.timeout_seconds
+        started = self.clock.now()
+        deadline = started + self.policy.timeout_seconds
         backoff = FIRST_BACKOFF
         while remaining:
             for report in reports.values():
@@ -125,6 +132,8 @@ class Drainer:
                     reports[node].blocked.append(blocker)
             if not remaining:
                 break
+            if any(blocker.crashing for report in reports.values() for blocker in report.blocked):
+                raise DrainBlocked(list(reports.values()), self.clock.now() - started)
             if self.clock.now() >= deadline:
                 self._at_deadline(list(reports.values()), [pod for _, pod in remaining.values()])
                 deadline = self.clock.now() + self.policy.timeout_seconds  # for the forced pods to go
@@ -175,10 +184,16 @@ class Drainer:
             if selector is None or not label_selector_object(selector)(pod.labels):
                 continue
             name = budget.metadata.name if budget.metadata and budget.metadata.name else "?"
+            siblings = [other for other in self.kube.pods(namespace=pod.namespace) if other.owner == pod.owner]
             pending = tuple(
                 f"{other.ref} ({other.unschedulable_reason or other.phase})"
-                for other in self.kube.pods(namespace=pod.namespace)
-                if other.owner == pod.owner and other.phase == "Pending"
+                for other in siblings
+                if other.phase == "Pending"
+            )
+            crashing = tuple(
+                f"{other.ref} on {other.node}: {other.waiting_reason}"
+                for other in siblings
+                if other.waiting_reason in CRASHING and other.node != pod.node
             )
             return Blocker(
                 pod.ref,
@@ -187,6 +202,7 @@ class Drainer:
                 healthy=(status.currentHealthy or 0) if status else 0,
                 needed=(status.desiredHealthy or 0) if status else 0,
                 pending=pending,
+                crashing=crashing,
             )
         return Blocker(pod.ref, "the API refused the eviction (429) without a budget that covers the pod")
 

@@ -16,6 +16,7 @@ from lightkube.types import PatchType
 
 from provision.errors import UsageError
 from provision.kube.model import NodeState, Owner, PodState
+from provision.kubeconfig import read_kubeconfig
 
 FIELD_MANAGER = "cluster"
 SCALABLE = {"ReplicaSet", "StatefulSet"}
@@ -24,11 +25,11 @@ SCALABLE = {"ReplicaSet", "StatefulSet"}
 def connect(kubeconfig: str | None = None, context: str | None = None) -> Client:
     """A client for the configured kubeconfig and context (default: $KUBECONFIG, then ~/.kube/config)."""
     path = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config").expanduser()
-    if not path.exists():
+    data = read_kubeconfig(path)
+    if data is None:
         raise UsageError(f"no kubeconfig at {path}: set kubernetes.kubeconfig in the configuration or KUBECONFIG")
-    config = KubeConfig.from_file(str(path))
     try:
-        single = config.get(context_name=context)
+        single = KubeConfig.from_dict(data, fname=path).get(context_name=context)
     except Exception as error:  # lightkube raises a bare ConfigError subclass per problem
         raise UsageError(f"{path}: cannot use context {context or '(current)'}: {error}") from None
     return Client(config=single, field_manager=FIELD_MANAGER, trust_env=False)

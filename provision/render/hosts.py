@@ -64,13 +64,21 @@ def add_hosts(
                 ),
             )
         ],
-        SecurityGroupIds=security_groups,
+        # No public address, whatever the subnet says: hosts placed in an existing public subnet (whose
+        # MapPublicIpOnLaunch is on) would otherwise get one. The security groups go with the interface then.
+        NetworkInterfaces=[
+            ec2.NetworkInterfaces(
+                DeviceIndex=0, AssociatePublicIpAddress=False, DeleteOnTermination=True, Groups=security_groups
+            )
+        ],
         UserData=Base64(userdata),
         **({"KeyName": hosts.key_pair} if hosts.key_pair else {}),
     )
     digest = fingerprint_digest(launch_data)
     host_tags = (
-        Tags(**tags) + Tags(Name=f"{config.name}-host") + Tags({names.FINGERPRINT_TAG: fingerprint(digest, generation)})
+        Tags(**tags)
+        + Tags({names.NAME_TAG: f"{config.name}-host"})
+        + Tags({names.FINGERPRINT_TAG: fingerprint(digest, generation)})
     )
     launch_data.TagSpecifications = [
         ec2.TagSpecifications(ResourceType="instance", Tags=host_tags),

@@ -15,6 +15,7 @@ from troposphere import sqs as sqs_resources
 
 from provision.config.schema import ClusterConfig
 from provision.render import names
+from provision.render.accepted import SQS_MANAGED_ENCRYPTION, accept
 
 LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_EVENT = "EC2 Instance-terminate Lifecycle Action"
@@ -31,11 +32,14 @@ DEAD_LETTER_RETENTION_SECONDS = 1_209_600  # the maximum, 14 days, to find out w
 
 def add_lifecycle_events(template: Template, config: ClusterConfig, group: AWSObject, tags: Tags) -> None:
     dead_letters = template.add_resource(
-        sqs_resources.Queue(
-            names.LIFECYCLE_DEAD_LETTER_QUEUE,
-            SqsManagedSseEnabled=True,
-            MessageRetentionPeriod=DEAD_LETTER_RETENTION_SECONDS,
-            Tags=tags,
+        accept(
+            sqs_resources.Queue(
+                names.LIFECYCLE_DEAD_LETTER_QUEUE,
+                SqsManagedSseEnabled=True,
+                MessageRetentionPeriod=DEAD_LETTER_RETENTION_SECONDS,
+                Tags=tags,
+            ),
+            SQS_MANAGED_ENCRYPTION,
         )
     )
     queue = template.add_resource(
@@ -51,6 +55,7 @@ def add_lifecycle_events(template: Template, config: ClusterConfig, group: AWSOb
             Tags=tags,
         )
     )
+    accept(queue, SQS_MANAGED_ENCRYPTION)
     rule = template.add_resource(
         events.Rule(
             names.LIFECYCLE_EVENT_RULE,
@@ -127,11 +132,11 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Action=[sqs.ReceiveMessage, sqs.DeleteMessage, sqs.ChangeMessageVisibility],
                 Resource=[GetAtt(queue, "Arn")],
             ),
-            # The queue's URL and the group's name are found through the stack, as every verb finds them.
+            # The queue's URL, the group's name and its launch template: the stack's outputs, as every verb reads them.
             Statement(
                 Sid="FindOwnResources",
                 Effect=Allow,
-                Action=[cloudformation.DescribeStackResources, cloudformation.DescribeStacks],
+                Action=[cloudformation.DescribeStacks],
                 Resource=[Sub(f"{arn}:cloudformation:{where}:stack/${{AWS::StackName}}/*")],
             ),
             # Only what heal reads, one parameter at a time: the roll's lock and journal (heal leaves a roll's hosts to
@@ -158,8 +163,7 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Action=[ssm.DeleteParameters],
                 Resource=[Sub(f"{arn}:ssm:{where}:parameter{names.host_records_path(config.parameter_path)}/*")],
             ),
-            # Describe calls have no resource-level permissions. The launch template's latest version says which
-            # configuration a host launched now carries (the group's snapshot).
+            # Describe calls have no resource-level permissions.
             Statement(
                 Sid="DescribeHosts",
                 Effect=Allow,
@@ -167,7 +171,6 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                     autoscaling.DescribeAutoScalingGroups,
                     autoscaling.DescribeLifecycleHooks,
                     ec2.DescribeInstances,
-                    ec2.DescribeLaunchTemplateVersions,
                 ],
                 Resource=["*"],
             ),

@@ -24,10 +24,13 @@ TERMINATE_HOOK = "host-terminate"
 
 # Tags every host carries. The fingerprint names the configuration that launched the host: an outdated host is one
 # whose fingerprint differs from the stack's current one.
+OWN_TAG_PREFIX = "cluster:"
 CLUSTER_TAG = "cluster:name"
 FINGERPRINT_TAG = "cluster:fingerprint"
 # The health agent's last verdict, which each host sets on its own instance (userdata/health-agent.sh).
 HEALTH_TAG = "cluster:health"
+# The name EC2's console shows: "<cluster>-host" on every host.
+NAME_TAG = "Name"
 
 # Stack outputs that the other verbs read.
 OUTPUT_GROUP = "HostGroupName"

@@ -25,7 +25,10 @@ class Journal:
         self.name = names.roll_state_parameter(parameter_path)
 
     def load(self) -> RollRecord | None:
-        raw = self.parameters.value(self.name)
+        return self.parse(self.parameters.value(self.name))
+
+    def parse(self, raw: str | None) -> RollRecord | None:
+        """The record from the parameter's value as read (None: there is none)."""
         return decode(raw, self.name) if raw else None
 
     def save(self, record: RollRecord) -> None:

@@ -60,7 +60,10 @@ class RunLock:
         self.now = now or (lambda: datetime.now(UTC))
 
     def holder(self) -> Lock | None:
-        raw = self.parameters.value(self.name)
+        return self.parse(self.parameters.value(self.name))
+
+    def parse(self, raw: str | None) -> Lock | None:
+        """The lock from the parameter's value as read (None: nobody holds it)."""
         if raw is None:
             return None
         try:

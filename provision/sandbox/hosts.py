@@ -8,14 +8,22 @@ action with CONTINUE; only then does the instance become ``InService``. An insta
 node turn NotReady, and ``gone_seconds`` later the node is deleted; one in ``Terminating:Wait`` keeps running, node
 and all, until its termination completes. Lifecycle hooks themselves are ``lifecycle.LifecycleModel``'s.
 
+A node registers with the labels its user-data gives the kubelet (``NODE_LABELS``, from ``hosts.labels``), so a
+configuration change reaches the nodes of the hosts launched with it, as on AWS.
+
 Faults, for tests and demos: hosts that never join (their launch action times out), hosts whose boot fails at the
 join step (they record why under ``/cluster/<name>/hosts/<instance-id>/boot`` and abandon their launch, as the boot
-script does), nodes that turn NotReady.
+script does), nodes that turn NotReady, and through a node label (``world.FAULT_LABEL``) pods that crash-loop on the
+hosts of one configuration only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +43,9 @@ class Faults:
     not_ready: set[str] = field(default_factory=set)  # instance ids whose node turns (and stays) NotReady
 
 
+NODE_LABELS = re.compile(r"^readonly NODE_LABELS=(.*)$", re.MULTILINE)  # as userdata/bootstrap.sh.j2 sets it
+
+
 @dataclass
 class _Host:
     instance_id: str
@@ -42,6 +53,7 @@ class _Host:
     node: str
     address: str
     seen_at: float
+    labels: dict[str, str] = field(default_factory=dict)
     joined: bool = False
     left_at: float | None = None
 
@@ -104,7 +116,12 @@ class HostSimulator:
             return
         if host.instance_id in self.faults.never_join:
             return
-        self.world.add_node(host.node, provider_id=f"aws:///{host.zone}/{host.instance_id}", internal_ip=host.address)
+        self.world.add_node(
+            host.node,
+            provider_id=f"aws:///{host.zone}/{host.instance_id}",
+            internal_ip=host.address,
+            labels=host.labels,
+        )
         host.joined = True
         self.lifecycle.complete_launch(host.instance_id, "CONTINUE")
 
@@ -141,6 +158,7 @@ class HostSimulator:
             node=instance.private_dns_name or instance_id,
             address=instance.private_ip or "",
             seen_at=now,
+            labels=_node_labels(instance.user_data),
         )
         if self.faults.never_join_next > 0:
             self.faults.never_join_next -= 1
@@ -162,6 +180,19 @@ class HostSimulator:
     def _delete_node(self, node: str) -> None:
         with contextlib.suppress(ApiError):
             self.world.delete("Node", "", node)
+
+
+def _node_labels(user_data: Any) -> dict[str, str]:
+    """The labels the boot script passes to the kubelet (``--node-labels``), from the launch's user-data."""
+    encoded = user_data.as_bytes() if hasattr(user_data, "as_bytes") else user_data  # moto's Base64EncodedString
+    try:
+        script = base64.b64decode(encoded or b"").decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        return {}
+    found = NODE_LABELS.search(script)
+    words = shlex.split(found[1]) if found else []
+    pairs = (label.partition("=") for label in (words[0].split(",") if words and words[0] else []))
+    return {key: value for key, _, value in pairs if key}
 
 
 def _group_members() -> list[tuple[str, Any]]:

@@ -22,7 +22,8 @@ auto-scaling backend, narrowly, so that a group with hooks behaves as on AWS:
   ``account`` key AWS's has; the patch puts it back);
 - an instance whose health is set Unhealthy is replaced, unless ReplaceUnhealthy is suspended;
 - the stack's AWS::SQS::QueuePolicy, which moto's CloudFormation skips, becomes the queue's Policy attribute;
-- new instances are spread over the group's zones, and Fn::GetAZs names the region's own zones (see ``zones``).
+- new instances are spread over the group's zones, and Fn::GetAZs names the region's own zones (see ``zones``);
+- an executed change set leaves the stack with its outputs (see ``stack_outputs``).
 
 Time is the sandbox's injected clock; ``scale`` shortens every hook's heartbeat timeout (and what
 describe_lifecycle_hooks reports, HeartbeatTimeout and the GlobalTimeout that follows from it, so a handler's
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provision.clock import Clock
-from provision.sandbox import zones
+from provision.sandbox import stack_outputs, zones
 
 ATTRIBUTE = "_cluster_lifecycle"  # where an attached model lives on a moto auto-scaling backend
 
@@ -282,6 +283,7 @@ def install() -> None:
         AutoScalingResponse.record_lifecycle_action_heartbeat = _heartbeat_response  # type: ignore[attr-defined]
         _install_queue_policy()
         zones.install()
+        stack_outputs.install()
         # What EventBridge delivers to a target without an input transformer: moto's default leaves out "account".
         EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
             '{"version": "0", "id": "<id>", "detail-type": "<detail-type>", "source": "<source>", '

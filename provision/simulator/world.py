@@ -38,6 +38,10 @@ Obj = dict[str, Any]
 Admit = Callable[[Obj], None]
 # How many changes a watch can resume from; older resourceVersions answer 410 Gone, as etcd's compaction makes them.
 CHANGE_LOG_LENGTH = 20_000
+# A fault to inject on purpose: the workload's pods (not a DaemonSet's) on a node with this label and value crash-loop,
+# as pods that cannot run on a new configuration do; a host's label comes from `hosts.labels` in cluster.toml.
+FAULT_LABEL, CRASH_LOOP = "sandbox.cluster/fault", "crash-loop"
+CRASH_PERIOD = 5.0  # seconds between restarts of a crash-looping container
 
 # The fields each kind can be selected by, as the API server registers them (others answer 400).
 BASE_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
@@ -419,9 +423,17 @@ class World:
 
     # --- what the host simulator and tests use ---------------------------------------------------------------
 
-    def add_node(self, name: str, *, provider_id: str = "", internal_ip: str = "", ready: bool = True) -> Obj:
+    def add_node(
+        self,
+        name: str,
+        *,
+        provider_id: str = "",
+        internal_ip: str = "",
+        ready: bool = True,
+        labels: dict[str, str] | None = None,
+    ) -> Obj:
         body: Obj = {
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "metadata": {"name": name, "labels": {**(labels or {}), "kubernetes.io/hostname": name}},
             "spec": {"providerID": provider_id} if provider_id else {},
             "status": {
                 "capacity": {
@@ -1060,8 +1072,16 @@ class World:
                 )
                 pod["status"]["podIPs"] = [{"ip": pod["status"]["podIP"]}]
             ready = timer.running_at is not None and now - timer.running_at >= self.timings.ready_delay
-            _set_ready(pod, ready and _is_node_ready(node))
-            pod["status"]["containerStatuses"] = _container_statuses(pod, ready and _is_node_ready(node))
+            crashing = (
+                timer.running_at is not None
+                and node["metadata"].get("labels", {}).get(FAULT_LABEL) == CRASH_LOOP
+                and (_controller(pod) or ("",))[0] != "DaemonSet"
+            )
+            restarts = int((now - timer.running_at) // CRASH_PERIOD) + 1 if crashing and timer.running_at else 0
+            _set_ready(pod, ready and _is_node_ready(node) and not crashing)
+            pod["status"]["containerStatuses"] = _container_statuses(
+                pod, ready and _is_node_ready(node) and not crashing, restarts=restarts
+            )
 
     def _update_statuses(self) -> None:
         for kind in ("ReplicaSet", "StatefulSet", "DaemonSet"):
@@ -1240,11 +1260,14 @@ def _internal_ip(node: Obj) -> str:
     return next((a["address"] for a in node["status"].get("addresses") or [] if a["type"] == "InternalIP"), "")
 
 
-def _container_statuses(pod: Obj, ready: bool) -> list[Obj]:
-    """What the kubelet reports of each container: running since the pod started (never restarted), or still being
-    created; kubectl's READY and STATUS columns are computed from these."""
+def _container_statuses(pod: Obj, ready: bool, *, restarts: int = 0) -> list[Obj]:
+    """What the kubelet reports of each container: running since the pod started, still being created, or (with
+    ``restarts``) crash-looping; kubectl's READY and STATUS columns are computed from these."""
     started = pod["status"].get("startTime")
     uid = pod["metadata"].get("uid", "")
+    state: Obj = {"running": {"startedAt": started}} if started else {"waiting": {"reason": "ContainerCreating"}}
+    if restarts:
+        state = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}}
     return [
         {
             "name": container["name"],
@@ -1252,9 +1275,9 @@ def _container_statuses(pod: Obj, ready: bool) -> list[Obj]:
             "imageID": "",
             "containerID": f"containerd://{hashlib.sha256((uid + container['name']).encode()).hexdigest()}",
             "ready": ready,
-            "started": started is not None,
-            "restartCount": 0,
-            "state": {"running": {"startedAt": started}} if started else {"waiting": {"reason": "ContainerCreating"}},
+            "started": started is not None and not restarts,
+            "restartCount": restarts,
+            "state": state,
         }
         for container in pod["spec"].get("containers") or []
     ]

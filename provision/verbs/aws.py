@@ -5,18 +5,20 @@ verbs that talk to AWS (it loads boto3)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from provision.aws.cloud import Cloud
+from provision.aws.deadline import call_seconds
 from provision.aws.session import AwsFactory, AwsSettings, aws_errors
 from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig, EksControlPlane
 from provision.errors import UsageError
 from provision.sandbox.state import STATE_DIR, SandboxState, is_ours
-from provision.verbs.options import Globals
+from provision.verbs.options import Globals, check_endpoint_variables
 
 if TYPE_CHECKING:
     from provision.kube.facade import Kube
@@ -34,7 +36,7 @@ class Connection:
         skipped and said to be)."""
         from lightkube import Client, KubeConfig
 
-        from provision.kube.eks_token import eks_kubeconfig, eks_token
+        from provision.aws.eks_token import eks_kubeconfig, eks_token
         from provision.kube.facade import FIELD_MANAGER, Kube, connect
 
         try:
@@ -77,11 +79,14 @@ def sandboxed(options: Globals) -> Globals:
 @contextmanager
 def connected(config: ClusterConfig, options: Globals) -> Iterator[Connection]:
     options = sandboxed(options)
+    if options.endpoint_url is None:  # else the endpoint given wins over the environment's, for every service
+        check_endpoint_variables()
     settings = AwsSettings(
         region=config.region,
         profile=options.profile,
         endpoint_url=options.endpoint_url,
         static_credentials=SANDBOX_CREDENTIALS if options.sandbox else None,
+        call_seconds=call_seconds(os.environ),
     )
     with aws_errors(settings):
         factory = AwsFactory(settings)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from provision.errors import ClusterError
-from provision.verbs.options import budget_options
+from provision.verbs.options import budget_options, seconds
 
 
 @click.command("demo")
-@click.option("--boot-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--boot-seconds", type=seconds(0, 3600), default=2.0, show_default=True,
               help="How long a new host takes to boot and join.")  # fmt: skip
 @budget_options
 def command(boot_seconds: float, max_surge: int | str | None, max_unavailable: int | str | None) -> None:

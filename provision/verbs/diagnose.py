@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from provision.remote.access import DIAGNOSTICS, accept_new_option
-from provision.verbs.options import Globals, config_option, load_config
+from provision.verbs.options import FolderPath, Globals, HostName, config_option, load_config, seconds
+from provision.verbs.remote_access import DIAGNOSTICS, accept_new_option
 
 
 def output_option(function: click.decorators.FC) -> click.decorators.FC:
     return click.option(
         "--output",
         "output",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=FolderPath(),
         default=DIAGNOSTICS,
         show_default=True,
         help="Folder in which a <instance-id>-<UTC time> folder is made.",
@@ -22,11 +22,11 @@ def output_option(function: click.decorators.FC) -> click.decorators.FC:
 
 
 @click.command("diagnose")
-@click.argument("host")
+@click.argument("host", type=HostName())
 @config_option
 @output_option
 @click.option(
-    "--timeout", type=click.FloatRange(min=1), default=45.0, show_default=True, help="Seconds for the whole collection."
+    "--timeout", type=seconds(1, 3600), default=45.0, show_default=True, help="Seconds for the whole collection."
 )
 @accept_new_option
 @click.pass_obj
@@ -36,10 +36,10 @@ def command(
     """Save HOST's evidence into a timestamped folder: kubelet and container runtime journals, boot and
     cloud-init logs, the health agent's verdict, dmesg, disk and memory use, its node's events and its SSM records.
     When SSH fails, EC2's console output is saved instead."""
-    from provision.remote.access import diagnose, evidence_line, reach
     from provision.remote.diagnostics import Limits
     from provision.remote.targets import named_hosts
     from provision.ui import UI
+    from provision.verbs.remote_access import diagnose, evidence_line, reach
 
     config = load_config(config_path, example_ok=options.sandbox)
     source = str(config_path or "cluster.toml")

@@ -7,20 +7,20 @@ from pathlib import Path
 
 import click
 
-from provision.remote.access import DashDash, accept_new_option, remote_command
-from provision.verbs.options import Globals, config_option, load_config
+from provision.verbs.options import Globals, HostName, config_option, load_config, seconds, whole
+from provision.verbs.remote_access import DashDash, accept_new_option, remote_command
 
 SHOWN_LINES = 20  # per host in the table; --output json has everything
 
 
 @click.command("exec", cls=DashDash)
-@click.argument("hosts", nargs=-1)
+@click.argument("hosts", nargs=-1, type=HostName())
 @click.option("--all", "every", is_flag=True, help="Every host of the cluster's group.")
 @config_option
-@click.option("--parallel", type=click.IntRange(1, 200), default=10, show_default=True, help="Hosts at a time.")
+@click.option("--parallel", type=whole(1, 200), default=10, show_default=True, help="Hosts at a time.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.1),
+    type=seconds(0.1, 86_400),
     default=60.0,
     show_default=True,
     help="Seconds per host, once connected.",
@@ -42,10 +42,10 @@ def command(
     private DNS name or IP), PARALLEL at a time, and show each host's exit status and output. Exits 1 when any host
     failed or could not be reached. Example: cluster exec --all -- uptime"""
     from provision.errors import ClusterError, UsageError
-    from provision.remote.access import reach
     from provision.remote.run import run_everywhere
     from provision.remote.targets import every_host, named_hosts
     from provision.ui import UI
+    from provision.verbs.remote_access import reach
 
     options: Globals = ctx.obj
     line = remote_command(ctx)

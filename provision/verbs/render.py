@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from importlib.resources import files
@@ -9,7 +10,16 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import DEFAULT_CONFIG, EXAMPLE_CONFIG, config_option, load_config
+from provision.errors import UsageError
+from provision.verbs.options import (
+    DEFAULT_CONFIG,
+    EXAMPLE_CONFIG,
+    FolderPath,
+    ImageReference,
+    config_option,
+    load_config,
+    whole,
+)
 
 
 @click.command("render")
@@ -18,13 +28,13 @@ from provision.verbs.options import DEFAULT_CONFIG, EXAMPLE_CONFIG, config_optio
 @click.option(
     "--output",
     "output_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FolderPath(),
     help="Write template.<format> and userdata.sh into this folder instead of printing the template.",
 )
 @click.option("--userdata", "userdata_only", is_flag=True, help="Print the host user-data instead of the template.")
 @click.option(
     "--patch-generation",
-    type=click.IntRange(min=0),
+    type=whole(0, 1_000_000),
     default=0,
     show_default=True,
     help="The patch generation to render (`cluster patch` raises the deployed one; `cluster status` shows it).",
@@ -34,7 +44,9 @@ from provision.verbs.options import DEFAULT_CONFIG, EXAMPLE_CONFIG, config_optio
     is_flag=True,
     help="Print the Kubernetes objects that run `cluster heal --watch` in the cluster (Deployment, RBAC, config).",
 )
-@click.option("--image", metavar="IMAGE", help="The heal image for --heal-manifest (default: cluster-heal:<version>).")
+@click.option(
+    "--image", type=ImageReference(), help="The heal image for --heal-manifest (default: cluster-heal:<version>)."
+)
 def command(
     config_path: Path | None,
     fmt: str,
@@ -66,23 +78,43 @@ def command(
     elif output_dir is None:
         click.echo(text, nl=False)
     else:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(output_dir / f"template.{fmt}", text)
-        _write_atomically(output_dir / "userdata.sh", rendered.userdata)
+        _write_both(output_dir, {f"template.{fmt}": text, "userdata.sh": rendered.userdata})
         click.echo(f"wrote {output_dir / f'template.{fmt}'} and {output_dir / 'userdata.sh'}", err=True)
 
 
 def _print_heal_manifest(config_path: Path | None, image: str | None) -> None:
     """The heal Deployment carries the configuration file itself (in a ConfigMap), so the text is read as it is."""
+    from provision.config.loader import config_from_text, read_config_text
     from provision.heal.manifest import DEFAULT_IMAGE, heal_manifest
 
-    config = load_config(config_path, example_ok=True)
     source = config_path or Path(DEFAULT_CONFIG)
-    if source.exists():
-        text = source.read_text(encoding="utf-8")
-    else:  # load_config fell back to the packaged example, and said so
+    if config_path is not None or source.exists():
+        text = read_config_text(source)
+        config = config_from_text(text, source=str(source))
+    else:  # load_config falls back to the packaged example, and says so
+        config = load_config(None, example_ok=True)
         text = files("provision.templates").joinpath(EXAMPLE_CONFIG).read_text(encoding="utf-8")
     click.echo(heal_manifest(config, text, image=image or DEFAULT_IMAGE), nl=False)
+
+
+def _write_both(folder: Path, texts: dict[str, str]) -> None:
+    """Write every file into ``folder`` (made as needed), or, when that fails, leave nothing behind: neither a file
+    written nor a folder made."""
+    made = [part for part in (folder, *folder.parents) if not part.exists()]
+    new: list[Path] = []  # files that were not there before (one that was is replaced whole, never half-written)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            if not (folder / name).exists():
+                new.append(folder / name)
+            _write_atomically(folder / name, text)
+    except OSError as error:
+        for path in new:
+            path.unlink(missing_ok=True)
+        for part in made:  # innermost first; each is empty unless someone else wrote into it meanwhile
+            with contextlib.suppress(OSError):
+                part.rmdir()
+        raise UsageError(f"--output: cannot write into {folder}: {error.strerror or error}") from None
 
 
 def _write_atomically(path: Path, text: str) -> None:

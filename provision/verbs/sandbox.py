@@ -6,6 +6,7 @@ import click
 
 from provision.errors import ClusterError
 from provision.sandbox.state import STATE_DIR
+from provision.verbs.options import seconds
 
 
 @click.group("sandbox")
@@ -15,7 +16,7 @@ def command() -> None:
 
 
 @command.command("start")
-@click.option("--boot-seconds", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--boot-seconds", type=seconds(0, 3600), default=5.0, show_default=True,
               help="How long a new host takes to boot and join.")  # fmt: skip
 def start_command(boot_seconds: float) -> None:
     """Start the sandbox in the background."""

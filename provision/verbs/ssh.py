@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from provision.remote.access import OptionalDashDash, accept_new_option, remote_command
-from provision.verbs.options import Globals, config_option, load_config
+from provision.verbs.options import Globals, HostName, config_option, load_config
+from provision.verbs.remote_access import OptionalDashDash, accept_new_option, remote_command
 
 
 @click.command("ssh", cls=OptionalDashDash)
-@click.argument("host")
+@click.argument("host", type=HostName())
 @config_option
 @accept_new_option
 @click.pass_context
@@ -20,9 +20,9 @@ def command(ctx: click.Context, host: str, config_path: Path | None, accept_new_
     """Open a shell on HOST (an instance id, node name, private DNS name or IP), through ssh.bastion or the
     ProxyJump of ~/.ssh/config when there is one; or run the COMMAND given after --. Without a terminal, stdin is
     passed to the host and the command's (or the shell's) exit status is this command's."""
-    from provision.remote.access import reach
     from provision.remote.shell import interactive, piped
     from provision.remote.targets import named_hosts
+    from provision.verbs.remote_access import reach
 
     options: Globals = ctx.obj
     config = load_config(config_path, example_ok=options.sandbox)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import Globals, config_option, join_token, load_config, yes_option
+from provision.verbs.options import FileArgument, Globals, config_option, join_token, load_config, whole, yes_option
 
 
 @click.command("up")
@@ -16,10 +16,10 @@ from provision.verbs.options import Globals, config_option, join_token, load_con
 @click.option("--dry-run", is_flag=True, help="Show the changes and stop; nothing is changed.")
 @click.option(
     "--join-token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FileArgument(),
     help="kubeadm mode: file holding the bootstrap token (default: $CLUSTER_JOIN_TOKEN; kept if already stored).",
 )
-@click.option("--timeout", type=click.IntRange(min=60), default=3600, show_default=True, help="Seconds to wait.")
+@click.option("--timeout", type=whole(60, 86_400), default=3600, show_default=True, help="Seconds to wait.")
 @click.pass_obj
 def command(
     options: Globals,

@@ -55,7 +55,8 @@ def reach(config: ClusterConfig, options: Globals, *, accept_new_host_key: bool,
 
     _quiet_paramiko(options.debug)
     settings = SshSettings.of(config.ssh, accept_new_host_key=accept_new_host_key, source=source)
-    with connected(config, options) as connection, Connector(settings) as connector:
+    # The connector reads known_hosts and ~/.ssh/config: a problem with either is found before any AWS call.
+    with Connector(settings) as connector, connected(config, options) as connection:
         kube, _unreachable = connection.kube()
         snapshot = Fleet.of_stack(connection.cloud, config.stack_name, kube=kube).snapshot()
         yield Reach(connection, snapshot, kube, connector)
@@ -76,9 +77,6 @@ def diagnose(config: ClusterConfig, reached: Reach, target: Target, parent: Path
     cloud = reached.connection.cloud
     kube = reached.kube
 
-    def console_output(instance_id: str) -> str:
-        return cloud.instances.client.get_console_output(InstanceId=instance_id).get("Output", "")
-
     def node_events(node: str) -> list[str]:
         assert kube is not None
         return [
@@ -93,7 +91,7 @@ def diagnose(config: ClusterConfig, reached: Reach, target: Target, parent: Path
         verdict = instance.tags.get(names.HEALTH_TAG) if instance else None
         return records | ({f"tag {names.HEALTH_TAG}": verdict} if verdict else {})
 
-    sources = Sources(console_output, node_events if kube is not None else None, host_records)
+    sources = Sources(cloud.instances.console_output, node_events if kube is not None else None, host_records)
     return collect(target, diagnostics_folder(parent, target), reached.connector, sources, limits)
 
 
