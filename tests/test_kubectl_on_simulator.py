@@ -530,7 +530,7 @@ kind: Deployment
 metadata:
   name: api
 spec:
-  replicas: 4
+  replicas: 3
   strategy:
     rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
   selector:
@@ -575,7 +575,7 @@ def test_apply_creates_reapplies_rolls_by_the_strategy_refuses_unknown_fields_an
     images = {pod["spec"]["containers"][0]["image"] for pod in live_pods(world, "app=api")}
     [container] = world.get("Deployment", "default", "api")["spec"]["template"]["spec"]["containers"]
     typo = tmp_path / "typo.yaml"
-    typo.write_text(MANIFEST.replace("IMAGE", "nginx:1.29").replace("replicas: 4", "replicas: 4\n  replica: 5"))
+    typo.write_text(MANIFEST.replace("IMAGE", "nginx:1.29").replace("replicas: 3", "replicas: 3\n  replica: 5"))
     refused = kubectl.run("apply", "-f", str(typo))
     undone = kubectl.ok("rollout", "undo", "deployment/api")
     kubectl.ok("rollout", "status", "deployment/api", "--timeout=60s")
@@ -585,13 +585,13 @@ def test_apply_creates_reapplies_rolls_by_the_strategy_refuses_unknown_fields_an
     assert unchanged.split("\n")[:2] == ["deployment.apps/api unchanged", "poddisruptionbudget.policy/api unchanged"]
     assert configured.split("\n")[:2] == ["deployment.apps/api configured", "poddisruptionbudget.policy/api unchanged"]
     # One new pod at a time (maxSurge 1, maxUnavailable 0), not all at once.
-    assert 'Waiting for deployment "api" rollout to finish: 1 out of 4 new replicas have been updated...' in rolled
+    assert 'Waiting for deployment "api" rollout to finish: 1 out of 3 new replicas have been updated...' in rolled
     assert rolled.splitlines()[-1] == 'deployment "api" successfully rolled out'
     assert images == {"nginx:1.28"}
     assert container["ports"] == [{"containerPort": 80}] and container["resources"] == {"requests": {"cpu": "100m"}}
     assert refused.returncode != 0
     assert 'unknown field "spec.replica"' in refused.stderr or 'unknown field "replica"' in refused.stderr, refused
-    assert world.get("Deployment", "default", "api")["spec"]["replicas"] == 4
+    assert world.get("Deployment", "default", "api")["spec"]["replicas"] == 3
     # Back to the first template: its ReplicaSet again, as revision 3 (revision 1 is gone from the history).
     assert undone.strip() == "deployment.apps/api rolled back"
     assert re.findall(r"^(\d+)\s", history, re.MULTILINE) == ["2", "3"], history

@@ -23,6 +23,7 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
+from provision.simulator.world import CRASH_LOOP, FAULT_LABEL
 from tests.simkit import Simulator, simulator
 
 __all__ = ["simulator"]  # the fixture, imported for pytest
@@ -141,6 +142,25 @@ def test_an_eviction_records_killing_for_each_container_and_the_controller_its_r
     assert {e["involvedObject"]["uid"] for e in events(simulator, kind="ReplicaSet")} == {
         replica_set["metadata"]["uid"]
     }
+
+
+def test_a_crash_looping_pod_gets_the_kubelets_back_off_warning_once(simulator: Simulator) -> None:
+    world = simulator.world
+    world.add_node("node-a", labels={FAULT_LABEL: CRASH_LOOP})
+    simulator.deployment("web", 1)
+    simulator.settle(12)  # two restarts
+    [pod] = world.select("Pod", "default", labels="app=web")
+
+    back_off = [event for event in events(simulator, name=pod["metadata"]["name"]) if event["reason"] == "BackOff"]
+
+    assert pod["status"]["containerStatuses"][0]["restartCount"] >= 2
+    assert [(event["type"], event["message"]) for event in back_off] == [
+        (
+            "Warning",
+            f"Back-off restarting failed container main in pod {pod['metadata']['name']}_default"
+            f"({pod['metadata']['uid']})",
+        )
+    ]
 
 
 def test_node_readiness_and_cordons_are_recorded_by_the_component_that_sees_them(simulator: Simulator) -> None:

@@ -176,6 +176,7 @@ class _PodClock:
     running_at: float | None = None
     deleted_at: float | None = None
     unschedulable_because: str = ""  # the last FailedScheduling message recorded, so it is recorded once
+    backing_off: bool = False  # crash-looping, and the kubelet's BackOff event recorded
 
 
 @dataclass
@@ -1078,6 +1079,18 @@ class World:
                 and (_controller(pod) or ("",))[0] != "DaemonSet"
             )
             restarts = int((now - timer.running_at) // CRASH_PERIOD) + 1 if crashing and timer.running_at else 0
+            if crashing and not timer.backing_off:
+                timer.backing_off = True
+                for container in pod["spec"].get("containers") or []:  # the kubelet's words, once per container
+                    meta = pod["metadata"]
+                    self._record(
+                        events.reference(pod, field_path=f"spec.containers{{{container['name']}}}"),
+                        "BackOff",
+                        f"Back-off restarting failed container {container['name']} in pod "
+                        f"{meta['name']}_{meta['namespace']}({meta['uid']})",
+                        Source(events.KUBELET, node["metadata"]["name"]),
+                        warning=True,
+                    )
             _set_ready(pod, ready and _is_node_ready(node) and not crashing)
             pod["status"]["containerStatuses"] = _container_statuses(
                 pod, ready and _is_node_ready(node) and not crashing, restarts=restarts
