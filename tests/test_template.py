@@ -351,7 +351,7 @@ def test_userdata_stays_under_the_ec2_limit(mode: str) -> None:
 
 def test_userdata_over_the_limit_is_refused_with_the_key_to_change() -> None:
     labels = {f"example.com/label-{index:03}": "v" * 63 for index in range(200)}
-    with pytest.raises(RenderError, match=r"hosts\.labels: the rendered user-data is \d+ bytes"):
+    with pytest.raises(RenderError, match=r"hosts\.labels: the rendered user-data of group workers is \d+ bytes"):
         render(with_changes(hosts={"labels": labels}))
 
 
