@@ -22,9 +22,9 @@ from provision.render.template import Rendered, render
 from provision.render.userdata import USERDATA_LIMIT
 from tests.conftest import CONFIGS, EXAMPLE, GOLDEN
 
-SINGLE_GROUP = {"kubeadm": EXAMPLE, "eks": CONFIGS / "eks.toml"}
+CASES = {"kubeadm": EXAMPLE, "eks": CONFIGS / "eks.toml"}  # one group each (other test modules use these too)
 TWO_GROUPS = {"groups-kubeadm": CONFIGS / "groups-kubeadm.toml", "groups-eks": CONFIGS / "groups-eks.toml"}
-CASES = SINGLE_GROUP | TWO_GROUPS
+ALL_CASES = CASES | TWO_GROUPS
 # The templates of the version before host groups, as `cluster up` deployed them: rendered from the commit before
 # groups (257637d) with the example and tests/configs/eks.toml. Frozen: stacks made by that version exist.
 BEFORE_GROUPS = {
@@ -34,7 +34,7 @@ BEFORE_GROUPS = {
 
 
 def rendered(mode: str) -> Rendered:
-    return render(load_config(CASES[mode]))
+    return render(load_config(ALL_CASES[mode]))
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -69,7 +69,7 @@ def with_changes(**sections: dict[str, Any]) -> ClusterConfig:
     return parse_config(data, source="test")
 
 
-@pytest.mark.parametrize("mode", CASES)
+@pytest.mark.parametrize("mode", ALL_CASES)
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_golden_template(mode: str, fmt: str, update_golden: bool) -> None:
     golden = GOLDEN / f"{mode}.template.{fmt}"
@@ -79,7 +79,7 @@ def test_golden_template(mode: str, fmt: str, update_golden: bool) -> None:
     assert text == golden.read_text(), f"rendered template differs from {golden}; rerun with --update-golden if meant"
 
 
-@pytest.mark.parametrize("mode", SINGLE_GROUP)
+@pytest.mark.parametrize("mode", CASES)
 def test_golden_userdata(mode: str, update_golden: bool) -> None:
     golden = GOLDEN / f"{mode}.userdata.sh"
     text = rendered(mode).userdata
@@ -88,15 +88,15 @@ def test_golden_userdata(mode: str, update_golden: bool) -> None:
     assert text == golden.read_text()
 
 
-@pytest.mark.parametrize("mode", CASES)
+@pytest.mark.parametrize("mode", ALL_CASES)
 def test_rendering_is_deterministic(mode: str) -> None:
     assert rendered(mode).text("yaml") == rendered(mode).text("yaml")
     assert rendered(mode).digest == rendered(mode).digest
 
 
-@pytest.mark.parametrize("mode", CASES)
+@pytest.mark.parametrize("mode", ALL_CASES)
 def test_cfn_lint_accepts_the_template(mode: str) -> None:
-    config = load_config(CASES[mode])
+    config = load_config(ALL_CASES[mode])
     assert cfn_lint(as_dict(render(config)), config.region) == []
 
 
@@ -134,7 +134,7 @@ def test_custom_lint_rules_catch_an_unsafe_launch_template(breakage: Any, rule_m
     assert [problem for problem in problems if rule_message in problem], problems
 
 
-@pytest.mark.parametrize("mode", CASES)
+@pytest.mark.parametrize("mode", ALL_CASES)
 def test_shellcheck_accepts_the_userdata_of_every_group(mode: str, shellcheck: str, tmp_path: Path) -> None:
     scripts = []
     for group in rendered(mode).groups.values():
@@ -355,7 +355,7 @@ def test_outputs_name_what_other_verbs_read() -> None:
     }
 
 
-@pytest.mark.parametrize("mode", CASES)
+@pytest.mark.parametrize("mode", ALL_CASES)
 def test_userdata_of_every_group_stays_under_the_ec2_limit(mode: str) -> None:
     for group in rendered(mode).groups.values():
         assert len(group.userdata.encode()) < USERDATA_LIMIT * 0.75, f"{group.name}: keep room for labels and taints"
@@ -528,7 +528,7 @@ def test_a_mixed_instances_group_takes_its_types_from_the_policy_not_the_launch_
 
 
 def test_the_mix_of_instance_types_is_part_of_the_fingerprint() -> None:
-    config = load_config(CASES["groups-kubeadm"])
+    config = load_config(TWO_GROUPS["groups-kubeadm"])
     workers = config.groups["workers"]
     fewer = config.model_copy(
         update={"groups": config.groups | {"workers": workers.model_copy(update={"instance_types": ["m5.large"]})}}
@@ -586,7 +586,7 @@ def test_eks_groups_wait_for_the_access_entry() -> None:
 
 
 def test_each_group_gets_a_patch_generation_of_its_own_when_given() -> None:
-    result = render(load_config(CASES["groups-kubeadm"]), patch_generation=3, generations={"system": 7})
+    result = render(load_config(TWO_GROUPS["groups-kubeadm"]), patch_generation=3, generations={"system": 7})
     outputs = as_dict(result)["Outputs"]
 
     assert outputs["HostFingerprintSystem"]["Value"]["Fn::Sub"].startswith("${ImageIdSystem}/7/")
