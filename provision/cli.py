@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
-import unicodedata
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -17,6 +16,7 @@ import click
 
 from provision import __version__
 from provision.errors import ClusterError, ExitCode
+from provision.printable import escaped
 from provision.verbs.options import EndpointUrl, Globals
 
 # verb -> one-line help. The help is here so that listing the verbs does not import them.
@@ -82,18 +82,10 @@ def cli(
     ctx.obj = Globals(debug, profile, endpoint_url, kubeconfig, context, sandbox)
 
 
-def _one_line(message: str) -> str:
-    """An error message as one line: a line break or other control character that reached it (from a file, a flag
-    or an answer of AWS's) is shown escaped, never acted on by the terminal."""
-    return "".join(
-        repr(character)[1:-1] if unicodedata.category(character) == "Cc" else character for character in message
-    )
-
-
 def _click_message(error: click.ClickException) -> str:
     """click's own message (which names the option) on one line, with where to look for help instead of click's
     usage block."""
-    message = _one_line(" ".join(error.format_message().split()))
+    message = escaped(" ".join(error.format_message().split()))
     if isinstance(error, click.UsageError) and error.ctx is not None:
         message += f" (see `{error.ctx.command_path} --help`)"
     return message
@@ -125,12 +117,12 @@ def _run(args: list[str], debug: bool) -> int:
     except ClusterError as error:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {_one_line(str(error))}", err=True)
+        click.echo(f"error: {escaped(str(error))}", err=True)
         return error.exit_code
     except Exception as error:  # a bug: still one line, and the traceback on demand
         if debug:
             traceback.print_exc()
-        first = str(error).splitlines()[0] if str(error) else ""
+        first = escaped(str(error).splitlines()[0]) if str(error) else ""
         click.echo(
             f"error: unexpected {type(error).__name__}: {first} (rerun with --debug for the traceback)", err=True
         )

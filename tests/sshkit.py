@@ -96,13 +96,23 @@ class SshLab:
     authorized_keys: Path
     servers: list[Sshd] = field(default_factory=list)
 
-    def start(self, *, forwarding: bool = True) -> Sshd:
+    def start(self, *, forwarding: bool = True, certificate_authority: Path | None = None) -> Sshd:
+        """A new sshd; with ``certificate_authority`` (a private key file), its host key is certified by that CA
+        (ssh-keygen -s) and it offers the certificate, as a fleet with an SSH CA does."""
         index = len(self.servers)
         folder = self.root / f"sshd{index}"
         folder.mkdir()
         host_key_file = folder / "host_ed25519"
         host_key = write_key(host_key_file)
         port = free_port()
+        certificate = []
+        if certificate_authority is not None:
+            subprocess.run(
+                ["ssh-keygen", "-q", "-s", str(certificate_authority), "-I", f"sshd{index}", "-h", "-n", "127.0.0.1",
+                 str(host_key_file.with_suffix(".pub"))],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            certificate = [f"HostCertificate {folder / 'host_ed25519-cert.pub'}"]
         config = folder / "sshd_config"
         config.write_text(
             "\n".join(
@@ -120,6 +130,7 @@ class SshLab:
                     "PermitRootLogin prohibit-password",
                     f"AllowTcpForwarding {'yes' if forwarding else 'no'}",
                     "LogLevel DEBUG1",  # the bastion test reads the forwarding it did
+                    *certificate,
                     "",
                 ]
             )

@@ -12,7 +12,7 @@ import pytest
 
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
-from provision.aws.stacks import ChangeSetFailed, Stacks
+from provision.aws.stacks import POLL_SECONDS, ChangeSetFailed, Stacks
 from provision.clock import WaitTimeout
 from provision.deploy.down import down
 from provision.deploy.up import DeployFailed, Up
@@ -178,6 +178,26 @@ def test_a_stack_that_never_settles_times_out_with_the_next_step(moto: None) -> 
         "or run `cluster up` again to keep waiting"
     )
     assert clock.current >= 600
+
+
+def test_the_timeout_bounds_the_whole_of_up_not_each_of_its_waits(moto: None) -> None:
+    clock = FakeClock()
+    # 500 s waiting for an update already in progress, then our own update that never settles.
+    fake = ScriptedCloudFormation(
+        NAME,
+        status="UPDATE_IN_PROGRESS",
+        waiting=[("UPDATE_IN_PROGRESS", [])] * 100
+        + [("UPDATE_COMPLETE", [event(NAME, STACK_TYPE, "UPDATE_COMPLETE")])],
+        after_execute=[("UPDATE_IN_PROGRESS", [])] * 10_000,
+    )
+
+    with pytest.raises(WaitTimeout) as timeout:
+        Up(EXAMPLE, scripted(moto, fake, clock), recording_ui()[0], timeout=600).run(dry_run=False, join_token=TOKEN)
+
+    assert "ExecuteChangeSet" in fake.calls, "the first wait ended in time, the second ran out"
+    left = int(str(timeout.value).removeprefix("timed out after ").partition("s waiting for stack")[0])
+    assert 0 < left < 600, "the second wait had what the first left of the 600 s"
+    assert 600 <= clock.current <= 600 + POLL_SECONDS, "600 s in all, not 600 s for each wait"
 
 
 def test_a_change_set_without_changes_the_aws_way_is_no_change(moto: None) -> None:

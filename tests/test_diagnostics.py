@@ -19,7 +19,7 @@ from lightkube.resources.core_v1 import Event
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
 from provision.fleet.observe import Fleet
-from provision.remote.diagnostics import COMMANDS, decode_console_output
+from provision.remote.diagnostics import COMMANDS, SUMMARY, decode_console_output
 from provision.sandbox.state import SandboxState, is_ours
 from provision.verbs.aws import Connection
 from provision.verbs.options import Globals
@@ -110,6 +110,36 @@ def test_a_command_the_host_lacks_is_recorded_not_fatal(
     assert "tool.txt: not available on the host (exit 127): no-such-tool --version" in lines
     assert "disk.txt: exit 0: df -h" in lines, "the next command still ran"
     assert "node-events.txt: not collected (no node, or the Kubernetes API is not reachable)" in lines
+
+
+def test_what_diagnose_saves_is_private_whatever_the_umask(
+    run_main: Run, cloud: Cloud, ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path, in_tmp: Path
+) -> None:
+    hosts = deployed(cloud)
+    map_hosts(ssh_home, ssh_lab, [ip for _, ip in hosts], [server.port for server in hosts3])
+    trust(ssh_home, *hosts3)
+    (instance_id, _), _, _ = hosts
+    shared = in_tmp / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+
+    previous = os.umask(0)  # the most open umask: nothing may come out group- or world-readable
+    try:
+        into_missing = run_main("diagnose", "-c", str(EXAMPLE), instance_id, "--output", "saved/by/cluster")
+        into_shared = run_main("diagnose", "-c", str(EXAMPLE), instance_id, "--output", str(shared))
+    finally:
+        os.umask(previous)
+
+    assert into_missing.code == 0 and into_shared.code == 0, into_missing.err + into_shared.err
+    [folder] = (in_tmp / "saved" / "by" / "cluster").iterdir()
+    for made in (in_tmp / "saved", in_tmp / "saved" / "by", in_tmp / "saved" / "by" / "cluster", folder):
+        assert made.stat().st_mode & 0o777 == 0o700, made
+    [other] = shared.iterdir()
+    assert other.stat().st_mode & 0o777 == 0o700
+    assert shared.stat().st_mode & 0o777 == 0o755, "a folder the user named is left as it was"
+    files = [*folder.iterdir(), *other.iterdir()]
+    assert {"kubelet.log", "disk.txt", "host-records.txt", SUMMARY} <= {path.name for path in files}
+    assert {path.name: path.stat().st_mode & 0o777 for path in files} == {path.name: 0o600 for path in files}
 
 
 def test_when_ssh_fails_the_console_output_is_saved_instead(

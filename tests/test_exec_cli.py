@@ -74,6 +74,19 @@ def test_exec_all_prints_a_row_per_host(run_main: Run, cluster: list[tuple[str, 
     assert outcome.out.count("up since boot") == 4  # the title and one row per host
 
 
+def test_exec_shows_what_hosts_print_without_their_escape_sequences(
+    run_main: Run, cluster: list[tuple[str, str]]
+) -> None:
+    # A window title, a screen clear and colour, as a compromised host's command could print them.
+    outcome = run_main("exec", "-c", str(EXAMPLE), "--all", "--", r"printf '\033]0;owned\007\033[2J\033[31mclean\n'")
+
+    assert outcome.code == 0, outcome.err
+    assert "\x1b" not in outcome.out and "\x07" not in outcome.out
+    assert sum(line.split()[-1:] == ["clean"] for line in outcome.out.splitlines()) == 3, "each host's output shown"
+    json_outcome = run_main("exec", "-c", str(EXAMPLE), "--all", "--output", "json", "--", r"printf '\033[31mx'")
+    assert {host["output"] for host in json.loads(json_outcome.out)["hosts"]} == {"\x1b[31mx"}, "json keeps it all"
+
+
 def test_exec_on_named_hosts_that_fail_exits_1_and_says_which(run_main: Run, cluster: list[tuple[str, str]]) -> None:
     (first, first_ip), (second, _), _ = cluster
 

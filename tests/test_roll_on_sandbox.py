@@ -277,3 +277,39 @@ def test_pods_that_crash_only_on_the_new_configuration_halt_the_patch_at_the_can
     assert not before & {str(host["instance_id"]) for host in final}
     counters = simulator_counters(sandbox)
     assert counters["budget_violations"] == 0, counters
+
+
+def test_patch_roll_and_replace_print_one_json_document_with_output_json(sandbox: Path) -> None:
+    before = {str(host["instance_id"]): host for host in hosts(sandbox)}
+
+    planned = cluster(sandbox, "--sandbox", "patch", "--dry-run", "--output", "json")
+
+    assert planned.returncode == 0, planned.stderr
+    document = json.loads(planned.stdout)  # the whole of stdout: one document; the progress went to stderr
+    assert "dry run: nothing was changed" in planned.stderr
+    assert document["dry_run"] is True and document["result"] is None and document["error"] is None
+    plan = document["plan"]
+    assert {host["instance_id"] for host in plan["hosts"]} == set(before), "every outdated host"
+    for host in plan["hosts"]:
+        assert host["zone"] == before[host["instance_id"]]["availability_zone"]
+        assert host["reason"] == "outdated by the new patch generation" and host["group"] == plan["group"]
+    assert [host["order"] for host in plan["hosts"]] == [1, 2] and plan["waves"] == 2
+    assert plan["budget"] == {"max_surge": 1, "max_unavailable": 0, "overlap": True}
+
+    rolled = cluster(sandbox, "--sandbox", "roll", "--yes", "--output", "json")
+
+    assert rolled.returncode == 0, rolled.stderr
+    page = sandbox / json.loads(rolled.stdout)["report"]
+    assert page.parent == sandbox / "reports" and page.name.startswith("roll-") and page.suffix == ".html"
+    assert f"roll report: {page.relative_to(sandbox)}" in rolled.stderr and page.with_suffix(".json").is_file()
+    assert planned.stdout.count('"report": null') == 1 and not list((sandbox / "reports").glob("patch-*")), "dry run"
+    result = json.loads(rolled.stdout)["result"]
+    assert {item["instance_id"] for item in result["replaced"]} == set(before) and result["lowest_ready"] == 2
+    assert all(item["replacement"].startswith("i-") and item["seconds"] > 0 for item in result["replaced"])
+
+    refused = cluster(sandbox, "--sandbox", "replace", "i-0123456789abcdef0", "--yes", "--output", "json")
+
+    assert refused.returncode == 2
+    error = json.loads(refused.stdout)["error"]
+    assert error["exit_code"] == 2 and "i-0123456789abcdef0" in error["message"]
+    assert refused.stderr.strip().endswith(error["message"]), "the same line on stderr"

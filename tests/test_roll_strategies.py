@@ -5,13 +5,16 @@ what ``decide`` asks for on a fixed fleet."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from provision.config.schema import Rolling
 from provision.errors import ClusterError
@@ -20,7 +23,10 @@ from provision.roll import engine
 from provision.roll.engine import RollHalted
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
-from provision.roll.plan import Budget, outdated
+from provision.roll.plan import Budget, Strategy, outdated
+from provision.roll.progress import progress_line
+from provision.roll.state import Flight, Kind, Phase
+from provision.ui import UI
 from tests.deploykit import recording_ui
 from tests.rollfakes import CURRENT, FakeKube, FakeParameters, World, fake_fleet
 from tests.test_roll_pipeline import HOSTS, assert_done_and_clean, roll
@@ -307,3 +313,92 @@ def test_a_dry_run_shows_what_decide_does_first_and_changes_nothing() -> None:
     assert lines == [f"take {oldest.old} ({oldest.zone}): cordoned and drained first"], lines
     assert parameters.stored == {} and world.cordoned == set() and world.desired == HOSTS
     assert not {"UpdateAutoScalingGroup", "PutParameter", "TerminateInstanceInAutoScalingGroup"} & set(world.calls)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"surge": 2},
+        {"surge": 2, "canary": 1, "bake_seconds": 30},
+        {"surge": 1, "unavailable": 1},
+        {"surge": 2, "unavailable": 1},
+        {"surge": 0, "unavailable": 1},
+        {"surge": 2, "order": "zone"},
+    ],
+    ids=[
+        "surge 2",
+        "canary then surge 2",
+        "surge 1 + unavailable 1",
+        "surge 2 + unavailable 1",
+        "terminate-first",
+        "zone order",
+    ],
+)
+def test_the_plans_waves_are_the_waves_the_engine_runs(settings: dict[str, object]) -> None:
+    world, parameters = World.with_hosts(7), FakeParameters()
+    journal = Journal(parameters, "/cluster/test")
+    ran: dict[str, int] = {}  # old host -> the wave the engine put it in
+
+    def checkpoint(_phase: str) -> None:
+        record = journal.load()
+        ran.update({flight.old: flight.wave for flight in record.flights} if record else {})
+
+    rolling = Rolling.model_validate(
+        {"max_surge": settings.pop("surge"), "max_unavailable": settings.pop("unavailable", 0)} | settings
+    )
+    snapshot = fake_fleet(world).snapshot()
+    plan = outdated(
+        snapshot,
+        operation="patch",
+        include_protected=False,
+        budget=Budget.resolve(rolling, snapshot.desired),
+        strategy=Strategy.of(rolling),
+    )
+    roll(world, parameters, checkpoint=checkpoint, **{**rolling.model_dump(), "surge": plan.budget.surge,
+                                                    "unavailable": plan.budget.unavailable})  # fmt: skip
+
+    planned = {step.old: number for number, wave in enumerate(plan.waves(), start=1) for step in wave}
+    assert ran == planned
+    if plan.strategy.order == "zone":
+        assert all(len({step.zone for step in wave}) == 1 for wave in plan.waves()), "no wave spans two zones"
+
+
+def test_the_progress_line_counts_hosts_names_phases_and_predicts_the_time_left_from_the_pace_so_far() -> None:
+    draining = Flight("i-0aaa", Kind.SURGE, 2, phase=Phase.CORDONED)
+    assert progress_line(0, 10, [draining], 300) == (
+        "0/10 replaced · i-0aaa cordoned · time left known after the first host"
+    )
+    assert progress_line(2, 10, [], 600) == "2/10 replaced · about 40 min left", "8 hosts at 5 minutes each"
+    assert progress_line(9, 10, [], 5400) == "9/10 replaced · about 10 min left"
+    assert progress_line(1, 200, [], 60) == "1/200 replaced · about 3.3 h left"
+    assert progress_line(10, 10, [], 600) == "10/10 replaced"
+
+
+class ProgressUI(UI):
+    """A UI that keeps every progress line the roll shows."""
+
+    shown: list[str]
+
+    @contextmanager
+    def progress(self) -> Iterator[Callable[[str], None]]:
+        yield self.shown.append
+
+
+def test_the_roll_keeps_its_progress_line_up_to_date() -> None:
+    world, parameters = World.with_hosts(3), FakeParameters()
+    ui = ProgressUI(Console(file=io.StringIO()), ask=None, assume_yes=True)
+    ui.shown = []
+    settings = Rolling.model_validate({"drain_timeout_seconds": 600, "ready_timeout_seconds": 600})
+    fleet = fake_fleet(world)
+    plan = outdated(fleet.snapshot(), operation="patch", include_protected=False, budget=Budget.resolve(settings, 3))
+    journal, lock = Journal(parameters, "/c"), RunLock(parameters, "/c")
+
+    engine.Roll(fleet, FakeKube(world), journal, lock, ui, world.clock, settings).run(plan, owner="test")
+
+    assert ui.shown[0] == "0/3 replaced · time left known after the first host", "the gate's first look"
+    assert any(line.startswith("0/3 replaced · i-") and " launched" in line for line in ui.shown), "its phase named"
+    assert any(line.startswith("1/3 replaced") and " left" in line for line in ui.shown)
+    assert any(line.startswith("2/3 replaced · i-") for line in ui.shown), "the last host under way"
+    assert ui.shown[-1] == "3/3 replaced"
+    with UI(Console(file=io.StringIO()), ask=None, assume_yes=True).progress() as show:
+        show("1/3 replaced")  # off a terminal: nothing drawn, nothing raised

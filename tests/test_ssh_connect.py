@@ -21,6 +21,7 @@ from typing import Any
 import paramiko
 import pytest
 
+from provision.errors import ConfigError
 from provision.remote.connect import CommandResult, Connector, HostKeyRefused, Session, SshError, SshSettings
 from provision.remote.run import run_everywhere
 from provision.remote.targets import Target
@@ -118,6 +119,121 @@ def test_a_changed_host_key_is_refused_even_with_accept_new(
     assert other.host_key.fingerprint in message and server.host_key.fingerprint in message
     assert f"ssh-keygen -R '[127.0.0.1]:{server.port}'" in message
     assert (ssh_home / ".ssh" / "known_hosts").read_text() == impostor.known_hosts_line(), "known_hosts untouched"
+
+
+def key_line(names: str, key: paramiko.PKey, marker: str = "") -> str:
+    return f"{marker + ' ' if marker else ''}{names} {key.get_name()} {key.get_base64()}\n"
+
+
+def test_a_revoked_host_key_is_refused_by_name_even_where_a_plain_line_lists_it(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    server = hosts3[0]
+    known_hosts = ssh_home / ".ssh" / "known_hosts"
+    trust(ssh_home, server)
+    with known_hosts.open("a") as known:
+        known.write(key_line("*", server.host_key, "@revoked"))
+    before = known_hosts.read_text()
+
+    for accept_new in (False, True):
+        with (
+            connector(ssh_lab, ssh_home, server, accept_new_host_key=accept_new) as ssh,
+            pytest.raises(HostKeyRefused) as refused,
+        ):
+            ssh.open(ADDRESS, label="i-0abc")
+        assert str(refused.value) == (
+            f"i-0abc: the host key of [127.0.0.1]:{server.port} (ssh-ed25519 {server.host_key.fingerprint}) is REVOKED "
+            f"in {known_hosts} (line 2); refusing to connect: the host must get a new key"
+        )
+    assert known_hosts.read_text() == before, "nothing recorded, even with --accept-new-host-key"
+
+
+def test_a_key_revoked_for_other_hosts_only_does_not_stop_this_one(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    server = hosts3[1]
+    trust(ssh_home, server)
+    with (ssh_home / ".ssh" / "known_hosts").open("a") as known:
+        known.write(key_line("10.0.0.*,!10.0.0.9", server.host_key, "@revoked"))
+    with connector(ssh_lab, ssh_home, server) as ssh, ssh.session(ADDRESS) as session:
+        assert session.run("true", timeout=10).status == 0
+
+
+def test_hashed_names_wildcards_and_unreadable_lines_are_read_as_openssh_reads_them(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path
+) -> None:
+    server, other = hosts3[1], hosts3[2]
+    name = f"[127.0.0.1]:{server.port}"
+    (ssh_home / ".ssh" / "known_hosts").write_text(
+        "# a comment, a marker OpenSSH does not know, and lines that cannot be read: all skipped\n"
+        + key_line("*", other.host_key, "@unknown-marker")
+        + "broken ssh-ed25519 AAAA$$$$\n"
+        + "short ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB\n"
+        + f"{name} ssh-ed25519\n"
+        + key_line(f"!{name},[127.0.0.*]:*", other.host_key)  # another key, for every port but this one's
+        + key_line(paramiko.HostKeys.hash_host(name), server.host_key)  # as `ssh-keygen -H` leaves it
+    )
+    with connector(ssh_lab, ssh_home, server) as ssh, ssh.session(ADDRESS) as session:
+        assert session.run("true", timeout=10).status == 0
+
+    (ssh_home / ".ssh" / "known_hosts").write_text(key_line("[127.0.0.*]:*", other.host_key))
+    with connector(ssh_lab, ssh_home, server) as ssh, pytest.raises(HostKeyRefused) as refused:
+        ssh.open(ADDRESS, label="i-0abc")
+    assert f"HOST KEY CHANGED for {name}" in str(refused.value), "a wildcard line counts as the host's"
+
+
+def test_a_revoked_line_that_cannot_be_read_is_refused_with_the_file_and_line(ssh_lab: SshLab, ssh_home: Path) -> None:
+    known_hosts = ssh_home / ".ssh" / "known_hosts"
+    known_hosts.write_text("# ours\n@revoked * ssh-ed25519 AAAA$$$$\n")
+
+    with pytest.raises(ConfigError) as refused:
+        Connector(ssh_lab.settings(ssh_home))
+
+    assert str(refused.value) == (
+        f"{known_hosts}: line 2: a @revoked line that cannot be read: its ssh-ed25519 key cannot be read "
+        "(Only base64 data is allowed); fix or remove it"
+    )
+    assert refused.value.exit_code == 2
+
+
+def test_a_host_trusted_only_through_a_certificate_authority_is_refused_by_name(
+    ssh_lab: SshLab, ssh_home: Path, tmp_path: Path
+) -> None:
+    authority_file = tmp_path / "host_ca"
+    authority = write_key(authority_file)
+    server = ssh_lab.start(certificate_authority=authority_file)
+    known_hosts = ssh_home / ".ssh" / "known_hosts"
+    known_hosts.write_text(key_line("[127.0.0.1]:*", authority, "@cert-authority"))
+
+    with connector(ssh_lab, ssh_home, server) as ssh, pytest.raises(HostKeyRefused) as refused:
+        ssh.open(ADDRESS, label="i-0abc")
+
+    assert str(refused.value) == (
+        f"i-0abc: [127.0.0.1]:{server.port} is trusted through @cert-authority in {known_hosts} (line 1), but host "
+        "certificates cannot be checked here (paramiko neither asks for nor verifies them), and its own key "
+        f"(ssh-ed25519 {server.host_key.fingerprint}) is not listed; check that fingerprint and add the key to "
+        f"{known_hosts}, or rerun with --accept-new-host-key to record it"
+    )
+    assert known_hosts.read_text() == key_line("[127.0.0.1]:*", authority, "@cert-authority"), "nothing recorded"
+
+    trust(ssh_home, server)  # its own key beside the CA: trusted as any listed key
+    with connector(ssh_lab, ssh_home, server) as ssh, ssh.session(ADDRESS) as session:
+        assert session.run("true", timeout=10).status == 0
+
+
+def test_an_identity_file_paramiko_cannot_decode_is_one_line_naming_the_host(
+    ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path, tmp_path: Path
+) -> None:
+    server = hosts3[0]
+    trust(ssh_home, server)
+    garbage = tmp_path / "id_garbage"
+    garbage.write_bytes(bytes(range(256)) * 4)  # paramiko's key loaders raise UnicodeDecodeError on it
+
+    with connector(ssh_lab, ssh_home, server, identity_file=garbage) as ssh, pytest.raises(SshError) as failed:
+        ssh.open(ADDRESS, label="i-0abc")
+
+    assert str(failed.value).startswith(f"i-0abc: [127.0.0.1]:{server.port}: SSH failed: UnicodeDecodeError: ")
+    assert "\n" not in str(failed.value)
 
 
 def test_a_bastion_carries_the_connection_to_the_host(ssh_lab: SshLab, hosts3: list[Sshd], ssh_home: Path) -> None:

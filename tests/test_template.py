@@ -25,8 +25,8 @@ from tests.conftest import CONFIGS, EXAMPLE, GOLDEN
 CASES = {"kubeadm": EXAMPLE, "eks": CONFIGS / "eks.toml"}  # one group each (other test modules use these too)
 TWO_GROUPS = {"groups-kubeadm": CONFIGS / "groups-kubeadm.toml", "groups-eks": CONFIGS / "groups-eks.toml"}
 ALL_CASES = CASES | TWO_GROUPS
-# The templates of the version before host groups, as `cluster up` deployed them: rendered from the commit before
-# groups (257637d) with the example and tests/configs/eks.toml. Frozen: stacks made by that version exist.
+# The templates of the last version before host groups (main at 93f74aa: its golden templates of the example and
+# tests/configs/eks.toml). Frozen: stacks made by that version exist, and must update in place.
 BEFORE_GROUPS = {
     "kubeadm": GOLDEN / "upgrade/kubeadm-single-group.template.yaml",
     "eks": GOLDEN / "upgrade/eks-single-group.template.yaml",
@@ -223,7 +223,10 @@ def test_iam_is_scoped_to_this_cluster() -> None:
     # Only actions that AWS cannot scope to a resource get "*".
     unscoped = {sid for sid, statement in statements.items() if statement["Resource"] == ["*"]}
     assert unscoped == {"FindOwnGroup", "SessionManager"}
-    assert not [a for a in statements["SessionManager"]["Action"] if a.startswith("ssm:Get")]
+    assert not [a for a in statements["SessionManager"]["Action"] if a.startswith("ssm:")], "channels only"
+    registration = statements["SessionManagerRegistration"]
+    assert registration["Action"] == ["ssm:UpdateInstanceInformation"]
+    assert registration["Resource"] == tag["Resource"], "EC2 instances only"
     managed = json.dumps(role["ManagedPolicyArns"])
     assert "AmazonSSMManagedInstanceCore" not in managed
     assert "AmazonEC2ContainerRegistryReadOnly" in managed

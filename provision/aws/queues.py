@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from provision.aws.session import CLIENT_CONFIG, AwsFactory, error_code
+from provision.aws.session import AwsFactory, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -31,9 +31,7 @@ class Queue:
 
     @classmethod
     def connect(cls, factory: AwsFactory, url: str) -> Queue:
-        settings = factory.settings
-        client = factory.session().client("sqs", config=CLIENT_CONFIG, endpoint_url=settings.endpoint_url)
-        return cls(client, url)
+        return cls(factory.client("sqs"), url)
 
     def receive(self, *, wait_seconds: int, visibility_seconds: int, max_messages: int = 10) -> list[Message]:
         answer = self.client.receive_message(

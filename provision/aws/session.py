@@ -25,6 +25,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 
 from provision import __version__
+from provision.aws.deadline import DEFAULT_SECONDS, CallDeadline
 from provision.errors import ClusterError, ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -33,16 +34,25 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_eks import EKSClient
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
-# Adaptive retries back off on throttling across all calls of the process; the timeouts keep a dead endpoint from
-# hanging a roll.
-CLIENT_CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 8},
-    connect_timeout=10,
-    read_timeout=60,
-    user_agent_extra=f"cluster/{__version__}",
-)
+CONNECT_SECONDS = 10.0
+READ_SECONDS = 60.0
+# Services whose calls may ask AWS to wait before it answers, and for how long at most: SQS's long poll.
+LONG_POLL_SECONDS = {"sqs": 20.0}
+
+
+def client_config(call_seconds: float, service: str) -> Config:
+    """Adaptive retries back off on throttling across all calls of the process. No attempt may wait longer than the
+    whole call may take (``provision.aws.deadline``), so a dead endpoint cannot hang a verb."""
+    return Config(
+        retries={"mode": "adaptive", "max_attempts": 8},
+        connect_timeout=min(CONNECT_SECONDS, call_seconds),
+        read_timeout=min(READ_SECONDS, call_seconds) + LONG_POLL_SECONDS.get(service, 0.0),
+        user_agent_extra=f"cluster/{__version__}",
+    )
+
 
 ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
 THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
@@ -62,6 +72,7 @@ class AwsSettings:
     profile: str | None = None
     endpoint_url: str | None = None  # None: boto3's own resolution, which honours AWS_ENDPOINT_URL
     static_credentials: tuple[str, str] | None = None  # the sandbox's fake key pair; None: boto3's own chain
+    call_seconds: float = DEFAULT_SECONDS  # the longest one AWS call may take, retries included
 
 
 class AwsFactory:
@@ -107,13 +118,18 @@ class AwsFactory:
     def client(self, service: Literal["eks"]) -> EKSClient: ...
     @overload
     def client(self, service: Literal["cloudwatch"]) -> CloudWatchClient: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = self.session().client(
+            seconds = self.settings.call_seconds
+            client = self.session().client(
                 service,  # type: ignore[call-overload]
-                config=CLIENT_CONFIG,
+                config=client_config(seconds, service),
                 endpoint_url=self.settings.endpoint_url,
             )
+            CallDeadline(seconds).watch(client)
+            self._clients[service] = client
         return self._clients[service]
 
 

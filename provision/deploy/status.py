@@ -100,11 +100,10 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
 
 def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
     suspended = ", ".join(report.suspended_processes) or "none"
-    ui.console.print(
+    ui.line(
         f"stack {report.stack}: {report.stack_status}   group {report.group or UNKNOWN}: "
         f"desired {report.desired_capacity} (min {report.min_size}, max {report.max_size})   "
-        f"suspended processes: {suspended}   configuration {report.fingerprint or UNKNOWN}",
-        markup=False,
+        f"suspended processes: {suspended}   configuration {report.fingerprint or UNKNOWN}"
     )
     outdated = [row for row in report.hosts if row.current is False]
     columns = ["instance", "zone", "lifecycle", "health", "agent", "config"]
@@ -126,13 +125,10 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
         for row in report.hosts
     ]
     ui.table(columns, rows)
-    ui.console.print(
-        f"{len(report.hosts)} host(s), {len(outdated)} outdated"
-        + ("; `cluster patch` replaces them" if outdated else ""),
-        markup=False,
-    )
+    replaced = "; `cluster patch` replaces them" if outdated else ""
+    ui.line(f"{len(report.hosts)} host(s), {len(outdated)} outdated{replaced}")
     if kubernetes_note:
-        ui.console.print(f"node columns unknown: {kubernetes_note}", markup=False)
+        ui.line(f"node columns unknown: {kubernetes_note}")
 
 
 def _age(delta: timedelta) -> str:

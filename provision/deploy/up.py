@@ -39,6 +39,16 @@ EXPLAIN = {
 }
 
 
+def check_join_token(config: ClusterConfig, join_token: str | None) -> None:
+    """A given token must be a kubeadm bootstrap token, and given only in kubeadm mode."""
+    if join_token is None:
+        return
+    if not isinstance(config.control_plane, KubeadmControlPlane):
+        raise UsageError("a join token is only used in kubeadm mode (control_plane.mode)")
+    if not TOKEN_PATTERN.fullmatch(join_token):
+        raise UsageError("the join token is not a kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})")
+
+
 class DeployFailed(ClusterError):
     """The stack operation ended in a failed state; the message names the root cause."""
 
@@ -53,7 +63,7 @@ class Up:
         self.config = config
         self.cloud = cloud
         self.ui = ui
-        self.timeout = timeout
+        self.deadline = cloud.clock.now() + timeout  # `--timeout` bounds the whole verb, not each of its waits
         self.kube = kube  # called once the stack is complete: an EKS control plane may only exist from then on
         self.name = config.stack_name
         self.started = datetime.now(UTC)
@@ -64,18 +74,16 @@ class Up:
         """``next_patch_generation`` raises the patch generation by one (what `cluster patch` does, so that every
         host becomes outdated even when the image did not change); ``then`` says in the confirmation what follows
         the stack change."""
+        # Everything that can be checked here is, before the first AWS call: a bad token or a template AWS would
+        # refuse is a usage error even when AWS cannot be reached.
+        check_join_token(self.config, join_token)
+        self._template(render(self.config, patch_generation=0))
         found = self.cloud.stacks.find(self.name)
         step = 1 if next_patch_generation else 0
         generations = {group: generation + step for group, generation in self._deployed_generations(found).items()}
         rendered = render(self.config, patch_generation=step, generations=generations)
-        template = rendered.body()
-        if len(template.encode()) > TEMPLATE_BODY_LIMIT:
-            raise UsageError(
-                f"the template is {len(template.encode())} bytes, over CloudFormation's inline limit of "
-                f"{TEMPLATE_BODY_LIMIT}; each host group adds its user-data (about 10 KB): use fewer groups, "
-                "availability zones or labels"
-            )
-        self._check_join_token(join_token)
+        template = self._template(rendered)
+        self._check_stored_join_token(join_token)
         stack = self._usable_stack(found, dry_run=dry_run)
         if stack is not None and stack.status in RECREATE_STATES:
             return  # dry run of a stack that would be deleted and recreated: already said so
@@ -93,7 +101,7 @@ class Up:
                 template=template,
                 parameters=parameters,
                 tags=cluster_tags(self.config),
-                timeout=self.timeout,
+                timeout=self._left(),
             )
             # A parameter-only update counts even when the change set lists no resource (as moto's do).
             changed = self._changed_parameters(stack, parameters)
@@ -127,6 +135,11 @@ class Up:
         self._write_kubeconfig()
         self._wait_for_hosts()
 
+    def _left(self, limit: float | None = None) -> float:
+        """Seconds a wait may take: what is left of the verb's timeout, and no more than its own ``limit``."""
+        left = max(self.deadline - self.cloud.clock.now(), 0.0)
+        return left if limit is None else min(left, limit)
+
     def _deployed_generations(self, stack: Stack | None) -> dict[str, int]:
         """The patch generation of each group's deployed launch template (its latest version's fingerprint tag); a
         group the stack does not have yet is left out."""
@@ -156,14 +169,20 @@ class Up:
             if key in stack.parameters and key not in resolved and stack.parameters.get(key) != value
         ]
 
-    def _check_join_token(self, join_token: str | None) -> None:
-        if not isinstance(self.config.control_plane, KubeadmControlPlane):
-            if join_token is not None:
-                raise UsageError("a join token is only used in kubeadm mode (control_plane.mode)")
-            return
-        if join_token is not None:
-            if not TOKEN_PATTERN.fullmatch(join_token):
-                raise UsageError("the join token is not a kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})")
+    @staticmethod
+    def _template(rendered: Rendered) -> str:
+        template = rendered.body()
+        if len(template.encode()) > TEMPLATE_BODY_LIMIT:
+            raise UsageError(
+                f"the template is {len(template.encode())} bytes, over CloudFormation's inline limit of "
+                f"{TEMPLATE_BODY_LIMIT}; each host group adds its user-data (about 10 KB): use fewer groups, "
+                "availability zones or labels"
+            )
+        return template
+
+    def _check_stored_join_token(self, join_token: str | None) -> None:
+        """Without a token given, kubeadm mode needs the one stored by an earlier `up`."""
+        if join_token is not None or not isinstance(self.config.control_plane, KubeadmControlPlane):
             return
         parameter = names.join_token_parameter(self.config.parameter_path)
         if not self.cloud.parameters.exists(parameter):
@@ -281,7 +300,7 @@ class Up:
                 stack_id or self.name,
                 after_event=after,
                 on_events=event_printer(self.ui, seen),
-                timeout=self.timeout,
+                timeout=self._left(),
                 next_step=f"it goes on in AWS: follow it with `cluster status`, or run `cluster {verb}` again to "
                 "keep waiting",
             )
@@ -340,7 +359,7 @@ class Up:
             ready = wait_until(
                 all_in_service,
                 clock=self.cloud.clock,
-                timeout=group.rolling.ready_timeout_seconds,
+                timeout=self._left(group.rolling.ready_timeout_seconds),
                 interval=5.0,
                 what=f"the hosts of {fleet.group} to be InService",
                 next_step="see which host is stuck, and why, with `cluster status`",
@@ -360,7 +379,7 @@ class Up:
             ready = wait_until(
                 all_ready,
                 clock=self.cloud.clock,
-                timeout=group.rolling.ready_timeout_seconds,
+                timeout=self._left(group.rolling.ready_timeout_seconds),
                 interval=5.0,
                 what=f"the nodes of {fleet.group} to be Ready",
                 next_step="`cluster status` shows which host has no Ready node; its boot record says why",

@@ -26,7 +26,7 @@ def show(report: Report, ui: UI, *, header: str) -> None:
 
 def print_line(ui: UI, text: str, *, style: str = "") -> None:
     # Whole lines, never rich markup: causes quote logs and stack events verbatim.
-    ui.console.print(text, style=style if ui.fancy and style else None, markup=False, soft_wrap=True)
+    ui.line(text, style=style)
 
 
 def _subject(finding: Finding) -> str:

@@ -2,24 +2,26 @@
 ProxyJump, ConnectTimeout) looked up by the host's private IP, the configured bastion as a jump host, keys from the
 agent, the configured identity file and the usual ~/.ssh/id_* files, and host keys checked against known_hosts.
 
-An unknown host key is refused unless the user asked to accept new keys; a changed key is always refused. Nothing here
-logs or prints key material: only key types and SHA256 fingerprints, which are public.
+An unknown host key is refused unless the user asked to accept new keys; a changed or revoked key is always refused
+(known_hosts is read by ``known_hosts.py``, markers and patterns included). Whatever paramiko raises becomes one line
+naming the host. Nothing here logs or prints key material: only key types and SHA256 fingerprints, which are public.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+from paramiko.hostkeys import HostKeyEntry
 
 from provision.clock import Clock, SystemClock
 from provision.config.schema import Ssh
 from provision.errors import ClusterError, ConfigError
+from provision.remote.known_hosts import Entry, KnownHosts
 from provision.textfile import MIB, UnreadableFile, read_text_file
 
 # Output kept per command: enough for a journal tail, bounded so a runaway command cannot fill memory.
@@ -43,6 +45,23 @@ class SshError(ClusterError):
 
 class HostKeyRefused(SshError):
     pass
+
+
+@contextmanager
+def failures_named(label: str, doing: str) -> Iterator[None]:
+    """paramiko raises many types: its own, the socket's, EOFError, and what its key and packet parsers raise
+    (ValueError, UnicodeDecodeError, struct.error). Whatever it is, the user gets one line naming the host."""
+    try:
+        yield
+    except ClusterError:
+        raise
+    except Exception as error:
+        raise SshError(label, f"{doing}: {_why(error)}") from None
+
+
+def _why(error: BaseException) -> str:
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -118,36 +137,38 @@ class Session:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise SshError(self.label, "the connection was closed")
-        try:
+        with failures_named(self.label, "the host did not start the command"):
             channel = transport.open_session(timeout=timeout)
             channel.set_combine_stderr(True)
             channel.exec_command(command)
-        except (paramiko.SSHException, OSError) as error:
-            raise SshError(self.label, f"the host did not start the command: {error or 'timed out'}") from None
         try:
-            output = bytearray()
-            truncated = False
-            while True:
-                remaining = deadline - self.clock.now()
-                if remaining <= 0:
-                    return CommandResult(None, bytes(output), truncated)
-                channel.settimeout(remaining)
-                try:
-                    chunk = channel.recv(65536)
-                except TimeoutError:
-                    return CommandResult(None, bytes(output), truncated)
-                if not chunk:
-                    break
-                output += chunk
-                if len(output) > OUTPUT_LIMIT:  # keep the end: the latest lines say the most
-                    del output[: len(output) - OUTPUT_LIMIT]
-                    truncated = True
-            # The exit status arrives just before or after the end of the output.
-            if not channel.status_event.wait(max(deadline - self.clock.now(), 0.0)):
-                return CommandResult(None, bytes(output), truncated)
-            return CommandResult(channel.recv_exit_status(), bytes(output), truncated)
+            with failures_named(self.label, "the connection failed during the command"):
+                return self._collect(channel, deadline)
         finally:
             channel.close()
+
+    def _collect(self, channel: paramiko.Channel, deadline: float) -> CommandResult:
+        output = bytearray()
+        truncated = False
+        while True:
+            remaining = deadline - self.clock.now()
+            if remaining <= 0:
+                return CommandResult(None, bytes(output), truncated)
+            channel.settimeout(remaining)
+            try:
+                chunk = channel.recv(65536)
+            except TimeoutError:
+                return CommandResult(None, bytes(output), truncated)
+            if not chunk:
+                break
+            output += chunk
+            if len(output) > OUTPUT_LIMIT:  # keep the end: the latest lines say the most
+                del output[: len(output) - OUTPUT_LIMIT]
+                truncated = True
+        # The exit status arrives just before or after the end of the output.
+        if not channel.status_event.wait(max(deadline - self.clock.now(), 0.0)):
+            return CommandResult(None, bytes(output), truncated)
+        return CommandResult(channel.recv_exit_status(), bytes(output), truncated)
 
     def close(self) -> None:
         self.client.close()
@@ -161,7 +182,8 @@ class Connector:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.config = _read_config(settings.config_file)
-        # Read once, here, before any host is tried; keys accepted later (--accept-new-host-key) are added.
+        # Read once, here, before any host is tried (and before anything is asked of AWS); keys accepted later
+        # (--accept-new-host-key) are added.
         self.known_hosts = _read_known_hosts(settings)
         self._jumps: dict[tuple[str, ...], paramiko.SSHClient] = {}
         self._jump_lock = threading.RLock()  # re-entered by a chain of jump hosts, each through the one before
@@ -243,15 +265,18 @@ class Connector:
             ) from None
         except (paramiko.SSHException, OSError) as error:
             raise SshError(label, f"the jump host {jumps[-1]} did not open a channel: {error or 'timed out'}") from None
+        except Exception as error:  # see failures_named
+            raise SshError(label, f"the jump host {jumps[-1]} did not open a channel: {_why(error)}") from None
 
     def _login(self, endpoint: Endpoint, label: str, sock: paramiko.Channel | None) -> paramiko.SSHClient:
         settings = self.settings
         client = paramiko.SSHClient()
+        name = endpoint.known_hosts_name  # the name paramiko looks the host up by, as OpenSSH does
         with _known_hosts_lock:
-            _add_entries(client.get_host_keys(), self.known_hosts)
-        client.set_missing_host_key_policy(
-            _Unknown(settings.known_hosts, settings.accept_new_host_key, label, self.known_hosts)
-        )
+            keys = self.known_hosts.keys_for(name)  # a revoked key is not among them, even where a plain line lists it
+        for key in keys:
+            client.get_host_keys().add(name, key.get_name(), key)
+        client.set_missing_host_key_policy(_Unknown(self.known_hosts, settings.accept_new_host_key, label))
         timeout = endpoint.timeout
         try:
             client.connect(
@@ -269,6 +294,9 @@ class Connector:
             )
         except paramiko.BadHostKeyException as error:
             client.close()
+            revoked = self.known_hosts.revoked(name, error.key)
+            if revoked is not None:
+                raise HostKeyRefused(label, _revoked(name, error.key, self.known_hosts, revoked)) from None
             raise HostKeyRefused(label, _changed(endpoint, error, settings.known_hosts)) from None
         except paramiko.AuthenticationException:
             client.close()
@@ -278,7 +306,7 @@ class Connector:
                 f"{endpoint.user}@{endpoint.known_hosts_name} refused every key (tried the agent, {tried} "
                 "and ~/.ssh/id_*); set ssh.identity_file or ssh.user, or IdentityFile/User in ~/.ssh/config",
             ) from None
-        except HostKeyRefused:
+        except ClusterError:  # the host key policy's refusals, already one line
             client.close()
             raise
         except TimeoutError:
@@ -300,6 +328,9 @@ class Connector:
         except OSError as error:
             client.close()
             raise SshError(label, f"cannot connect to {endpoint.known_hosts_name}: {error.strerror or error}") from None
+        except Exception as error:  # see failures_named: e.g. an identity file paramiko cannot decode
+            client.close()
+            raise SshError(label, f"{endpoint.known_hosts_name}: SSH failed: {_why(error)}") from None
         return client
 
     def _timeout(self, found: paramiko.SSHConfigDict) -> float:
@@ -313,30 +344,50 @@ class Connector:
 
 
 class _Unknown(paramiko.MissingHostKeyPolicy):
-    """An unknown host key: refused, or with ``accept`` recorded in known_hosts (as StrictHostKeyChecking
-    accept-new). paramiko itself refuses a key that differs from a known one before asking this policy."""
+    """A host key that known_hosts does not list for the host: refused when revoked; refused when unknown, or with
+    ``accept`` recorded in known_hosts (as StrictHostKeyChecking accept-new). paramiko itself refuses a key that
+    differs from a known one before asking this policy."""
 
-    def __init__(self, known_hosts: Path, accept: bool, label: str, known: list[HostKeyEntry]) -> None:
-        self.known_hosts = known_hosts
+    def __init__(self, known: KnownHosts, accept: bool, label: str) -> None:
+        self.known = known
         self.accept = accept
         self.label = label
-        self.known = known  # the connector's: later logins of this run know the key too
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        revoked = self.known.revoked(hostname, key)
+        if revoked is not None:
+            raise HostKeyRefused(self.label, _revoked(hostname, key, self.known, revoked))
         offered = f"{key.get_name()} {key.fingerprint}"
+        path = self.known.path
         if not self.accept:
+            authorities = self.known.authorities_for(hostname)
+            if authorities:
+                raise HostKeyRefused(
+                    self.label,
+                    f"{hostname} is trusted through @cert-authority in {path} ({authorities[0].where}), but host "
+                    "certificates cannot be checked here (paramiko neither asks for nor verifies them), and its own "
+                    f"key ({offered}) is not listed; check that fingerprint and add the key to {path}, or rerun with "
+                    "--accept-new-host-key to record it",
+                )
             raise HostKeyRefused(
                 self.label,
-                f"unknown host key for {hostname} ({offered}), not in {self.known_hosts}; check the "
+                f"unknown host key for {hostname} ({offered}), not in {path}; check the "
                 "fingerprint (the EC2 console output lists it) and rerun with --accept-new-host-key to record it",
             )
-        entry = HostKeyEntry([hostname], key)
+        line = HostKeyEntry([hostname], key).to_line() or ""
         with _known_hosts_lock:
-            self.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with self.known_hosts.open("a") as known:
-                known.write(entry.to_line() or "")
-            self.known.append(entry)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with path.open("a") as known:
+                known.write(line)
+            self.known.add(hostname, key)  # the connector's: later logins of this run know the key too
         client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _revoked(name: str, key: paramiko.PKey, known: KnownHosts, entry: Entry) -> str:
+    return (
+        f"the host key of {name} ({key.get_name()} {key.fingerprint}) is REVOKED in {known.path} ({entry.where}); "
+        "refusing to connect: the host must get a new key"
+    )
 
 
 def _changed(endpoint: Endpoint, error: paramiko.BadHostKeyException, known_hosts: Path) -> str:
@@ -362,32 +413,16 @@ def _read_config(path: Path | None) -> paramiko.SSHConfig:
         raise ConfigError(str(path), "", f"cannot read the SSH client configuration: {error}") from None
 
 
-def _read_known_hosts(settings: SshSettings) -> list[HostKeyEntry]:
-    """The entries of known_hosts, read as paramiko's HostKeys.load reads them (a line it cannot parse is skipped,
-    as OpenSSH skips it), but through provision.textfile: HostKeys.load would open a FIFO or a device itself."""
+def _read_known_hosts(settings: SshSettings) -> KnownHosts:
+    """known_hosts through provision.textfile (paramiko's HostKeys.load would open a FIFO or a device itself), read
+    by provision.remote.known_hosts (markers and patterns included)."""
     try:
         text = read_text_file(settings.known_hosts, limit=KNOWN_HOSTS_LIMIT)
     except UnreadableFile as error:
-        if error.missing:
-            return []  # no host is known yet
-        raise ConfigError(settings.source, "ssh.known_hosts", str(error)) from None
-    entries: list[HostKeyEntry] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            entry = HostKeyEntry.from_line(line, number)
-        except (paramiko.SSHException, InvalidHostKey, ValueError):
-            continue
-        if entry is not None:
-            entries.append(entry)
-    return entries
-
-
-def _add_entries(keys: paramiko.HostKeys, entries: Iterable[HostKeyEntry]) -> None:
-    # What HostKeys.load does with each line it parsed; HostKeys.add would look through every entry for each one.
-    keys._entries.extend(entries)  # type: ignore[attr-defined]
+        if not error.missing:
+            raise ConfigError(settings.source, "ssh.known_hosts", str(error)) from None
+        text = ""  # no host is known yet
+    return KnownHosts.parse(settings.known_hosts, text)
 
 
 def _alive(client: paramiko.SSHClient) -> bool:

@@ -4,12 +4,16 @@ and its records in SSM (over the APIs). When SSH fails, EC2's console output sta
 
 Each command has its own time limit and the whole collection a short one, so a hung host cannot hold up its
 replacement: what was collected by then is kept, and the rest is named as missing.
+
+Host logs can hold secrets (a command line, a token a service printed): every folder made here is 0700 and every file
+0600, whatever the umask.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +36,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("memory.txt", "free -m"),
 )
 SUMMARY = "summary.txt"
+PRIVATE_FOLDER = 0o700
+PRIVATE_FILE = 0o600
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class Sources:
 
 
 def collect(target: Target, folder: Path, connector: Connector, sources: Sources, limits: Limits) -> Evidence:
-    folder.mkdir(parents=True, exist_ok=True)
+    private_folder(folder)
     evidence = Evidence(folder)
     evidence.note(f"host {target.label}, address {target.address or '(none)'}")
     _from_apis(target, folder, sources, evidence)
@@ -81,8 +87,34 @@ def collect(target: Target, folder: Path, connector: Connector, sources: Sources
         evidence.note(f"stopped after {limits.total_seconds:g}s: the rest was not collected")
     if evidence.ssh_error:
         _console_output(target, folder, sources, evidence)
-    (folder / SUMMARY).write_text("\n".join(evidence.lines) + "\n")
+    write_private(folder / SUMMARY, "\n".join(evidence.lines) + "\n")
     return evidence
+
+
+def private_folder(folder: Path) -> None:
+    """Make ``folder`` and each of its missing parents, mode 0700 whatever the umask. Parents that exist already are
+    left as they are (``--output`` may name a shared folder); ``folder`` itself, the host's own, is always 0700."""
+    missing: list[Path] = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=PRIVATE_FOLDER)
+        except FileExistsError:  # made meanwhile by a run beside this one
+            continue
+        path.chmod(PRIVATE_FOLDER)  # mkdir's mode goes through the umask
+    folder.chmod(PRIVATE_FOLDER)
+
+
+def write_private(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to ``path``, mode 0600 whatever the umask; a symbolic link there is refused, not followed."""
+    data = content.encode() if isinstance(content, str) else content
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
+    with os.fdopen(handle, "wb") as stream:
+        os.fchmod(stream.fileno(), PRIVATE_FILE)  # the mode above went through the umask, and an old file kept its own
+        stream.write(data)
 
 
 def _from_apis(target: Target, folder: Path, sources: Sources, evidence: Evidence) -> None:
@@ -93,7 +125,7 @@ def _from_apis(target: Target, folder: Path, sources: Sources, evidence: Evidenc
             evidence.note(f"host-records.txt: not collected ({type(error).__name__}: {error})")
         else:
             text = "".join(f"== {name}\n{value}\n" for name, value in sorted(records.items()))
-            (folder / "host-records.txt").write_text(text or "(no records in SSM)\n")
+            write_private(folder / "host-records.txt", text or "(no records in SSM)\n")
             evidence.note(f"host-records.txt: {len(records)} record(s) from SSM")
     if sources.node_events is None or not target.node:
         evidence.note("node-events.txt: not collected (no node, or the Kubernetes API is not reachable)")
@@ -103,7 +135,7 @@ def _from_apis(target: Target, folder: Path, sources: Sources, evidence: Evidenc
     except Exception as error:
         evidence.note(f"node-events.txt: not collected ({type(error).__name__}: {error})")
         return
-    (folder / "node-events.txt").write_text("".join(f"{line}\n" for line in events) or "(no events)\n")
+    write_private(folder / "node-events.txt", "".join(f"{line}\n" for line in events) or "(no events)\n")
     evidence.note(f"node-events.txt: {len(events)} event(s) of node {target.node}")
 
 
@@ -134,7 +166,7 @@ def _one(
     result = session.run(_SUDO + command, timeout=limits.command_seconds)
     if stop.is_set():
         return
-    (folder / name).write_bytes(result.output)
+    write_private(folder / name, result.output)
     if result.status is None:
         outcome = f"timed out after {limits.command_seconds:g}s (what came before is kept)"
     elif result.status == 127:
@@ -150,7 +182,7 @@ def _console_output(target: Target, folder: Path, sources: Sources, evidence: Ev
     except Exception as error:
         evidence.note(f"console-output.txt: not collected ({type(error).__name__}: {error})")
         return
-    (folder / "console-output.txt").write_text(text or "(EC2 has no console output for this host yet)\n")
+    write_private(folder / "console-output.txt", text or "(EC2 has no console output for this host yet)\n")
     evidence.console = True
     evidence.note("console-output.txt: EC2 console output, in place of the host's own logs")
 

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import paramiko
 
-from provision.remote.connect import Session, SshError
+from provision.remote.connect import Session, SshError, failures_named
 
 
 def _channel(session: Session) -> paramiko.Channel:
@@ -28,6 +28,11 @@ def _channel(session: Session) -> paramiko.Channel:
 def piped(session: Session, command: str, stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO) -> int:
     """Run ``command`` (empty: the login shell, reading its commands from stdin) with stdin fed to it until its end,
     its output copied as it comes. Returns the remote exit status (255 when the host gave none)."""
+    with failures_named(session.label, "the SSH session failed"):
+        return _piped(session, command, stdin, stdout, stderr)
+
+
+def _piped(session: Session, command: str, stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO) -> int:
     channel = _channel(session)
     if command:
         channel.exec_command(command)
@@ -66,6 +71,11 @@ def _copy_output(channel: paramiko.Channel, stdout: BinaryIO, stderr: BinaryIO) 
 
 def interactive(session: Session, command: str) -> int:
     """A pty on the host sized like this terminal, this terminal in raw mode until the remote side ends."""
+    with failures_named(session.label, "the SSH session failed"):
+        return _interactive(session, command)
+
+
+def _interactive(session: Session, command: str) -> int:
     channel = _channel(session)
     size = shutil.get_terminal_size()
     channel.get_pty(term=os.environ.get("TERM", "vt100"), width=size.columns, height=size.lines)

@@ -6,6 +6,7 @@ from troposphere import GetAtt, Ref, Tags, Template, eks, iam
 
 from provision.config.schema import ClusterConfig, EksControlPlane
 from provision.render import names
+from provision.render.accepted import EKS_DEFAULT_ENVELOPE_ENCRYPTION, accept
 from provision.render.iam import add_eks_cluster_role
 from provision.render.network import Placement
 
@@ -49,6 +50,8 @@ def add_eks(
             **extra,
         )
     )
+    if not plane.secrets_kms_key:
+        accept(cluster, EKS_DEFAULT_ENVELOPE_ENCRYPTION)
     entry = template.add_resource(
         eks.AccessEntry(
             "HostAccessEntry", ClusterName=Ref(cluster), PrincipalArn=GetAtt(host_role, "Arn"), Type="EC2_LINUX"

@@ -115,12 +115,19 @@ def _host_policy(config: ClusterConfig) -> PolicyDocument:
             ),
         ),
         # Session Manager without AmazonSSMManagedInstanceCore, whose ssm:GetParameter* on "*" would let every host
-        # read every parameter of the account.
+        # read every parameter of the account. The agent's one write that takes a resource, the instance's own
+        # registration, is limited to EC2 instances (not SSM's hybrid managed instances); the message channels
+        # below take no resource at all.
+        Statement(
+            Sid="SessionManagerRegistration",
+            Effect=Allow,
+            Action=[ssm.UpdateInstanceInformation],
+            Resource=[Sub(f"{arn}:ec2:{where}:instance/*")],
+        ),
         Statement(
             Sid="SessionManager",
             Effect=Allow,
             Action=[
-                ssm.UpdateInstanceInformation,
                 ssmmessages.CreateControlChannel,
                 ssmmessages.CreateDataChannel,
                 ssmmessages.OpenControlChannel,

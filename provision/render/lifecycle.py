@@ -16,6 +16,7 @@ from troposphere import sqs as sqs_resources
 
 from provision.config.schema import ClusterConfig
 from provision.render import names
+from provision.render.accepted import SQS_MANAGED_ENCRYPTION, accept
 
 LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_EVENT = "EC2 Instance-terminate Lifecycle Action"
@@ -32,11 +33,14 @@ DEAD_LETTER_RETENTION_SECONDS = 1_209_600  # the maximum, 14 days, to find out w
 
 def add_lifecycle_events(template: Template, config: ClusterConfig, groups: list[AWSObject], tags: Tags) -> None:
     dead_letters = template.add_resource(
-        sqs_resources.Queue(
-            names.LIFECYCLE_DEAD_LETTER_QUEUE,
-            SqsManagedSseEnabled=True,
-            MessageRetentionPeriod=DEAD_LETTER_RETENTION_SECONDS,
-            Tags=tags,
+        accept(
+            sqs_resources.Queue(
+                names.LIFECYCLE_DEAD_LETTER_QUEUE,
+                SqsManagedSseEnabled=True,
+                MessageRetentionPeriod=DEAD_LETTER_RETENTION_SECONDS,
+                Tags=tags,
+            ),
+            SQS_MANAGED_ENCRYPTION,
         )
     )
     queue = template.add_resource(
@@ -52,6 +56,7 @@ def add_lifecycle_events(template: Template, config: ClusterConfig, groups: list
             Tags=tags,
         )
     )
+    accept(queue, SQS_MANAGED_ENCRYPTION)
     rule = template.add_resource(
         events.Rule(
             names.LIFECYCLE_EVENT_RULE,

@@ -190,6 +190,20 @@ Action = (
 )  # fmt: skip
 
 
+def hosts_of(action: Action) -> tuple[str, ...]:
+    """The hosts an action is about (none for the group-wide ones), for the roll's timeline."""
+    match action:
+        case Admit(flights=flights):
+            return tuple(flight.old for flight in flights)
+        case Advance(olds=olds) | Cordon(olds=olds) | Drain(olds=olds) | Terminate(olds=olds):
+            return olds
+        case Claim(old=old) | Finish(old=old):
+            return (old,)
+        case CompleteHook(instance_id=instance_id):
+            return (instance_id,)
+    return ()
+
+
 def decide(record: RollRecord, seen: Observation, budget: Budget, policy: Policy) -> list[Action]:
     """Every flight taken as far as this observation lets it go, then a new wave if the budget, the canary, the
     alarms and the group's health allow one, then the group's size, then how long to wait."""

@@ -31,8 +31,10 @@ from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
 from provision.roll.observer import GATE_CONFIRMATIONS, AlarmReader, Observer
 from provision.roll.plan import Plan
+from provision.roll.progress import progress_line
 from provision.roll.state import Canary, Flight, Kind, Phase, RollRecord
 from provision.roll.suspension import processes_suspended
+from provision.roll.timeline import Drained, Entered, Sample, Step, Timeline
 from provision.ui import UI
 
 SURGE_VISIBLE_SECONDS = 60.0  # a launched instance is listed by its group within seconds; past this it never was
@@ -62,6 +64,7 @@ class RollResult:
     replaced: list[Replaced] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (old, why)
     lowest_ready: int | None = None
+    timeline: Timeline | None = None  # None until the roll starts
 
 
 class Roll:
@@ -93,6 +96,7 @@ class Roll:
         self.forget_hosts = forget_hosts or (lambda _hosts: None)
         self._gone: list[str] = []  # replaced hosts whose records are not removed yet (in batches: one call for five)
         self._images: dict[str, str] = {}  # instance -> image, for the closing table once the old host is gone
+        self._started = 0.0  # the clock when the loop began, for the timeline
         self._admitted: dict[str, float] = {}  # old host -> when this run took it, for the closing table
         self.drainer = Drainer(kube, clock, drain_policy(rolling))  # one for the run: it learns how long pods take
         self._said = ""
@@ -180,30 +184,34 @@ class Roll:
             plan.gated,
             self.rolling.ready_timeout_seconds,
         )
-        refreshed = self.clock.now()
-        while True:
-            seen = self.observer.observe(record)
-            self._measure(seen)
-            skipped = {old for old, _why in self.result.skipped}  # left as they were: not tried again in this run
-            if skipped:
-                policy = dataclasses.replace(policy, queue=tuple(s for s in policy.queue if s.old not in skipped))
-            actions = decide(record, seen, plan.budget, policy)
-            try:
-                progressed = self._act(actions, record, seen)
-            except (KeyboardInterrupt, SystemExit):
-                raise  # the journal knows the hosts in flight: the next run continues them
-            except RollHalted:
-                raise
-            except BaseException:
-                self._undo(list(record.flights), record)
-                raise
-            if any(isinstance(action, act.Done) for action in actions):
-                return
-            wait = next((action for action in actions if isinstance(action, act.Wait)), None)
-            if wait is not None or not progressed:
-                self.clock.sleep(wait.seconds if wait else act.POLL_SECONDS)
-            if self.clock.now() - refreshed >= LOCK_REFRESH_SECONDS:
-                held, refreshed = self.lock.refresh(held, ttl=LOCK_TTL), self.clock.now()
+        refreshed = started = self._started = self.clock.now()
+        self.result.timeline = Timeline(datetime.now(UTC))
+        total = len(record.flights) + len(policy.queue)
+        with self.ui.progress() as show:
+            while True:
+                seen = self.observer.observe(record)
+                self._measure(seen)
+                skipped = {old for old, _why in self.result.skipped}  # left as they were: not tried again in this run
+                if skipped:
+                    policy = dataclasses.replace(policy, queue=tuple(s for s in policy.queue if s.old not in skipped))
+                actions = decide(record, seen, plan.budget, policy)
+                try:
+                    progressed = self._act(actions, record, seen)
+                except (KeyboardInterrupt, SystemExit):
+                    raise  # the journal knows the hosts in flight: the next run continues them
+                except RollHalted:
+                    raise
+                except BaseException:
+                    self._undo(list(record.flights), record)
+                    raise
+                if any(isinstance(action, act.Done) for action in actions):
+                    return
+                show(progress_line(len(self.result.replaced), total, record.flights, self.clock.now() - started))
+                wait = next((action for action in actions if isinstance(action, act.Wait)), None)
+                if wait is not None or not progressed:
+                    self.clock.sleep(wait.seconds if wait else act.POLL_SECONDS)
+                if self.clock.now() - refreshed >= LOCK_REFRESH_SECONDS:
+                    held, refreshed = self.lock.refresh(held, ttl=LOCK_TTL), self.clock.now()
 
     def _act(self, actions: list[Action], record: RollRecord, seen: Observation) -> bool:
         """Carry out one tick's actions in order; the journal is written before a step that changes AWS or the nodes'
@@ -220,6 +228,7 @@ class Roll:
             if isinstance(action, act.Halt):
                 self.journal.save(record)
             handler = self._handlers[type(action)]
+            self._record_step(action)
             effect = handler(action, record, seen)
             if effect is not None:
                 progressed = True
@@ -339,6 +348,20 @@ class Roll:
             self.observer.booted(_boot_seconds(seen, flight))
         flight.phase = phase
         flight.entered = seen.now
+        if self.result.timeline is not None:
+            self.result.timeline.entered.append(Entered(self._since_start(), flight.old, phase.value))
+
+    def _since_start(self) -> float:
+        return self.clock.now() - self._started
+
+    def _record_step(self, action: Action) -> None:
+        """Every action but the waits, in the timeline, with the hosts it names."""
+        if self.result.timeline is None or isinstance(action, act.Wait | act.Done):
+            return
+        at, hosts = self._since_start(), act.hosts_of(action)
+        if isinstance(action, act.Admit):
+            self.result.timeline.entered += [Entered(at, old, "admitted") for old in hosts]
+        self.result.timeline.steps.append(Step(at, type(action).__name__.lower(), hosts, action.explain()))
 
     def _drain(self, flights: list[Flight], record: RollRecord, seen: Observation) -> None:
         """Drain these hosts' nodes together (cordoned already). Each flight records its moved pods' owners and the
@@ -361,6 +384,17 @@ class Roll:
                     skipped[flight.old] = "; ".join(blocker.explain() for blocker in report.blocked)
                     continue
                 self.ui.say(f"drained {report.node}: {len(report.evicted)} pod(s) evicted, {len(report.forced)} forced")
+                if self.result.timeline is not None:
+                    self.result.timeline.drains.append(
+                        Drained(
+                            self._since_start(),
+                            flight.old,
+                            report.node,
+                            len(report.evicted),
+                            report.refused_evictions,
+                            len(report.forced),
+                        )
+                    )
                 moved = owners_of([pod for pod in pods[report.node] if pod.ref in {*report.evicted, *report.forced}])
                 flight.owners = {owner: before[owner] for owner in moved}
         for flight in flights:
@@ -502,6 +536,9 @@ class Roll:
         lowest = self.result.lowest_ready
         ready = seen.fleet.ready_capacity
         self.result.lowest_ready = ready if lowest is None else min(lowest, ready)
+        if self.result.timeline is not None:
+            in_service = sum(1 for host in seen.fleet.hosts if host.lifecycle_state == "InService")
+            self.result.timeline.samples.append(Sample(self._since_start(), seen.fleet.desired, in_service, ready))
         for host in seen.fleet.hosts:
             self._images.setdefault(host.instance_id, host.image)
 

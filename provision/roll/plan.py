@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -100,6 +101,33 @@ class Plan:
         """The plan without these hosts: those an interrupted roll already launched are never replaced again by the
         roll that continues it (a forced `roll` would otherwise start over on its own replacements)."""
         return replace(self, replacements=tuple(step for step in self.replacements if step.old not in instances))
+
+    def waves(self) -> tuple[tuple[Replacement, ...], ...]:
+        """The waves as the engine admits them when every host boots and drains in the same time: with a bake, the
+        canary's hosts first; then as many at a time as the budget allows; with the zone order, never two zones in
+        one wave. A budget with both shares starts with both, then each share's hosts start as that share frees:
+        the surge's (whose replacements are Ready first, with overlap), then the unavailable's, in turn. Slower
+        hosts only delay their wave, but can change how a mixed budget's later waves fall."""
+        both = self.budget.surge + self.budget.unavailable
+        turns = (
+            [both]
+            if not (self.budget.surge and self.budget.unavailable)
+            else [self.budget.surge, self.budget.unavailable]
+        )
+        first = min(self.strategy.canary, both) if self.strategy.bake_seconds else max(both, 1)
+        runs = (
+            [tuple(run) for _, run in itertools.groupby(self.replacements, key=lambda step: step.zone)]
+            if self.strategy.order == "zone"
+            else [self.replacements]
+        )
+        waves: list[tuple[Replacement, ...]] = []
+        for run in runs:
+            rest = run
+            while rest:
+                take = turns[(len(waves) - 1) % len(turns)] if waves else first
+                waves.append(rest[:take])
+                rest = rest[take:]
+        return tuple(waves)
 
     def describe(self, drain_timeout: float) -> list[str]:
         if not self.replacements:

@@ -5,12 +5,14 @@ verbs that talk to AWS (it loads boto3)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from provision.aws.cloud import Cloud
+from provision.aws.deadline import call_seconds
 from provision.aws.session import AwsFactory, AwsSettings, aws_errors
 from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig, EksControlPlane
@@ -84,6 +86,7 @@ def connected(config: ClusterConfig, options: Globals) -> Iterator[Connection]:
         profile=options.profile,
         endpoint_url=options.endpoint_url,
         static_credentials=SANDBOX_CREDENTIALS if options.sandbox else None,
+        call_seconds=call_seconds(os.environ),
     )
     with aws_errors(settings):
         factory = AwsFactory(settings)

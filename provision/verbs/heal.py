@@ -37,11 +37,12 @@ def command(options: Globals, config_path: Path | None, mode: str) -> None:
     from provision.heal.actionlog import ActionLog
     from provision.heal.consumer import Stop
     from provision.heal.service import connect_queue, heal_service
+    from provision.printable import printable
     from provision.verbs.aws import connected
 
     config = load_config(config_path, example_ok=options.sandbox)
     clock = SystemClock()
-    log = ActionLog(lambda line: print(line, file=sys.stderr, flush=True))
+    log = ActionLog(lambda line: print(printable(line), file=sys.stderr, flush=True))  # fields quote nodes and pods
     with connected(config, options) as connection:
         kube = _kube(connection, options)
         queue = connect_queue(connection.factory, connection.cloud, config)

@@ -42,6 +42,18 @@ class Globals:
     sandbox: bool = False
 
 
+def output_option(function: F) -> F:
+    """`--output json` for the verbs that replace hosts: their plan and result as one JSON document on stdout."""
+    return click.option(
+        "--output",
+        "output",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="json: the plan and the result as one JSON document on stdout, the progress on stderr.",
+    )(function)
+
+
 def yes_option(function: F) -> F:
     return click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to confirmations.")(function)
 

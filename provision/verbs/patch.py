@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from provision.verbs.options import Globals, config_option, load_config, many_hosts_options, whole, yes_option
+from provision.verbs.options import (
+    Globals,
+    config_option,
+    load_config,
+    many_hosts_options,
+    output_option,
+    whole,
+    yes_option,
+)
 
 
 @click.command("patch")
@@ -15,6 +23,7 @@ from provision.verbs.options import Globals, config_option, load_config, many_ho
 @click.option("--dry-run", is_flag=True, help="Show the stack change and the roll plan, and stop.")
 @many_hosts_options
 @click.option("--timeout", type=whole(60, 86_400), default=3600, show_default=True, help="Seconds for the stack.")
+@output_option
 @click.pass_obj
 def command(
     options: Globals,
@@ -26,6 +35,7 @@ def command(
     max_surge: int | str | None,
     max_unavailable: int | str | None,
     timeout: int,
+    output: str,
 ) -> None:
     """Patch every host: resolve the newest image (an `ssm:` AMI is resolved again), raise the patch generation so
     every host boots with the latest security updates, update the stack (diff and confirmation as in `up`), then
@@ -37,12 +47,13 @@ def command(
     from provision.roll.plan import Strategy, every_host, outdated
     from provision.ui import UI
     from provision.verbs.aws import connected
-    from provision.verbs.rolling import budget, engine, finish, holding_lock, owner, show_plan
+    from provision.verbs.rolling import budget, engine, finish, holding_lock, owner, reporting, show_plan
 
     config = load_config(config_path, example_ok=options.sandbox)
-    ui = UI.for_terminal(assume_yes=assume_yes)
-    with connected(config, options) as connection:
+    ui = UI.for_terminal(assume_yes=assume_yes, to_stderr=output == "json")
+    with reporting(output, ui, "patch") as document, connected(config, options) as connection:
         roll = engine(config, connection, ui, verb="patch")
+        document.run = roll.result
         before = roll.fleet.snapshot()
         hosts, resolved = len(before.hosts), budget(config, before, max_surge, max_unavailable)
         interrupted = roll.journal.load()
@@ -72,9 +83,9 @@ def command(
                 budget=resolved,
                 strategy=Strategy.of(config.rolling),
             )
-            show_plan(plan, roll, ui)
+            document.plan, document.dry_run = show_plan(plan, roll, ui), dry_run
             if dry_run:
                 ui.say("dry run: nothing was changed")
                 return
             result = roll.run(plan, owner=owner(), held=held)
-        finish(result, ui)
+        finish(result, ui, document)

@@ -4,24 +4,34 @@ closing table. Imported only by those verbs (it loads boto3 and lightkube)."""
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
 
 from provision.aws.alarms import Alarms
 from provision.clock import SystemClock
 from provision.config.schema import ClusterConfig
 from provision.deploy.host_records import forget_hosts
-from provision.errors import ClusterError, UsageError
+from provision.errors import ClusterError, ExitCode, UsageError
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
+from provision.roll import report
+from provision.roll.document import Document, plan_document, result_document
 from provision.roll.engine import LOCK_TTL, Roll, RollResult
 from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
 from provision.roll.plan import Budget, Plan
+from provision.roll.state import Flight
 from provision.ui import UI
 from provision.verbs.aws import Connection
+
+REPORTS = Path("reports")  # in the working folder, beside diagnostics/
 
 
 def kube_or_refuse(connection: Connection, verb: str) -> Kube:
@@ -86,13 +96,16 @@ def holding_lock(roll: Roll, operation: str, *, break_lock: bool) -> Iterator[Lo
         roll.lock.release(held)
 
 
-def show_plan(plan: Plan, roll: Roll, ui: UI) -> None:
-    """The plan as the executor will carry it out, after the hosts an interrupted roll left in flight."""
+def show_plan(plan: Plan, roll: Roll, ui: UI) -> dict[str, Any]:
+    """The plan as the executor will carry it out, after the hosts an interrupted roll left in flight; returns it as
+    data, for `--output json`."""
     interrupted = roll.journal.load()
+    continuing: tuple[Flight, ...] = ()
     if interrupted is not None and interrupted.group == plan.group:
-        if interrupted.flights:
+        continuing = tuple(interrupted.flights)
+        if continuing:
             doing = ", ".join(
-                f"{flight.old} (at {flight.phase.value if flight.phase else 'start'})" for flight in interrupted.flights
+                f"{flight.old} (at {flight.phase.value if flight.phase else 'start'})" for flight in continuing
             )
             ui.say(f"first, the interrupted {interrupted.operation} is continued: {doing}")
         plan = plan.excluding(interrupted.not_to_plan())
@@ -102,10 +115,40 @@ def show_plan(plan: Plan, roll: Roll, ui: UI) -> None:
         ui.say("what the roll does first, on what the group shows now:")
         for line in roll.preview(plan):
             ui.say(f"  - {line}")
+    return plan_document(plan, continuing=continuing)
 
 
-def finish(result: RollResult, ui: UI) -> None:
+@contextmanager
+def reporting(output: str, ui: UI, verb: str) -> Iterator[Document]:
+    """The end of every run that rolled: the roll report (``reports/``: its page's path is printed), and with
+    `--output json` the run's one JSON document on stdout, however it ends (the error's line and exit code in it
+    too); the human progress has gone to stderr meanwhile."""
+    document = Document()
+    try:
+        yield document
+    except ClusterError as error:
+        document.error = {"message": str(error), "exit_code": int(error.exit_code)}
+        raise
+    except KeyboardInterrupt:
+        document.error = {"message": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)}
+        raise
+    finally:
+        timeline = document.run.timeline if document.run is not None else None
+        if timeline is not None:
+            if document.result is None and document.run is not None:
+                document.result = result_document(document.run)  # how far it got
+            try:
+                document.report = str(report.write(REPORTS, verb, document.as_json(), timeline))
+                ui.say(f"roll report: {document.report}")
+            except OSError as error:  # the roll's own outcome matters more than its report
+                ui.warn(f"no roll report written: {error}")
+        if output == "json":
+            click.echo(json.dumps(document.as_json(), indent=2))
+
+
+def finish(result: RollResult, ui: UI, document: Document) -> None:
     """The closing table; a host that was skipped (its drain blocked under the skip policy) makes the verb fail."""
+    document.result = result_document(result)
     rows = [[item.old, item.new, item.old_image, item.new_image, f"{item.seconds:.0f}s"] for item in result.replaced]
     ui.table(["replaced", "by", "old image", "new image", "took"], rows, title="Replaced hosts")
     for old, why in result.skipped:
