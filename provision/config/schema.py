@@ -119,15 +119,8 @@ SpotAllocation = Literal[
 ]
 # The keys that choose a group's instances: one instance type, or a mixed-instances policy. A group that names its own
 # instance_type or instance_types chooses afresh and inherits none of these from [hosts].
-INSTANCE_CHOICE = (
-    "instance_type",
-    "instance_types",
-    "on_demand_base",
-    "on_demand_percentage",
-    "spot_allocation",
-    "capacity_rebalance",
-)
-MIX_KEYS = INSTANCE_CHOICE[2:]
+MIX_KEYS = ("on_demand_base", "on_demand_percentage", "spot_allocation", "capacity_rebalance")
+INSTANCE_CHOICE = ("instance_type", "instance_types", *MIX_KEYS)
 
 
 class Hosts(Section):
@@ -141,7 +134,7 @@ class Hosts(Section):
     min_size: Annotated[int, Field(ge=0, le=1000)] = 3
     max_size: Annotated[int, Field(ge=1, le=1000)] = 6
     desired_capacity: Annotated[int, Field(ge=0, le=1000)] = 3
-    ami: ImageSource | None = None  # None: the mode's default, see ClusterConfig.image
+    ami: ImageSource | None = None  # None: the mode's default, see ClusterConfig.image_of
     root_volume_gib: Annotated[int, Field(ge=20, le=16_384)] = 50
     volume_kms_key: KmsKey | None = None
     key_pair: KeyPairName | None = None
@@ -162,11 +155,6 @@ class Hosts(Section):
             )
         return self
 
-    @property
-    def mixed(self) -> bool:
-        """Whether the hosts come from a mixed-instances policy (instance_types) rather than one instance_type."""
-        return self.instance_types is not None
-
     @model_validator(mode="after")
     def _sizes_in_order(self) -> Hosts:
         if self.min_size > self.max_size:
@@ -177,6 +165,11 @@ class Hosts(Section):
                 f"({self.desired_capacity}) must lie between min_size ({self.min_size}) and max_size ({self.max_size})",
             )
         return self
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the hosts come from a mixed-instances policy (instance_types) rather than one instance_type."""
+        return self.instance_types is not None
 
 
 class Patching(Section):

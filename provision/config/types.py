@@ -186,7 +186,7 @@ def _taint(value: str) -> str:
     return value
 
 
-def taint_identity(taint: str) -> tuple[str, str]:
+def _taint_identity(taint: str) -> tuple[str, str]:
     """A node holds at most one taint per key and effect."""
     pair, _, effect = taint.rpartition(":")
     return pair.partition("=")[0], effect
@@ -195,7 +195,7 @@ def taint_identity(taint: str) -> tuple[str, str]:
 def _taints_unique(taints: list[str]) -> list[str]:
     seen: set[tuple[str, str]] = set()
     for taint in taints:
-        identity = taint_identity(taint)
+        identity = _taint_identity(taint)
         if identity in seen:
             raise ValueError(f"lists key {identity[0]!r} with effect {identity[1]} twice; a node holds one of each")
         seen.add(identity)
