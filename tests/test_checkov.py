@@ -18,7 +18,7 @@ from provision.config.loader import load_config, parse_config
 from provision.config.schema import ClusterConfig, EksControlPlane
 from provision.render.template import render
 from tests.conftest import REPO
-from tests.test_template import CASES, with_changes
+from tests.test_template import CASES, TWO_GROUPS, with_changes
 
 CHECKOV = REPO / ".venv" / "checkov" / "bin" / "checkov"
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
@@ -67,6 +67,9 @@ VARIANTS: dict[str, Callable[[], ClusterConfig]] = {
         control_plane={"token_kms_key": KMS_KEY}, hosts={"volume_kms_key": KMS_KEY}, network={"nat_gateways": "single"}
     ),
     "eks-keys-private": eks_with_keys,
+    # Two host groups each (tainted, in some zones or subnets, a mixed-instances policy).
+    "groups-kubeadm": lambda: load_config(TWO_GROUPS["groups-kubeadm"]),
+    "groups-eks": lambda: load_config(TWO_GROUPS["groups-eks"]),
 }
 
 

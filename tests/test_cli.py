@@ -78,6 +78,40 @@ def test_render_output_writes_template_and_userdata(run_main: Run, in_tmp: Path)
     assert (in_tmp / "out/rendered/userdata.sh").read_text() == (GOLDEN / "kubeadm.userdata.sh").read_text()
 
 
+GROUPS = Path(__file__).resolve().parent / "configs" / "groups-kubeadm.toml"
+
+
+def test_render_userdata_of_one_of_several_groups(run_main: Run) -> None:
+    outcome = run_main("render", "-c", str(GROUPS), "--userdata", "--group", "system")
+
+    assert outcome.code == 0, outcome.err
+    assert "readonly NODE_TAINTS=dedicated=system:NoSchedule" in outcome.out
+    assert "readonly GROUP_RESOURCE=HostGroupSystem" in outcome.out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--userdata"], "error: --userdata: there are several groups (system, workers); choose one with --group"),
+        (["--userdata", "--group", "gpu"], "error: --group: there is no group 'gpu' (the groups: system, workers)"),
+    ],
+)
+def test_render_userdata_of_several_groups_needs_a_group_it_has(run_main: Run, args: list[str], message: str) -> None:
+    outcome = run_main("render", "-c", str(GROUPS), *args)
+
+    assert (outcome.code, outcome.out, outcome.err.strip()) == (2, "", message)
+
+
+def test_render_output_writes_the_userdata_of_each_group(run_main: Run, in_tmp: Path) -> None:
+    outcome = run_main("render", "-c", str(GROUPS), "--output", "out")
+
+    assert outcome.code == 0, outcome.err
+    written = sorted(path.name for path in (in_tmp / "out").iterdir())
+    assert written == ["template.yaml", "userdata-system.sh", "userdata-workers.sh"]
+    assert "NODE_TAINTS" in (in_tmp / "out/userdata-system.sh").read_text()
+    assert "NODE_TAINTS" not in (in_tmp / "out/userdata-workers.sh").read_text()
+
+
 def test_render_output_of_a_bad_config_writes_nothing(run_main: Run, in_tmp: Path) -> None:
     bad = in_tmp / "bad.toml"
     bad.write_text(EXAMPLE.read_text().replace('instance_type = "m4.large"', 'instance_type = "m4"'))

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from provision.config.loader import load_config, models_in, parse_config
-from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
+from provision.config.loader import load_config, models_in, parse_config, table_of
+from provision.config.schema import ClusterConfig, EksControlPlane, Hosts, KubeadmControlPlane
 from provision.errors import ConfigError
 from tests.conftest import EXAMPLE, Outcome
 
@@ -746,32 +746,51 @@ def test_eks_mode_without_kubeadm_keys_loads_and_renders(run_main: Run, tmp_path
 
 
 def schema_sections() -> dict[str, set[str]]:
-    """Every table of the schema ("" for the top level, "hosts", ...) and the keys it admits."""
+    """Every table of the schema ("" for the top level, "hosts", ...) and the keys it admits. A table of named
+    tables ([groups.<name>]) is "groups.*", with the keys it adds to [hosts]."""
     sections: dict[str, set[str]] = {}
 
     def walk(model: type[BaseModel], section: str) -> None:
-        sections.setdefault(section, set()).update(model.model_fields)
-        for name, field in model.model_fields.items():
+        # A group's name is its table's, not a key in it.
+        fields = {
+            name: field for name, field in model.model_fields.items() if not (section == "groups.*" and name == "name")
+        }
+        sections.setdefault(section, set()).update(fields)
+        for name, field in fields.items():
+            path = f"{section}.{name}" if section else name
+            table = table_of(field.annotation)
+            if table is not None:
+                sections[section].discard(name)
+                walk(table, f"{path}.*")
             for member in models_in(field.annotation):
-                walk(member, f"{section}.{name}" if section else name)
+                walk(member, path)
 
     walk(ClusterConfig, "")
     return sections
 
 
 def example_sections() -> dict[str, set[str]]:
-    """Every table header of the example, set or commented out, and the keys under it, set or commented out."""
-    header = re.compile(r"#?\s*\[([A-Za-z0-9_.]+)\]\s*$")
+    """Every table header of the example, set or commented out, and the keys under it, set or commented out. The
+    tables of named groups ([groups.system], [groups.system.rolling]) count as "groups.*"."""
+    header = re.compile(r"#?\s*\[([A-Za-z0-9_.-]+)\]\s*$")
     key = re.compile(r"#?\s*([A-Za-z0-9_-]+)\s*=")
     sections: dict[str, set[str]] = {"": set()}
     current = ""
     for line in EXAMPLE_TEXT.splitlines():
         if match := header.match(line):
-            current = match.group(1)
+            current = re.sub(r"^groups\.[a-z0-9-]+", "groups.*", match.group(1))
             sections.setdefault(current, set())
         elif match := key.match(line):
             sections[current].add(match.group(1))
     return sections
+
+
+def inherited_from(section: str, name: str) -> str:
+    """Where a key a group inherits is documented: [hosts] for a group's own keys that [hosts] has, [rolling] and
+    [health_agent] for its overrides of those; else the section itself."""
+    if section == "groups.*" and name in Hosts.model_fields:
+        return "hosts"
+    return section.removeprefix("groups.*.")
 
 
 def test_every_schema_field_is_in_the_example() -> None:
@@ -780,7 +799,8 @@ def test_every_schema_field_is_in_the_example() -> None:
         f"{section}.{name}" if section else name
         for section, names in schema_sections().items()
         for name in sorted(names)
-        if name not in documented.get(section, set()) and (f"{section}.{name}" if section else name) not in documented
+        if name not in documented.get(inherited_from(section, name), set())
+        and (f"{section}.{name}" if section else name) not in documented
     ]
     assert not missing, f"options missing from cluster.example.toml: {missing}"
 

@@ -109,6 +109,27 @@ def test_dry_run_of_an_update_changes_nothing(cloud: Cloud) -> None:
     assert pending_change_sets(bigger) == []
 
 
+def test_a_template_over_the_inline_limit_is_refused_before_anything_changes(cloud: Cloud) -> None:
+    # Each group brings its boot script: three groups of the example no longer fit CloudFormation's 51,200 bytes.
+    three = config(groups={"system": {}, "workers": {}, "batch": {}})
+
+    with pytest.raises(UsageError, match=r"the template is \d+ bytes, over CloudFormation's inline limit of 51200"):
+        up(three, cloud)
+
+    assert stacks() == []
+    assert not cloud.parameters.exists("/cluster/demo/join-token")
+
+
+def test_up_waits_for_every_groups_hosts(cloud: Cloud) -> None:
+    two = config(groups={"system": {"desired_capacity": 2, "min_size": 2, "zones": [1, 2]}, "workers": {}})
+
+    output = up(two, cloud)
+
+    resources = cloud.stacks.resources(two.stack_name)
+    assert f"2 host(s) InService in {resources['HostGroupSystem']}" in output
+    assert f"3 host(s) InService in {resources[names.HOST_GROUP]}" in output
+
+
 def test_declining_leaves_nothing_behind(cloud: Cloud) -> None:
     answers = Answers(replies=[False])
 

@@ -10,6 +10,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
+import cfn_flip  # type: ignore[import-untyped]  # the YAML loader CloudFormation templates need (short tags)
 import pytest
 from cfnlint.api import ManualArgs, lint
 
@@ -21,11 +22,19 @@ from provision.render.template import Rendered, render
 from provision.render.userdata import USERDATA_LIMIT
 from tests.conftest import CONFIGS, EXAMPLE, GOLDEN
 
-CASES = {"kubeadm": EXAMPLE, "eks": CONFIGS / "eks.toml"}
+CASES = {"kubeadm": EXAMPLE, "eks": CONFIGS / "eks.toml"}  # one group each (other test modules use these too)
+TWO_GROUPS = {"groups-kubeadm": CONFIGS / "groups-kubeadm.toml", "groups-eks": CONFIGS / "groups-eks.toml"}
+ALL_CASES = CASES | TWO_GROUPS
+# The templates of the last version before host groups (main at 93f74aa: its golden templates of the example and
+# tests/configs/eks.toml). Frozen: stacks made by that version exist, and must update in place.
+BEFORE_GROUPS = {
+    "kubeadm": GOLDEN / "upgrade/kubeadm-single-group.template.yaml",
+    "eks": GOLDEN / "upgrade/eks-single-group.template.yaml",
+}
 
 
 def rendered(mode: str) -> Rendered:
-    return render(load_config(CASES[mode]))
+    return render(load_config(ALL_CASES[mode]))
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -37,8 +46,8 @@ def as_dict(result: Rendered) -> dict[str, Any]:
     return data
 
 
-def launch_data(template: dict[str, Any]) -> dict[str, Any]:
-    data: dict[str, Any] = template["Resources"][names.LAUNCH_TEMPLATE]["Properties"]["LaunchTemplateData"]
+def launch_data(template: dict[str, Any], logical_id: str = names.LAUNCH_TEMPLATE) -> dict[str, Any]:
+    data: dict[str, Any] = template["Resources"][logical_id]["Properties"]["LaunchTemplateData"]
     return data
 
 
@@ -60,7 +69,7 @@ def with_changes(**sections: dict[str, Any]) -> ClusterConfig:
     return parse_config(data, source="test")
 
 
-@pytest.mark.parametrize("mode", CASES)
+@pytest.mark.parametrize("mode", ALL_CASES)
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_golden_template(mode: str, fmt: str, update_golden: bool) -> None:
     golden = GOLDEN / f"{mode}.template.{fmt}"
@@ -79,15 +88,15 @@ def test_golden_userdata(mode: str, update_golden: bool) -> None:
     assert text == golden.read_text()
 
 
-@pytest.mark.parametrize("mode", CASES)
+@pytest.mark.parametrize("mode", ALL_CASES)
 def test_rendering_is_deterministic(mode: str) -> None:
     assert rendered(mode).text("yaml") == rendered(mode).text("yaml")
     assert rendered(mode).digest == rendered(mode).digest
 
 
-@pytest.mark.parametrize("mode", CASES)
+@pytest.mark.parametrize("mode", ALL_CASES)
 def test_cfn_lint_accepts_the_template(mode: str) -> None:
-    config = load_config(CASES[mode])
+    config = load_config(ALL_CASES[mode])
     assert cfn_lint(as_dict(render(config)), config.region) == []
 
 
@@ -125,11 +134,13 @@ def test_custom_lint_rules_catch_an_unsafe_launch_template(breakage: Any, rule_m
     assert [problem for problem in problems if rule_message in problem], problems
 
 
-@pytest.mark.parametrize("mode", CASES)
-def test_shellcheck_accepts_the_userdata(mode: str, shellcheck: str, tmp_path: Path) -> None:
-    script = tmp_path / "userdata.sh"
-    script.write_text(rendered(mode).userdata)
-    result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True, check=False)
+@pytest.mark.parametrize("mode", ALL_CASES)
+def test_shellcheck_accepts_the_userdata_of_every_group(mode: str, shellcheck: str, tmp_path: Path) -> None:
+    scripts = []
+    for group in rendered(mode).groups.values():
+        scripts.append(tmp_path / f"userdata-{group.name}.sh")
+        scripts[-1].write_text(group.userdata)
+    result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
 
 
@@ -347,14 +358,15 @@ def test_outputs_name_what_other_verbs_read() -> None:
     }
 
 
-@pytest.mark.parametrize("mode", CASES)
-def test_userdata_stays_under_the_ec2_limit(mode: str) -> None:
-    assert len(rendered(mode).userdata.encode()) < USERDATA_LIMIT * 0.75, "keep room for labels"
+@pytest.mark.parametrize("mode", ALL_CASES)
+def test_userdata_of_every_group_stays_under_the_ec2_limit(mode: str) -> None:
+    for group in rendered(mode).groups.values():
+        assert len(group.userdata.encode()) < USERDATA_LIMIT * 0.75, f"{group.name}: keep room for labels and taints"
 
 
 def test_userdata_over_the_limit_is_refused_with_the_key_to_change() -> None:
     labels = {f"example.com/label-{index:03}": "v" * 63 for index in range(200)}
-    with pytest.raises(RenderError, match=r"hosts\.labels: the rendered user-data is \d+ bytes"):
+    with pytest.raises(RenderError, match=r"hosts\.labels: the rendered user-data of group workers is \d+ bytes"):
         render(with_changes(hosts={"labels": labels}))
 
 
@@ -376,3 +388,209 @@ def test_hostile_values_reach_the_userdata_quoted() -> None:
     hostile = config.model_copy(update={"name": "x'; reboot; echo '$(id)"})
     text = render(hostile).userdata
     assert "readonly CLUSTER='x'\"'\"'; reboot; echo '\"'\"'$(id)'" in text
+
+
+def test_the_taints_of_a_group_over_the_limit_are_named_in_its_table() -> None:
+    taints = [f"example.com/taint-{index:03}={'v' * 63}:NoSchedule" for index in range(50)]
+    data = example_data() | {
+        "groups": {"system": {"taints": taints, "labels": {f"example.com/l{i}": "v" * 63 for i in range(60)}}}
+    }
+    with pytest.raises(
+        RenderError, match=r"groups\.system\.labels: the rendered user-data of group system is \d+ bytes"
+    ):
+        render(parse_config(data, source="test"))
+
+
+# --- host groups ---
+
+
+def groups_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return resources(template, "AWS::AutoScaling::AutoScalingGroup")
+
+
+def test_each_group_has_its_own_launch_template_group_hooks_and_outputs() -> None:
+    result = rendered("groups-kubeadm")
+    template = as_dict(result)
+
+    assert set(groups_of(template)) == {"HostGroup", "HostGroupSystem"}
+    assert set(resources(template, "AWS::EC2::LaunchTemplate")) == {"HostLaunchTemplate", "HostLaunchTemplateSystem"}
+    system = template["Resources"]["HostGroupSystem"]
+    assert system["Properties"]["LaunchTemplate"]["LaunchTemplateId"] == {"Ref": "HostLaunchTemplateSystem"}
+    assert system["CreationPolicy"]["ResourceSignal"]["Count"] == 2
+    assert system["UpdatePolicy"] == {"AutoScalingScheduledAction": {"IgnoreUnmodifiedGroupSizeProperties": True}}
+    for group in groups_of(template).values():
+        hooks = {hook["LifecycleHookName"] for hook in group["Properties"]["LifecycleHookSpecificationList"]}
+        assert hooks == {names.LAUNCH_HOOK, names.TERMINATE_HOOK}
+    outputs = template["Outputs"]
+    assert outputs["HostGroupNameSystem"]["Value"] == {"Ref": "HostGroupSystem"}
+    assert outputs["LaunchTemplateIdSystem"]["Value"] == {"Ref": "HostLaunchTemplateSystem"}
+    assert outputs["HostFingerprintSystem"]["Value"] == {
+        "Fn::Sub": f"${{ImageIdSystem}}/0/{result.groups['system'].digest}"
+    }
+    assert outputs[names.OUTPUT_FINGERPRINT]["Value"] == {
+        "Fn::Sub": f"${{ImageId}}/0/{result.groups['workers'].digest}"
+    }
+    assert result.groups["system"].digest != result.groups["workers"].digest
+    system_hosts = launch_data(template, "HostLaunchTemplateSystem")["TagSpecifications"][0]["Tags"]
+    assert {"Key": "Name", "Value": "demo-system-host"} in system_hosts
+    assert {"Key": "Name", "Value": "demo-host"} in launch_data(template)["TagSpecifications"][0]["Tags"]
+
+
+def test_every_group_has_the_names_the_scheme_gives_it() -> None:
+    template = as_dict(rendered("groups-eks"))
+    ids = names.group_names("gpu-batch")
+
+    assert (ids.group, ids.launch_template, ids.image_parameter) == (
+        "HostGroupGpuBatch",
+        "HostLaunchTemplateGpuBatch",
+        "ImageIdGpuBatch",
+    )
+    assert (ids.output_group, ids.output_launch_template, ids.output_fingerprint) == (
+        "HostGroupNameGpuBatch",
+        "LaunchTemplateIdGpuBatch",
+        "HostFingerprintGpuBatch",
+    )
+    assert {ids.group, ids.launch_template} <= set(template["Resources"])
+    assert {ids.output_group, ids.output_launch_template, ids.output_fingerprint} <= set(template["Outputs"])
+    # No group is named workers here: nothing has the names of the earlier single group.
+    assert names.HOST_GROUP not in template["Resources"] and names.OUTPUT_GROUP not in template["Outputs"]
+
+
+def test_adding_groups_beside_workers_leaves_its_group_and_launch_template_as_they_were() -> None:
+    before = as_dict(rendered("kubeadm"))
+    data = example_data() | {
+        "groups": {"system": {"desired_capacity": 2, "min_size": 2, "taints": ["a=b:NoSchedule"]}, "workers": {}}
+    }
+    after = as_dict(render(parse_config(data, source="test")))
+
+    for logical_id in (names.HOST_GROUP, names.LAUNCH_TEMPLATE):
+        assert after["Resources"][logical_id] == before["Resources"][logical_id], logical_id
+    for output in (names.OUTPUT_GROUP, names.OUTPUT_LAUNCH_TEMPLATE, names.OUTPUT_FINGERPRINT):
+        assert after["Outputs"][output]["Value"] == before["Outputs"][output]["Value"], output
+    assert set(before["Resources"]) < set(after["Resources"])
+
+
+@pytest.mark.parametrize("mode", BEFORE_GROUPS)
+def test_a_config_without_groups_renders_the_resources_of_the_version_before_groups(mode: str) -> None:
+    earlier = json.loads(cfn_flip.to_json(BEFORE_GROUPS[mode].read_text()))
+    now = as_dict(rendered(mode))
+
+    assert set(now["Resources"]) == set(earlier["Resources"])
+    assert set(now["Outputs"]) == set(earlier["Outputs"]) and set(now["Parameters"]) == set(earlier["Parameters"])
+    assert now["Resources"][names.HOST_GROUP] == earlier["Resources"][names.HOST_GROUP]
+
+
+def test_the_lifecycle_rule_and_heal_policy_cover_every_group_of_the_stack_and_no_other() -> None:
+    template = as_dict(rendered("groups-kubeadm"))
+    resources_ = template["Resources"]
+
+    pattern = resources_[names.LIFECYCLE_EVENT_RULE]["Properties"]["EventPattern"]
+    assert pattern["detail"]["AutoScalingGroupName"] == [{"Ref": "HostGroupSystem"}, {"Ref": "HostGroup"}]
+    statements = {
+        s["Sid"]: s for s in resources_[names.HEAL_HANDLER_POLICY]["Properties"]["PolicyDocument"]["Statement"]
+    }
+    prefix = (
+        "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/"
+    )
+    assert statements["CompleteLifecycleActionsOfOwnGroup"]["Resource"] == [
+        {"Fn::Sub": prefix + "${HostGroupSystem}"},
+        {"Fn::Sub": prefix + "${HostGroup}"},
+    ]
+    # The hosts' role reaches the groups of this stack that carry this cluster's tag: every group, no other.
+    role = resources_[names.HOST_ROLE]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    [own] = [statement for statement in role if statement["Sid"] == "LifecycleAndHealthOfOwnGroup"]
+    assert own["Resource"] == [{"Fn::Sub": prefix + "${AWS::StackName}-*"}]
+    assert own["Condition"] == {"StringEquals": {"autoscaling:ResourceTag/cluster:name": "demo"}}
+    for group in groups_of(template).values():
+        assert {"Key": names.CLUSTER_TAG, "PropagateAtLaunch": False, "Value": "demo"} in group["Properties"]["Tags"]
+
+
+def test_a_mixed_instances_group_takes_its_types_from_the_policy_not_the_launch_template() -> None:
+    template = as_dict(rendered("groups-kubeadm"))
+    workers = template["Resources"][names.HOST_GROUP]["Properties"]
+
+    assert "LaunchTemplate" not in workers and workers["CapacityRebalance"] is True
+    policy = workers["MixedInstancesPolicy"]
+    assert policy["InstancesDistribution"] == {
+        "OnDemandBaseCapacity": 1,
+        "OnDemandPercentageAboveBaseCapacity": 0,
+        "SpotAllocationStrategy": "price-capacity-optimized",
+    }
+    assert policy["LaunchTemplate"]["LaunchTemplateSpecification"] == {
+        "LaunchTemplateId": {"Ref": names.LAUNCH_TEMPLATE},
+        "Version": {"Fn::GetAtt": [names.LAUNCH_TEMPLATE, "LatestVersionNumber"]},
+    }
+    assert [item["InstanceType"] for item in policy["LaunchTemplate"]["Overrides"]] == [
+        "m5.large",
+        "m5a.large",
+        "m4.large",
+    ]
+    assert "InstanceType" not in launch_data(template)
+    assert launch_data(template, "HostLaunchTemplateSystem")["InstanceType"] == "m5.large"
+    assert "MixedInstancesPolicy" not in template["Resources"]["HostGroupSystem"]["Properties"]
+
+
+def test_the_mix_of_instance_types_is_part_of_the_fingerprint() -> None:
+    config = load_config(TWO_GROUPS["groups-kubeadm"])
+    workers = config.groups["workers"]
+    fewer = config.model_copy(
+        update={"groups": config.groups | {"workers": workers.model_copy(update={"instance_types": ["m5.large"]})}}
+    )
+    odds = config.model_copy(
+        update={"groups": config.groups | {"workers": workers.model_copy(update={"on_demand_percentage": 50})}}
+    )
+
+    assert render(fewer).groups["workers"].digest != render(config).groups["workers"].digest
+    assert render(odds).groups["workers"].digest == render(config).groups["workers"].digest, "on-demand share: no"
+
+
+def test_a_group_lives_in_its_zones_or_subnets_in_the_networks_order() -> None:
+    kubeadm = as_dict(rendered("groups-kubeadm"))["Resources"]
+    eks = as_dict(rendered("groups-eks"))["Resources"]
+
+    assert kubeadm["HostGroupSystem"]["Properties"]["VPCZoneIdentifier"] == [
+        {"Ref": "HostSubnetA"},
+        {"Ref": "HostSubnetB"},
+    ]
+    assert len(kubeadm[names.HOST_GROUP]["Properties"]["VPCZoneIdentifier"]) == 3
+    assert eks["HostGroupSystem"]["Properties"]["VPCZoneIdentifier"] == [
+        "subnet-0123456789abcdef0",
+        "subnet-0123456789abcdef1",
+    ]
+    assert len(eks["HostGroupGpuBatch"]["Properties"]["VPCZoneIdentifier"]) == 3
+
+
+def test_each_group_has_its_own_image() -> None:
+    result = rendered("groups-eks")
+    parameters = as_dict(result)["Parameters"]
+
+    assert parameters["ImageIdSystem"] == {
+        "Type": "AWS::EC2::Image::Id",
+        "Default": "ami-0123456789abcdef0",
+        "Description": "groups.system.ami",
+    }
+    assert parameters["ImageIdGpuBatch"]["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+    assert "/eks/optimized-ami/1.34/" in parameters["ImageIdGpuBatch"]["Default"]
+    assert result.parameters == {
+        "ImageIdSystem": "ami-0123456789abcdef0",
+        "ImageIdGpuBatch": parameters["ImageIdGpuBatch"]["Default"],
+    }
+    assert launch_data(as_dict(result), "HostLaunchTemplateSystem")["ImageId"] == {"Ref": "ImageIdSystem"}
+
+
+def test_queue_scaling_follows_the_group_it_names() -> None:
+    [policy] = resources(as_dict(rendered("groups-eks")), "AWS::AutoScaling::ScalingPolicy").values()
+    assert policy["Properties"]["AutoScalingGroupName"] == {"Ref": "HostGroupGpuBatch"}
+
+
+def test_eks_groups_wait_for_the_access_entry() -> None:
+    for group in groups_of(as_dict(rendered("groups-eks"))).values():
+        assert group["DependsOn"] == ["HostAccessEntry"]
+
+
+def test_each_group_gets_a_patch_generation_of_its_own_when_given() -> None:
+    result = render(load_config(TWO_GROUPS["groups-kubeadm"]), patch_generation=3, generations={"system": 7})
+    outputs = as_dict(result)["Outputs"]
+
+    assert outputs["HostFingerprintSystem"]["Value"]["Fn::Sub"].startswith("${ImageIdSystem}/7/")
+    assert outputs[names.OUTPUT_FINGERPRINT]["Value"]["Fn::Sub"].startswith("${ImageId}/3/")

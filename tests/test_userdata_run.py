@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from provision.config.loader import load_config
 from provision.render.userdata import render_userdata
@@ -201,3 +202,48 @@ class TestHealthAgent:
         assert " healthy failures=0" in first
         assert " failing:kubelet container_runtime failures=1" in failing
         assert not [call for run in runs for call in run.calls if " ssm " in call], "nothing goes to SSM any more"
+
+
+# --- host groups: each group's boot script registers its own taints and signals its own group ---
+
+
+def _group_script(tmp_path: Path, config: Path, group: str) -> Path:
+    loaded = load_config(config)
+    path = tmp_path / f"user-data-{group}.sh"
+    path.write_text(render_userdata(loaded, loaded.groups[group]))
+    return path
+
+
+def test_kubeadm_group_joins_with_its_taints_and_signals_its_own_group(tmp_path: Path, host: Host) -> None:
+    run = host.run(_group_script(tmp_path, CONFIGS / "groups-kubeadm.toml", "system"))
+
+    assert run.code == 0, run.output
+    join = yaml.safe_load((host.stubs / "kubeadm-config-seen").read_text())
+    arguments = {item["name"]: item["value"] for item in join["nodeRegistration"]["kubeletExtraArgs"]}
+    assert arguments["register-with-taints"] == "dedicated=system:NoSchedule"
+    assert arguments["node-labels"] == "example.com/pool=system"
+    [signal] = run.called("aws cloudformation signal-resource")
+    assert "--stack-name cluster-demo --logical-resource-id HostGroupSystem " in run.calls[signal]
+
+
+def test_kubeadm_group_without_taints_registers_none(tmp_path: Path, host: Host) -> None:
+    run = host.run(_group_script(tmp_path, CONFIGS / "groups-kubeadm.toml", "workers"))
+
+    assert run.code == 0, run.output
+    join = yaml.safe_load((host.stubs / "kubeadm-config-seen").read_text())
+    assert [item["name"] for item in join["nodeRegistration"]["kubeletExtraArgs"]] == ["provider-id", "node-labels"]
+    [signal] = run.called("aws cloudformation signal-resource")
+    assert "--logical-resource-id HostGroup " in run.calls[signal]
+
+
+def test_eks_group_gives_nodeadm_its_taints(tmp_path: Path, host: Host) -> None:
+    run = host.run(_group_script(tmp_path, CONFIGS / "groups-eks.toml", "system"))
+
+    assert run.code == 0, run.output
+    node_config = yaml.safe_load((host.root / "var/lib/cluster-bootstrap/nodeconfig.yaml").read_text())
+    assert node_config["spec"]["kubelet"]["flags"] == [
+        "--node-labels=example.com/pool=system",
+        "--register-with-taints=CriticalAddonsOnly:NoSchedule,example.com/dedicated=system:NoExecute",
+    ]
+    [signal] = run.called("aws cloudformation signal-resource")
+    assert "--stack-name cluster-batch --logical-resource-id HostGroupSystem " in run.calls[signal]

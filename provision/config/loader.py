@@ -109,6 +109,13 @@ def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[list[str]
         current = None
         if field is None:
             continue
+        table = table_of(field.annotation)
+        if table is not None and index < len(loc):
+            # A table of named tables ([groups.<name>]): the next part is a name the user chose, then its keys.
+            path.append(str(loc[index]))
+            index += 1
+            current = table
+            continue
         members = models_in(field.annotation)
         if len(members) == 1:
             current = members[0]
@@ -131,6 +138,14 @@ def models_in(annotation: Any) -> list[type[BaseModel]]:
     if origin in (typing.Union, types.UnionType):
         return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
     return []
+
+
+def table_of(annotation: Any) -> type[BaseModel] | None:
+    """The section model of a table of named tables (``dict[Name, Model]``), else None."""
+    if typing.get_origin(annotation) is not dict:
+        return None
+    members = models_in(typing.get_args(annotation)[1])
+    return members[0] if len(members) == 1 else None
 
 
 def _tag_of(model: type[BaseModel]) -> object:

@@ -7,9 +7,9 @@ ignored setting. ``cluster.example.toml`` documents every field below; a test ke
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
 from provision.config.types import (
     AlarmName,
@@ -20,10 +20,12 @@ from provision.config.types import (
     DnfRelease,
     FieldProblem,
     FilePath,
+    GroupName,
     HostShare,
     ImageSource,
     IngressCidrs,
     InstanceType,
+    InstanceTypes,
     KeyPairName,
     KmsKey,
     KubeContext,
@@ -35,10 +37,15 @@ from provision.config.types import (
     Seconds,
     SshTarget,
     SubnetId,
+    SubnetIds,
+    Taints,
     UnixUser,
     UserTags,
     VpcId,
+    ZoneNumbers,
 )
+from provision.render import names
+from provision.render.names import DEFAULT_GROUP, GroupNames, group_names
 
 
 class Section(BaseModel):
@@ -107,18 +114,46 @@ class Network(Section):
         return self.vpc_id is None
 
 
+SpotAllocation = Literal[
+    "price-capacity-optimized", "capacity-optimized", "capacity-optimized-prioritized", "lowest-price"
+]
+# The keys that choose a group's instances: one instance type, or a mixed-instances policy. A group that names its own
+# instance_type or instance_types chooses afresh and inherits none of these from [hosts].
+MIX_KEYS = ("on_demand_base", "on_demand_percentage", "spot_allocation", "capacity_rebalance")
+INSTANCE_CHOICE = ("instance_type", "instance_types", *MIX_KEYS)
+
+
 class Hosts(Section):
     instance_type: InstanceType = "m4.large"
+    # A mixed-instances policy instead of instance_type: the types to launch, in order of preference for on-demand.
+    instance_types: InstanceTypes | None = None
+    on_demand_base: Annotated[int, Field(ge=0, le=1000)] = 0
+    on_demand_percentage: Annotated[int, Field(ge=0, le=100)] = 100
+    spot_allocation: SpotAllocation = "price-capacity-optimized"
+    capacity_rebalance: bool = False
     min_size: Annotated[int, Field(ge=0, le=1000)] = 3
     max_size: Annotated[int, Field(ge=1, le=1000)] = 6
     desired_capacity: Annotated[int, Field(ge=0, le=1000)] = 3
-    ami: ImageSource | None = None  # None: the mode's default, see ClusterConfig.image
+    ami: ImageSource | None = None  # None: the mode's default, see ClusterConfig.image_of
     root_volume_gib: Annotated[int, Field(ge=20, le=16_384)] = 50
     volume_kms_key: KmsKey | None = None
     key_pair: KeyPairName | None = None
     health_check_type: Literal["EC2", "ELB"] = "EC2"
     health_check_grace_seconds: Seconds = 300
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    taints: Taints = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_instance_choice(self) -> Hosts:
+        if self.instance_types is None:
+            stray = [key for key in MIX_KEYS if key in self.model_fields_set]
+            if stray:
+                raise FieldProblem(stray[0], "is part of a mixed-instances policy: give instance_types too")
+        elif "instance_type" in self.model_fields_set:
+            raise FieldProblem(
+                "instance_types", "and instance_type are both given: one instance type, or a mix of instance_types"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sizes_in_order(self) -> Hosts:
@@ -130,6 +165,11 @@ class Hosts(Section):
                 f"({self.desired_capacity}) must lie between min_size ({self.min_size}) and max_size ({self.max_size})",
             )
         return self
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the hosts come from a mixed-instances policy (instance_types) rather than one instance_type."""
+        return self.instance_types is not None
 
 
 class Patching(Section):
@@ -188,9 +228,30 @@ class HealthAgent(Section):
         return self
 
 
+class HostGroup(Hosts):
+    """One group of hosts: a ``[groups.<name>]`` table, which inherits ``[hosts]``, ``[rolling]`` and ``[health_agent]``
+    key by key (``ClusterConfig._resolve_groups`` merges them before validation), or the one group ``workers`` of a
+    configuration without ``[groups]``, which is exactly ``[hosts]``, ``[rolling]`` and ``[health_agent]``."""
+
+    name: GroupName  # the table's name; not a key of the table
+    # Where the group's hosts live: some of a new VPC's zones (numbered from 1), or some of an existing network's
+    # subnet_ids. None: all of them.
+    zones: ZoneNumbers | None = None
+    subnet_ids: SubnetIds | None = None
+    rolling: Rolling
+    health_agent: HealthAgent
+
+    @property
+    def names(self) -> GroupNames:
+        """The group's logical ids and output names in the stack (``provision.render.names``)."""
+        return group_names(self.name)
+
+
 class QueueScaling(Section):
     queue_name: QueueName
     backlog_per_host: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    # The group whose size follows the queue; needed when there are several groups.
+    group: GroupName | None = None
 
 
 class Ssh(Section):
@@ -218,10 +279,33 @@ class ClusterConfig(Section):
     rolling: Rolling = Field(default_factory=Rolling)
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     health_agent: HealthAgent = Field(default_factory=HealthAgent)
+    # Every group of hosts by name, in the file's order (after [hosts], [rolling] and [health_agent], whose errors
+    # are reported first: a group inherits them). Always at least one: without [groups] it is `workers`.
+    groups: dict[GroupName, HostGroup] = Field(default_factory=dict)
     queue_scaling: QueueScaling | None = None
     ssh: Ssh = Field(default_factory=Ssh)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     tags: UserTags = Field(default_factory=dict)
+    # Whether the file has [groups]; without, the one group `workers` is [hosts] itself (and named so in messages).
+    _groups_given: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve_groups(cls, data: Any, handler: ModelWrapValidatorHandler[ClusterConfig]) -> ClusterConfig:
+        """Each group inherits [hosts], [rolling] and [health_agent]: its table's keys replace theirs one by one
+        (a group naming instance_type or instance_types replaces the whole instance choice). Without [groups], the
+        one group `workers` inherits everything. Whatever is not a table is left for validation to report."""
+        given = isinstance(data, dict) and "groups" in data
+        if isinstance(data, dict):
+            tables = data.get("groups", {DEFAULT_GROUP: {}})
+            if isinstance(tables, dict):
+                if given and not tables:
+                    raise FieldProblem("groups", "has no group: add [groups.<name>] tables, or leave [groups] out")
+                data = data | {"groups": {name: _inherit(data, name, table) for name, table in tables.items()}}
+        config = handler(data)
+        if isinstance(data, dict):  # not when handed a ClusterConfig already made
+            config._groups_given = given
+        return config
 
     @model_validator(mode="after")
     def _cross_section(self) -> ClusterConfig:
@@ -232,18 +316,83 @@ class ClusterConfig(Section):
                 f"rolling.drain_timeout_seconds ({self.rolling.drain_timeout_seconds}): a terminating host would die "
                 "before its pods are drained",
             )
-        if self.network.vpc_id is None:
-            return self
-        if len(self.network.subnet_ids) < 2:
+        if self.network.vpc_id is not None and len(self.network.subnet_ids) < 2:
             raise FieldProblem("network.subnet_ids", "give subnets in at least two availability zones")
+        suffixes: dict[str, str] = {}
+        for group in self.groups.values():
+            self._check_group(group)
+            folded = names.group_suffix(group.name).casefold()
+            if folded in suffixes:
+                raise FieldProblem(
+                    f"groups.{group.name}",
+                    f"and groups.{suffixes[folded]} would give their resources the same names "
+                    f"({group.names.group}); rename one",
+                )
+            suffixes[folded] = group.name
+        if self.queue_scaling is not None:
+            scaled = self.queue_scaling.group
+            if scaled is None and len(self.groups) > 1:
+                raise FieldProblem(
+                    "queue_scaling.group", f"is needed with several groups: name one of {', '.join(self.groups)}"
+                )
+            if scaled is not None and scaled not in self.groups:
+                raise FieldProblem("queue_scaling.group", f"{scaled!r} is not a group: {', '.join(self.groups)}")
         return self
+
+    def _check_group(self, group: HostGroup) -> None:
+        drain = group.rolling.drain_timeout_seconds
+        if self.lifecycle.terminate_timeout_seconds < drain:
+            raise FieldProblem(
+                f"groups.{group.name}.rolling.drain_timeout_seconds",
+                f"({drain}) is longer than lifecycle.terminate_timeout_seconds "
+                f"({self.lifecycle.terminate_timeout_seconds}): a terminating host would die before its pods are "
+                "drained",
+            )
+        network = self.network
+        if network.creates_vpc:
+            if group.subnet_ids is not None:
+                raise FieldProblem(
+                    f"groups.{group.name}.subnet_ids",
+                    "is for an existing network (network.subnet_ids); in a new VPC choose zones = [1, 2, ...]",
+                )
+            outside = [zone for zone in group.zones or [] if zone > network.availability_zones]
+            if outside:
+                raise FieldProblem(
+                    f"groups.{group.name}.zones",
+                    f"zone {outside[0]} is not one of the network's {network.availability_zones} availability "
+                    f"zones (1 to {network.availability_zones}, network.availability_zones)",
+                )
+        else:
+            if group.zones is not None:
+                raise FieldProblem(
+                    f"groups.{group.name}.zones",
+                    "is for a new VPC; in an existing network choose subnet_ids from network.subnet_ids",
+                )
+            foreign = [subnet for subnet in group.subnet_ids or [] if subnet not in network.subnet_ids]
+            if foreign:
+                raise FieldProblem(f"groups.{group.name}.subnet_ids", f"{foreign[0]} is not one of network.subnet_ids")
+
+    def group_key(self, group: HostGroup, key: str) -> str:
+        """Where the user sets ``key`` of ``group``: ``groups.<name>.<key>``, or ``hosts.<key>`` without [groups]."""
+        return f"groups.{group.name}.{key}" if self._groups_given else f"hosts.{key}"
+
+    @property
+    def scaled_group(self) -> HostGroup | None:
+        """The group whose size follows queue_scaling, if any."""
+        if self.queue_scaling is None:
+            return None
+        return self.groups[self.queue_scaling.group or next(iter(self.groups))]
 
     @property
     def image(self) -> str:
-        """The hosts' image: ``hosts.ami``, else Amazon Linux 2023 for kubeadm (the boot script installs the kubelet)
+        """The image of the hosts of [hosts] (see ``image_of``)."""
+        return self.image_of(self.hosts)
+
+    def image_of(self, hosts: Hosts) -> str:
+        """The hosts' image: their ``ami``, else Amazon Linux 2023 for kubeadm (the boot script installs the kubelet)
         or the EKS-optimized Amazon Linux 2023 image of the cluster's version for eks (it brings nodeadm)."""
-        if self.hosts.ami:
-            return self.hosts.ami
+        if hosts.ami:
+            return hosts.ami
         if isinstance(self.control_plane, EksControlPlane):
             version = self.control_plane.kubernetes_version
             return (
@@ -259,3 +408,23 @@ class ClusterConfig(Section):
     def parameter_path(self) -> str:
         """The SSM path that belongs to this cluster; the hosts' role may read and write below it only."""
         return f"/cluster/{self.name}"
+
+
+def _inherit(data: dict[str, Any], name: object, table: object) -> object:
+    """A group's table with what it leaves out taken from [hosts], [rolling] and [health_agent] (see
+    ``ClusterConfig._resolve_groups``); its name added. A table that names itself is refused: the name is the
+    table's."""
+    if not isinstance(table, dict):
+        return table
+    if "name" in table:
+        raise FieldProblem(f"groups.{name}.name", "unknown key: a group's name is its table's, [groups.<name>]")
+    hosts = data.get("hosts", {})
+    inherited = dict(hosts) if isinstance(hosts, dict) else {}
+    if "instance_type" in table or "instance_types" in table:
+        inherited = {key: value for key, value in inherited.items() if key not in INSTANCE_CHOICE}
+    merged: dict[str, Any] = inherited | table | {"name": name}
+    for section in ("rolling", "health_agent"):
+        defaults, own = data.get(section, {}), table.get(section, {})
+        if isinstance(defaults, dict) and isinstance(own, dict):
+            merged[section] = defaults | own
+    return merged

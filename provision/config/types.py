@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field
 
 from provision.render import names
+
+_T = TypeVar("_T")
 
 
 class FieldProblem(ValueError):
@@ -150,6 +152,63 @@ def _kubelet_may_set(key: str) -> str:
     return key
 
 
+# Taints: Kubernetes keeps kubernetes.io and k8s.io (and their subdomains) for its own. The node controllers add and
+# remove the node.kubernetes.io/ taints (not-ready, unreachable, ...) themselves, so one the kubelet registered would be
+# taken off again, or mistaken for a condition the node is in; other namespaces there (node-role.kubernetes.io, ...)
+# belong to Kubernetes' own components. Unlike labels, no namespace there is left to the user.
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# Kubernetes' qualified names, for label and taint keys alike, and their values.
+_LABEL_KEY_PATTERN = r"([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_LABEL_VALUE_PATTERN = r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?"
+_LABEL_KEY = re.compile(_LABEL_KEY_PATTERN)
+_LABEL_VALUE = re.compile(_LABEL_VALUE_PATTERN)
+_TAINT_FORM = "key=value:Effect such as 'dedicated=system:NoSchedule'"
+
+
+def _taint(value: str) -> str:
+    """``key=value:Effect`` or ``key:Effect``, as `kubectl taint` and the kubelet's --register-with-taints take them."""
+    pair, colon, effect = value.rpartition(":")
+    if not colon:
+        raise ValueError(f"{value!r} is not a taint {_TAINT_FORM}")
+    if effect not in TAINT_EFFECTS:
+        raise ValueError(f"{value!r} has effect {effect!r}; a taint's effect is one of {', '.join(TAINT_EFFECTS)}")
+    key, _, taint_value = pair.partition("=")
+    if not _LABEL_KEY.fullmatch(key):
+        raise ValueError(f"{value!r}: {key!r} is not a taint key such as 'dedicated' or 'example.com/dedicated'")
+    if not _LABEL_VALUE.fullmatch(taint_value):
+        raise ValueError(f"{value!r}: {taint_value!r} is not a taint value (63 of A-Za-z0-9_.-)")
+    namespace = key.partition("/")[0] if "/" in key else ""
+    if any(namespace == name or namespace.endswith(f".{name}") for name in _RESERVED_NAMESPACES):
+        raise ValueError(
+            f"{value!r} is in a namespace Kubernetes keeps for its own taints (kubernetes.io and k8s.io); use your "
+            "own prefix such as 'example.com/'"
+        )
+    return value
+
+
+def _taint_identity(taint: str) -> tuple[str, str]:
+    """A node holds at most one taint per key and effect."""
+    pair, _, effect = taint.rpartition(":")
+    return pair.partition("=")[0], effect
+
+
+def _taints_unique(taints: list[str]) -> list[str]:
+    seen: set[tuple[str, str]] = set()
+    for taint in taints:
+        identity = _taint_identity(taint)
+        if identity in seen:
+            raise ValueError(f"lists key {identity[0]!r} with effect {identity[1]} twice; a node holds one of each")
+        seen.add(identity)
+    return taints
+
+
+def _listed_once(values: list[_T]) -> list[_T]:
+    if len(set(values)) != len(values):
+        duplicate = next(value for value in values if values.count(value) > 1)
+        raise ValueError(f"lists {duplicate!r} twice")
+    return values
+
+
 # Tags that `cluster` sets itself, on every resource or on every host; none may be given in [tags].
 OWN_TAGS = (names.CLUSTER_TAG, names.FINGERPRINT_TAG, names.HEALTH_TAG, names.NAME_TAG)
 AWS_TAGS_PER_RESOURCE = 50
@@ -165,7 +224,7 @@ def _not_reserved(key: str) -> str:
             f"{names.CLUSTER_TAG} says which cluster owns a resource"
         )
     if folded == names.NAME_TAG.casefold():
-        raise ValueError(f"{key!r} is set by cluster itself (hosts are named <name>-host)")
+        raise ValueError(f"{key!r} is set by cluster itself (hosts are named <name>-host, or <name>-<group>-host)")
     return key
 
 
@@ -247,15 +306,10 @@ TagValue = Annotated[
 UserTags = Annotated[dict[TagKey, TagValue], AfterValidator(_room_for_own_tags)]
 LabelKey = Annotated[
     str,
-    _check(
-        r"([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?",
-        "a Kubernetes label key such as 'team' or 'example.com/team'",
-    ),
+    _check(_LABEL_KEY_PATTERN, "a Kubernetes label key such as 'team' or 'example.com/team'"),
     AfterValidator(_kubelet_may_set),
 ]
-LabelValue = Annotated[
-    str, _check(r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?", "a Kubernetes label value (63 of A-Za-z0-9_.-)")
-]
+LabelValue = Annotated[str, _check(_LABEL_VALUE_PATTERN, "a Kubernetes label value (63 of A-Za-z0-9_.-)")]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IngressCidr = Annotated[str, AfterValidator(_cidr), AfterValidator(_world_closed)]
 IngressCidrs = Annotated[list[IngressCidr], AfterValidator(_public_space_limited)]
@@ -275,3 +329,19 @@ HostShare = Annotated[int | str, AfterValidator(_share)]
 AlarmName = Annotated[
     str, _check(r"[A-Za-z0-9 _.:/#()+=@-]{1,255}", "a CloudWatch alarm name (letters, digits, spaces, _.:/#()+=@-)")
 ]
+
+# A host group's name (``[groups.<name>]``): it reaches logical ids, output names and the hosts' Name tag.
+GroupName = Annotated[
+    str,
+    _check(
+        r"[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?",
+        "a group name (1-20 of a-z, 0-9 and '-', not starting or ending with '-')",
+    ),
+]
+Taint = Annotated[str, AfterValidator(_taint)]
+Taints = Annotated[list[Taint], Field(max_length=50), AfterValidator(_taints_unique)]
+# One of the network's availability zones, counted from 1 in the order AWS lists the region's zones (Fn::GetAZs).
+ZoneNumber = Annotated[int, Field(ge=1, le=6)]
+ZoneNumbers = Annotated[list[ZoneNumber], Field(min_length=1), AfterValidator(_listed_once)]
+SubnetIds = Annotated[list[SubnetId], Field(min_length=1), AfterValidator(_listed_once)]
+InstanceTypes = Annotated[list[InstanceType], Field(min_length=1, max_length=40), AfterValidator(_listed_once)]

@@ -27,9 +27,12 @@ def down(config: ClusterConfig, cloud: Cloud, ui: UI, *, purge: bool, timeout: f
             raise UsageError(
                 f"stack {name} does not belong to cluster {config.name!r} (tag {owner!r}); not deleting it"
             )
-        group_name = cloud.stacks.resources(name).get(names.HOST_GROUP, "")
-        group = cloud.groups.find(group_name) if group_name else None
-        hosts = len(group.members) if group else 0
+        resources = cloud.stacks.resources(name)
+        hosts = 0
+        for each in config.groups.values():
+            group_name = resources.get(each.names.group, "")
+            group = cloud.groups.find(group_name) if group_name else None
+            hosts += len(group.members) if group else 0
         ui.confirm(
             f"Delete stack {name} in {config.region} and its {hosts} host(s)?",
             unasked=f"did not delete stack {name} ({hosts} host(s)): rerun with --yes to delete it",

@@ -17,12 +17,12 @@ from provision import kubeconfig
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import ChangeSet, Stack, StackEvent
 from provision.clock import wait_until
-from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
+from provision.config.schema import ClusterConfig, EksControlPlane, HostGroup, KubeadmControlPlane
 from provision.deploy.report import describe_event, event_printer, failure_records, root_causes
 from provision.errors import ClusterError, UsageError
 from provision.fleet.observe import Fleet
 from provision.render import names
-from provision.render.template import Rendered, cluster_tags, render
+from provision.render.template import Rendered, RenderedGroup, cluster_tags, render
 from provision.ui import UI
 
 if TYPE_CHECKING:
@@ -79,8 +79,9 @@ class Up:
         check_join_token(self.config, join_token)
         self._template(render(self.config, patch_generation=0))
         found = self.cloud.stacks.find(self.name)
-        generation = self._deployed_generation(found) + (1 if next_patch_generation else 0)
-        rendered = render(self.config, patch_generation=generation)
+        step = 1 if next_patch_generation else 0
+        generations = {group: generation + step for group, generation in self._deployed_generations(found).items()}
+        rendered = render(self.config, patch_generation=step, generations=generations)
         template = self._template(rendered)
         self._check_stored_join_token(join_token)
         stack = self._usable_stack(found, dry_run=dry_run)
@@ -89,7 +90,7 @@ class Up:
         kind: Literal["CREATE", "UPDATE"] = (
             "CREATE" if stack is None or stack.status == "REVIEW_IN_PROGRESS" else "UPDATE"
         )
-        parameters = {names.IMAGE_PARAMETER: self.config.image.removeprefix("ssm:")}
+        parameters = rendered.parameters
         change_set_name = f"cluster-up-{uuid.uuid4().hex[:12]}"
         executed = False
         try:
@@ -113,7 +114,7 @@ class Up:
                     self._write_kubeconfig()
                     self._wait_for_hosts()
                 return
-            self._show(change_set, rendered if kind == "UPDATE" else None)
+            self._show(change_set, rendered, update=kind == "UPDATE")
             if dry_run:
                 self._store_join_token(join_token, dry_run=True)
                 self.ui.say("dry run: nothing was changed")
@@ -139,32 +140,43 @@ class Up:
         left = max(self.deadline - self.cloud.clock.now(), 0.0)
         return left if limit is None else min(left, limit)
 
-    def _deployed_generation(self, stack: Stack | None) -> int:
-        """The patch generation of the deployed launch template (its latest version's fingerprint tag)."""
+    def _deployed_generations(self, stack: Stack | None) -> dict[str, int]:
+        """The patch generation of each group's deployed launch template (its latest version's fingerprint tag); a
+        group the stack does not have yet is left out."""
         if stack is None or stack.status == "REVIEW_IN_PROGRESS":
-            return 0
-        template_id = self.cloud.stacks.resources(self.name).get(names.LAUNCH_TEMPLATE, "")
-        tags = self.cloud.instances.launch_template(template_id).tags if template_id else {}
-        return names.patch_generation(tags.get(names.FINGERPRINT_TAG, ""))
+            return {}
+        resources = self.cloud.stacks.resources(self.name)
+        generations: dict[str, int] = {}
+        for group in self.config.groups.values():
+            template_id = resources.get(group.names.launch_template, "")
+            if template_id:
+                tags = self.cloud.instances.launch_template(template_id).tags
+                generations[group.name] = names.patch_generation(tags.get(names.FINGERPRINT_TAG, ""))
+        return generations
 
     def _changed_parameters(self, stack: Stack | None, parameters: dict[str, str]) -> list[str]:
         """Parameters whose value this deploy changes (an `ssm:` image is resolved by CloudFormation, so not here)."""
         if stack is None:
             return []
+        resolved = {
+            group.names.image_parameter
+            for group in self.config.groups.values()
+            if self.config.image_of(group).startswith("ssm:")
+        }
         return [
             f"{key} {stack.parameters.get(key, '')} → {value}"
             for key, value in parameters.items()
-            if not (key == names.IMAGE_PARAMETER and self.config.image.startswith("ssm:"))
-            and stack.parameters.get(key) != value
+            if key in stack.parameters and key not in resolved and stack.parameters.get(key) != value
         ]
 
     @staticmethod
     def _template(rendered: Rendered) -> str:
-        template = rendered.text("yaml")
+        template = rendered.body()
         if len(template.encode()) > TEMPLATE_BODY_LIMIT:
             raise UsageError(
                 f"the template is {len(template.encode())} bytes, over CloudFormation's inline limit of "
-                f"{TEMPLATE_BODY_LIMIT}; use fewer availability zones or labels"
+                f"{TEMPLATE_BODY_LIMIT}; each host group adds its user-data (about 10 KB): use fewer groups, "
+                "availability zones or labels"
             )
         return template
 
@@ -228,7 +240,7 @@ class Up:
         causes = root_causes(self.cloud.stacks.events(stack.stack_id, after=None))
         return describe_event(causes[0]) if causes else stack.status_reason or "(no failure event found)"
 
-    def _show(self, change_set: ChangeSet, rendered: Rendered | None) -> None:
+    def _show(self, change_set: ChangeSet, rendered: Rendered, *, update: bool) -> None:
         symbols = {"Add": "+", "Modify": "~", "Remove": "-"}
         rows = [
             [
@@ -243,16 +255,35 @@ class Up:
         replaced = [change.logical_id for change in change_set.changes if change.replaces]
         if replaced:
             self.ui.warn(f"{len(replaced)} resource(s) will or may be REPLACED: {', '.join(replaced)}")
-        if names.HOST_GROUP in replaced:
+        for group in self.config.groups.values():
+            self._show_group(group, change_set, rendered.groups[group.name], update=update)
+
+    def _show_group(self, group: HostGroup, change_set: ChangeSet, rendered: RenderedGroup, *, update: bool) -> None:
+        """What the change set does to one host group, in the words of its hosts."""
+        ids = group.names
+        changes = {change.logical_id: change for change in change_set.changes}
+        several = len(self.config.groups) > 1
+        label = f"group {group.name}: " if several else ""
+        launch_template, auto_scaling = changes.get(ids.launch_template), changes.get(ids.group)
+        if auto_scaling is not None and auto_scaling.replaces:
+            subject = f"the hosts of group {group.name} are" if several else "the host group is"
             self.ui.warn(
-                "the host group is replaced: every host is terminated and launched anew at once. "
+                f"{subject} replaced: every host is terminated and launched anew at once. "
                 "For a rolling change of the hosts, use `cluster patch`"
             )
-        if rendered and any(change.logical_id == names.LAUNCH_TEMPLATE for change in change_set.changes):
+        if not update:
+            return
+        if auto_scaling is not None and auto_scaling.action == "Add":
+            self.ui.say(f"{label}new: {group.desired_capacity} host(s) launch with configuration …/{rendered.digest}")
+        elif launch_template is not None:
             self.ui.say(
-                f"hosts launched from now on get configuration …/{rendered.digest}; "
+                f"{label}hosts launched from now on get configuration …/{rendered.digest}; "
                 "`cluster patch` replaces the running ones"
             )
+        elif auto_scaling is not None:
+            self.ui.say(f"{label}the group's settings change; its hosts stay as they are")
+        elif several:
+            self.ui.say(f"{label}unchanged")
 
     def _discard(self, change_set_name: str, kind: str) -> None:
         self.cloud.stacks.delete_change_set(self.name, change_set_name)
@@ -298,36 +329,45 @@ class Up:
         )
 
     def _wait_for_hosts(self) -> None:
-        try:
-            fleet = Fleet.of_stack(self.cloud, self.name)
-        except ClusterError:
-            return  # a stack without a host group: no host to wait for
+        """Each group's hosts InService, then, when the Kubernetes API can be reached, their nodes Ready."""
+        stack = self.cloud.stacks.find(self.name)
+        fleets: list[tuple[HostGroup, Fleet]] = []
+        for group in self.config.groups.values():
+            try:
+                fleets.append((group, Fleet.of_stack(self.cloud, self.name, described=stack, group=group.name)))
+            except ClusterError:
+                continue  # a stack without this group: no host to wait for
+        if not fleets:
+            return
+        for group, fleet in fleets:
+            self._wait_in_service(group, fleet)
+        kube, unavailable = self.kube() if self.kube else (None, "no Kubernetes access was given")
+        if kube is None:
+            self.ui.say(f"node readiness not checked: {unavailable}")
+            return
+        for group, fleet in fleets:
+            fleet.kube = kube  # from now on every host comes joined to its node
+            self._wait_for_nodes(group, fleet)
 
+    def _wait_in_service(self, group: HostGroup, fleet: Fleet) -> None:
         def all_in_service() -> int | None:
             snapshot = fleet.snapshot()
             ready = sum(1 for host in snapshot.hosts if host.lifecycle_state == "InService")
             return ready if ready >= snapshot.desired else None
 
-        with self.ui.waiting("waiting for the hosts to be InService"):
+        with self.ui.waiting(f"waiting for the {group.names.hosts} to be InService"):
             ready = wait_until(
                 all_in_service,
                 clock=self.cloud.clock,
-                timeout=self._left(self.config.rolling.ready_timeout_seconds),
+                timeout=self._left(group.rolling.ready_timeout_seconds),
                 interval=5.0,
                 what=f"the hosts of {fleet.group} to be InService",
                 next_step="see which host is stuck, and why, with `cluster status`",
             )
         self.ui.say(f"{ready} host(s) InService in {fleet.group}")
-        self._wait_for_nodes(fleet)
 
-    def _wait_for_nodes(self, fleet: Fleet) -> None:
-        """Each InService host's node Ready, when the Kubernetes API can be reached; otherwise say why not."""
-        kube, unavailable = self.kube() if self.kube else (None, "no Kubernetes access was given")
-        if kube is None:
-            self.ui.say(f"node readiness not checked: {unavailable}")
-            return
-        fleet.kube = kube  # from now on every host comes joined to its node
-        group_name = fleet.group
+    def _wait_for_nodes(self, group: HostGroup, fleet: Fleet) -> None:
+        """Each InService host's node Ready."""
 
         def all_ready() -> int | None:
             snapshot = fleet.snapshot()
@@ -335,13 +375,13 @@ class Up:
             ready = sum(1 for host in in_service if host.node is not None and host.node.ready)
             return ready if ready >= snapshot.desired and ready == len(in_service) else None
 
-        with self.ui.waiting("waiting for the hosts' nodes to be Ready"):
+        with self.ui.waiting(f"waiting for the {group.names.hosts}' nodes to be Ready"):
             ready = wait_until(
                 all_ready,
                 clock=self.cloud.clock,
-                timeout=self._left(self.config.rolling.ready_timeout_seconds),
+                timeout=self._left(group.rolling.ready_timeout_seconds),
                 interval=5.0,
-                what=f"the nodes of {group_name} to be Ready",
+                what=f"the nodes of {fleet.group} to be Ready",
                 next_step="`cluster status` shows which host has no Ready node; its boot record says why",
             )
-        self.ui.say(f"{ready} node(s) Ready")
+        self.ui.say(f"{ready} node(s) Ready" + (f" in {fleet.group}" if len(self.config.groups) > 1 else ""))

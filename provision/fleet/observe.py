@@ -42,31 +42,35 @@ class Fleet:
 
     @classmethod
     def of_stack(
-        cls, cloud: Cloud, stack_name: str, *, kube: Kube | None = None, described: Stack | None = None
+        cls,
+        cloud: Cloud,
+        stack_name: str,
+        *,
+        kube: Kube | None = None,
+        described: Stack | None = None,
+        group: str = names.DEFAULT_GROUP,
     ) -> Fleet:
-        """The fleet of a stack. Its outputs name the group and its launch template and give the fingerprint of an
-        up-to-date host; pass the stack as the caller ``described`` it already to save that read. A stack without
-        those outputs (moto's change sets leave them empty; the sandbox corrects that) costs a listing of its
-        resources instead, and the fingerprint a read of the launch template."""
+        """The fleet of one host group of a stack (by its name in the configuration). The stack's outputs name the
+        group and its launch template and give the fingerprint of an up-to-date host; pass the stack as the caller
+        ``described`` it already to save that read. A stack without those outputs (moto's change sets leave them
+        empty; the sandbox corrects that) costs a listing of its resources instead, and the fingerprint a read of the
+        launch template."""
+        ids = names.group_names(group)
         stack = described or cloud.stacks.find(stack_name)
         if stack is None:
             raise ClusterError(f"there is no stack {stack_name}; create it with `cluster up`")
-        group = stack.outputs.get(names.OUTPUT_GROUP, "")
-        template = stack.outputs.get(names.OUTPUT_LAUNCH_TEMPLATE, "")
-        fingerprint = stack.outputs.get(names.OUTPUT_FINGERPRINT, "")
-        if not group or not template:
+        name = stack.outputs.get(ids.output_group, "")
+        template = stack.outputs.get(ids.output_launch_template, "")
+        fingerprint = stack.outputs.get(ids.output_fingerprint, "")
+        if not name or not template:
             resources = cloud.stacks.resources(stack_name)
-            group, template, fingerprint = (
-                resources.get(names.HOST_GROUP, ""),
-                resources.get(names.LAUNCH_TEMPLATE, ""),
-                "",
-            )
-        if not group:
-            raise ClusterError(f"stack {stack_name} has no host group; create it with `cluster up`")
+            name, template, fingerprint = resources.get(ids.group, ""), resources.get(ids.launch_template, ""), ""
+        if not name:
+            raise ClusterError(f"stack {stack_name} has no host group {group}; create it with `cluster up`")
         return cls(
             cloud.groups,
             cloud.instances,
-            group,
+            name,
             template,
             kube=kube,
             cluster=stack.tags.get(names.CLUSTER_TAG, ""),

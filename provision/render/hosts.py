@@ -5,48 +5,65 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from troposphere import AWSObject, Base64, GetAtt, Ref, Sub, Tags, Template, autoscaling, ec2
 from troposphere.policies import AutoScalingScheduledAction, CreationPolicy, ResourceSignal, UpdatePolicy
 
-from provision.config.schema import ClusterConfig
+from provision.config.schema import ClusterConfig, HostGroup
 from provision.render import names
-from provision.render.network import Placement
 
 ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023, plain and EKS-optimized
 
 
-def fingerprint_digest(launch_data: ec2.LaunchTemplateData) -> str:
+def fingerprint_digest(launch_data: ec2.LaunchTemplateData, instance_types: Sequence[str] = ()) -> str:
     """A digest of everything in the launch template except the image (a parameter, resolved by CloudFormation) and
-    the tags (which carry the fingerprint itself). Any change to user-data, instance type, disk, network or role
-    yields a new digest, so hosts launched before the change are outdated."""
-    canonical = json.dumps(launch_data.to_dict(), sort_keys=True, separators=(",", ":"))
+    the tags (which carry the fingerprint itself), and of a mixed-instances policy's instance types (they stand for
+    the launch template's one type). Any change to user-data, instance types, disk, network or role yields a new
+    digest, so hosts launched before the change are outdated."""
+    launch: object = launch_data.to_dict()
+    if instance_types:
+        launch = {"LaunchTemplateData": launch, "InstanceTypes": list(instance_types)}
+    canonical = json.dumps(launch, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def fingerprint(digest: str, generation: int) -> Sub:
+def fingerprint(image_parameter: str, digest: str, generation: int) -> Sub:
     """The fingerprint as CloudFormation resolves it: ``<ami-id>/<patch generation>/<digest>``. The generation is
     written into the template (not a parameter), so raising it changes the launch template itself: a new version
     that every deployer, moto included, applies."""
-    return Sub(f"${{{names.IMAGE_PARAMETER}}}/{generation}/{digest}")
+    return Sub(f"${{{image_parameter}}}/{generation}/{digest}")
+
+
+@dataclass(frozen=True)
+class GroupResources:
+    """One host group's resources in the template, and the static part of its hosts' fingerprint."""
+
+    launch_template: ec2.LaunchTemplate
+    group: autoscaling.AutoScalingGroup
+    digest: str
 
 
 def add_hosts(
     template: Template,
     config: ClusterConfig,
+    hosts: HostGroup,
     *,
-    placement: Placement,
+    subnets: list[object],
     security_groups: list[object],
     profile: AWSObject,
     userdata: str,
     tags: dict[str, str],
     depends_on: list[AWSObject],
     generation: int,
-) -> tuple[ec2.LaunchTemplate, autoscaling.AutoScalingGroup, str]:
-    hosts = config.hosts
+) -> GroupResources:
+    """The group's launch template and auto-scaling group. One instance type goes into the launch template; a mix of
+    instance_types into the group's mixed-instances policy, which overrides the template's type."""
+    ids = hosts.names
     launch_data = ec2.LaunchTemplateData(
-        ImageId=Ref(names.IMAGE_PARAMETER),
-        InstanceType=hosts.instance_type,
+        ImageId=Ref(ids.image_parameter),
+        **({} if hosts.mixed else {"InstanceType": hosts.instance_type}),
         IamInstanceProfile=ec2.IamInstanceProfile(Arn=GetAtt(profile, "Arn")),
         # IMDSv2 only; a hop limit of 1 keeps pods (one hop further) away from the host role's credentials.
         MetadataOptions=ec2.MetadataOptions(
@@ -74,11 +91,11 @@ def add_hosts(
         UserData=Base64(userdata),
         **({"KeyName": hosts.key_pair} if hosts.key_pair else {}),
     )
-    digest = fingerprint_digest(launch_data)
+    digest = fingerprint_digest(launch_data, hosts.instance_types or ())
     host_tags = (
         Tags(**tags)
-        + Tags({names.NAME_TAG: f"{config.name}-host"})
-        + Tags({names.FINGERPRINT_TAG: fingerprint(digest, generation)})
+        + Tags({names.NAME_TAG: f"{config.name}-{ids.host_name}"})
+        + Tags({names.FINGERPRINT_TAG: fingerprint(ids.image_parameter, digest, generation)})
     )
     launch_data.TagSpecifications = [
         ec2.TagSpecifications(ResourceType="instance", Tags=host_tags),
@@ -86,7 +103,7 @@ def add_hosts(
     ]
     launch_template = template.add_resource(
         ec2.LaunchTemplate(
-            names.LAUNCH_TEMPLATE,
+            ids.launch_template,
             LaunchTemplateData=launch_data,
             TagSpecifications=[ec2.TagSpecifications(ResourceType="launch-template", Tags=Tags(**tags))],
         )
@@ -102,16 +119,31 @@ def add_hosts(
                 Count=hosts.desired_capacity, Timeout=f"PT{lifecycle.launch_timeout_seconds}S"
             )
         )
+    specification = autoscaling.LaunchTemplateSpecification(
+        LaunchTemplateId=Ref(launch_template), Version=GetAtt(launch_template, "LatestVersionNumber")
+    )
+    if hosts.instance_types:
+        extra["MixedInstancesPolicy"] = autoscaling.MixedInstancesPolicy(
+            InstancesDistribution=autoscaling.InstancesDistribution(
+                OnDemandBaseCapacity=hosts.on_demand_base,
+                OnDemandPercentageAboveBaseCapacity=hosts.on_demand_percentage,
+                SpotAllocationStrategy=hosts.spot_allocation,
+            ),
+            LaunchTemplate=autoscaling.LaunchTemplate(
+                LaunchTemplateSpecification=specification,
+                Overrides=[autoscaling.LaunchTemplateOverrides(InstanceType=kind) for kind in hosts.instance_types],
+            ),
+        )
+        extra["CapacityRebalance"] = hosts.capacity_rebalance
+    else:
+        extra["LaunchTemplate"] = specification
     group = autoscaling.AutoScalingGroup(
-        names.HOST_GROUP,
+        ids.group,
         **extra,
-        LaunchTemplate=autoscaling.LaunchTemplateSpecification(
-            LaunchTemplateId=Ref(launch_template), Version=GetAtt(launch_template, "LatestVersionNumber")
-        ),
         MinSize=str(hosts.min_size),
         MaxSize=str(hosts.max_size),
         DesiredCapacity=str(hosts.desired_capacity),
-        VPCZoneIdentifier=placement.subnets,
+        VPCZoneIdentifier=subnets,
         HealthCheckType=hosts.health_check_type,
         HealthCheckGracePeriod=hosts.health_check_grace_seconds,
         LifecycleHookSpecificationList=[
@@ -143,4 +175,4 @@ def add_hosts(
         ),
     )
     template.add_resource(group)
-    return launch_template, group, digest
+    return GroupResources(launch_template=launch_template, group=group, digest=digest)

@@ -1,8 +1,9 @@
-"""How the group's lifecycle actions reach `cluster heal`: an EventBridge rule sends this group's launch and terminate
-lifecycle-action events to an encrypted queue of the cluster's own (with a dead-letter queue for messages that keep
-failing), and a least-privilege managed policy lets the handler consume that queue and complete those actions.
+"""How the groups' lifecycle actions reach `cluster heal`: an EventBridge rule sends the launch and terminate
+lifecycle-action events of every host group of this stack, and of no other group, to an encrypted queue of the
+cluster's own (with a dead-letter queue for messages that keep failing), and a least-privilege managed policy lets the
+handler consume that queue and complete those actions.
 
-The terminate hook itself (its heartbeat timeout and default result, ``lifecycle.*``) is declared on the group in
+The terminate hook itself (its heartbeat timeout and default result, ``lifecycle.*``) is declared on each group in
 ``hosts.py``; this module only carries its events.
 """
 
@@ -30,7 +31,7 @@ RETENTION_SECONDS = 86_400
 DEAD_LETTER_RETENTION_SECONDS = 1_209_600  # the maximum, 14 days, to find out what went wrong
 
 
-def add_lifecycle_events(template: Template, config: ClusterConfig, group: AWSObject, tags: Tags) -> None:
+def add_lifecycle_events(template: Template, config: ClusterConfig, groups: list[AWSObject], tags: Tags) -> None:
     dead_letters = template.add_resource(
         accept(
             sqs_resources.Queue(
@@ -64,7 +65,7 @@ def add_lifecycle_events(template: Template, config: ClusterConfig, group: AWSOb
             EventPattern={
                 "source": ["aws.autoscaling"],
                 "detail-type": [LAUNCH_EVENT, TERMINATE_EVENT],
-                "detail": {"AutoScalingGroupName": [Ref(group)]},
+                "detail": {"AutoScalingGroupName": [Ref(group) for group in groups]},
             },
             Targets=[events.Target(Id="lifecycle-queue", Arn=GetAtt(queue, "Arn"))],
         )
@@ -93,7 +94,7 @@ def add_lifecycle_events(template: Template, config: ClusterConfig, group: AWSOb
         iam.ManagedPolicy(
             names.HEAL_HANDLER_POLICY,
             Description=f"`cluster heal` for cluster {config.name}: drain terminating hosts, then let them go",
-            PolicyDocument=_handler_policy(config, group, queue),
+            PolicyDocument=_handler_policy(config, groups, queue),
         )
     )
     template.add_output(
@@ -108,7 +109,7 @@ def add_lifecycle_events(template: Template, config: ClusterConfig, group: AWSOb
     )
 
 
-def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resources.Queue) -> PolicyDocument:
+def _handler_policy(config: ClusterConfig, groups: list[AWSObject], queue: sqs_resources.Queue) -> PolicyDocument:
     arn = "arn:${AWS::Partition}"
     where = "${AWS::Region}:${AWS::AccountId}"
     return PolicyDocument(
@@ -119,9 +120,8 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Effect=Allow,
                 Action=[autoscaling.CompleteLifecycleAction, autoscaling.RecordLifecycleActionHeartbeat],
                 Resource=[
-                    Sub(
-                        f"{arn}:autoscaling:{where}:autoScalingGroup:*:autoScalingGroupName/${{{group.title}}}",
-                    )
+                    Sub(f"{arn}:autoscaling:{where}:autoScalingGroup:*:autoScalingGroupName/${{{group.title}}}")
+                    for group in groups
                 ],
                 Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
             ),
@@ -132,7 +132,7 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Action=[sqs.ReceiveMessage, sqs.DeleteMessage, sqs.ChangeMessageVisibility],
                 Resource=[GetAtt(queue, "Arn")],
             ),
-            # The queue's URL, the group's name and its launch template: the stack's outputs, as every verb reads them.
+            # The queue's URL, the groups' names and launch templates: the stack's outputs, as every verb reads them.
             Statement(
                 Sid="FindOwnResources",
                 Effect=Allow,

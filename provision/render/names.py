@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # Logical ids of the resources other verbs look up in the stack.
 HOST_GROUP = "HostGroup"
 LAUNCH_TEMPLATE = "HostLaunchTemplate"
@@ -29,7 +31,7 @@ CLUSTER_TAG = "cluster:name"
 FINGERPRINT_TAG = "cluster:fingerprint"
 # The health agent's last verdict, which each host sets on its own instance (userdata/health-agent.sh).
 HEALTH_TAG = "cluster:health"
-# The name EC2's console shows: "<cluster>-host" on every host.
+# The name EC2's console shows: "<cluster>-host" on the hosts of group `workers`, "<cluster>-<group>-host" on others.
 NAME_TAG = "Name"
 
 # Stack outputs that the other verbs read.
@@ -41,6 +43,52 @@ OUTPUT_PARAMETER_PATH = "ParameterPath"
 OUTPUT_EKS_CLUSTER = "EksClusterName"
 OUTPUT_LIFECYCLE_QUEUE_URL = "LifecycleQueueUrl"
 OUTPUT_HEAL_HANDLER_POLICY = "HealHandlerPolicyArn"
+
+
+# Host groups. Each group ([groups.<name>], or the one group `workers` of a config without [groups]) has its own
+# launch template, auto-scaling group, image parameter and outputs, named by ``group_names``:
+# - the group named `workers` keeps the names every stack had before groups existed (HostGroup, HostLaunchTemplate,
+#   ImageId; outputs HostGroupName, LaunchTemplateId, HostFingerprint), so that a stack made by an earlier version
+#   updates in place: nothing is renamed, so nothing is replaced. Adding groups beside it leaves it as it is.
+# - every other group appends its name in CamelCase ("gpu-a" -> "GpuA") to the same stems: HostGroupGpuA,
+#   HostLaunchTemplateGpuA, ImageIdGpuA; outputs HostGroupNameGpuA, LaunchTemplateIdGpuA, HostFingerprintGpuA.
+#   Two names that give the same suffix in any case ("gpu-a" and "gpua") are refused by the configuration.
+DEFAULT_GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class GroupNames:
+    """What one host group's resources, parameter and outputs are called in the stack."""
+
+    group: str  # logical id of the auto-scaling group (also the resource its hosts signal)
+    launch_template: str
+    image_parameter: str
+    output_group: str
+    output_launch_template: str
+    output_fingerprint: str
+    hosts: str  # how descriptions call the group's hosts
+    host_name: str  # the hosts' Name tag after "<cluster>-"
+
+
+def group_suffix(group: str) -> str:
+    """The part a group adds to its logical ids: "" for `workers`, else its name in CamelCase."""
+    if group == DEFAULT_GROUP:
+        return ""
+    return "".join(part[:1].upper() + part[1:] for part in group.split("-"))
+
+
+def group_names(group: str) -> GroupNames:
+    suffix = group_suffix(group)
+    return GroupNames(
+        group=f"{HOST_GROUP}{suffix}",
+        launch_template=f"{LAUNCH_TEMPLATE}{suffix}",
+        image_parameter=f"{IMAGE_PARAMETER}{suffix}",
+        output_group=f"{OUTPUT_GROUP}{suffix}",
+        output_launch_template=f"{OUTPUT_LAUNCH_TEMPLATE}{suffix}",
+        output_fingerprint=f"{OUTPUT_FINGERPRINT}{suffix}",
+        hosts="hosts" if not suffix else f"{group} hosts",
+        host_name="host" if not suffix else f"{group}-host",
+    )
 
 
 def patch_generation(fingerprint: str) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from troposphere import AWSObject, GetAZs, Ref, Select, Tags, Template, ec2
 
-from provision.config.schema import ClusterConfig, KubeadmControlPlane, Network
+from provision.config.schema import ClusterConfig, HostGroup, KubeadmControlPlane, Network
 from provision.render import names
 
 ALL_TRAFFIC = "-1"
@@ -21,7 +21,16 @@ class Placement:
     """Where the hosts live: the VPC and the subnets the group spreads over (CloudFormation refs or literal ids)."""
 
     vpc: object
-    subnets: list[object]
+    subnets: list[object]  # one per zone, in the zones' order
+
+    def of(self, group: HostGroup) -> list[object]:
+        """The subnets of one group: its zones of a new VPC (numbered from 1), its subnet_ids of an existing
+        network, or all. In the network's order whatever the group's, so that reordering them changes nothing."""
+        if group.zones is not None:
+            return [self.subnets[zone - 1] for zone in sorted(group.zones)]
+        if group.subnet_ids is not None:
+            return [subnet for subnet in self.subnets if subnet in group.subnet_ids]
+        return self.subnets
 
 
 def add_network(template: Template, config: ClusterConfig, tags: Tags) -> Placement:

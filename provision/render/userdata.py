@@ -12,7 +12,7 @@ from importlib.resources import files
 
 import jinja2
 
-from provision.config.schema import ClusterConfig, KubeadmControlPlane
+from provision.config.schema import ClusterConfig, HostGroup, KubeadmControlPlane
 from provision.errors import RenderError
 from provision.render import names
 
@@ -47,18 +47,21 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_userdata(config: ClusterConfig) -> str:
+def render_userdata(config: ClusterConfig, group: HostGroup | None = None) -> str:
+    """The boot script of ``group``'s hosts (default: the first group, the only one of a config without [groups])."""
+    hosts = group or next(iter(config.groups.values()))
     plane = config.control_plane
-    agent = config.health_agent
+    agent = hosts.health_agent
     context: dict[str, object] = {
         "cluster": config.name,
         "region": config.region,
         "stack": config.stack_name,
-        "group_resource": names.HOST_GROUP,
+        "group_resource": hosts.names.group,
         "launch_hook": names.LAUNCH_HOOK,
         "records_path": names.host_records_path(config.parameter_path),
         "kubernetes_version": plane.kubernetes_version,
-        "node_labels": ",".join(f"{key}={value}" for key, value in sorted(config.hosts.labels.items())),
+        "node_labels": ",".join(f"{key}={value}" for key, value in sorted(hosts.labels.items())),
+        "node_taints": ",".join(hosts.taints),
         "kubelet_wait_attempts": KUBELET_WAIT_SECONDS // 5,
         "mode": plane.mode,
         "security_updates": config.patching.security_updates_at_boot,
@@ -83,7 +86,7 @@ def render_userdata(config: ClusterConfig) -> str:
     size = len(text.encode())
     if size > USERDATA_LIMIT:
         raise RenderError(
-            f"hosts.labels: the rendered user-data is {size} bytes, over EC2's limit of {USERDATA_LIMIT}; "
-            "use fewer or shorter labels"
+            f"{config.group_key(hosts, 'labels')}: the rendered user-data of group {hosts.name} is {size} bytes, over "
+            f"EC2's limit of {USERDATA_LIMIT}; use fewer or shorter labels or taints"
         )
     return text

@@ -29,9 +29,11 @@ from provision.verbs.options import (
     "--output",
     "output_dir",
     type=FolderPath(),
-    help="Write template.<format> and userdata.sh into this folder instead of printing the template.",
+    help="Write template.<format> and the user-data into this folder instead of printing the template: userdata.sh, "
+    "or userdata-<group>.sh for each of several groups.",
 )
 @click.option("--userdata", "userdata_only", is_flag=True, help="Print the host user-data instead of the template.")
+@click.option("--group", "group", metavar="NAME", help="The group whose user-data --userdata prints (of several).")
 @click.option(
     "--patch-generation",
     type=whole(0, 1_000_000),
@@ -52,6 +54,7 @@ def command(
     fmt: str,
     output_dir: Path | None,
     userdata_only: bool,
+    group: str | None,
     patch_generation: int,
     heal_manifest: bool,
     image: str | None,
@@ -71,15 +74,27 @@ def command(
         return
     if image is not None:
         raise click.UsageError("--image names the heal image; it goes with --heal-manifest.")
+    if group is not None and not userdata_only:
+        raise click.UsageError("--group chooses whose user-data --userdata prints; it goes with --userdata.")
     rendered = render(load_config(config_path, example_ok=True), patch_generation=patch_generation)
     text = rendered.text("json" if fmt == "json" else "yaml")
+    groups = rendered.groups
     if userdata_only:
-        click.echo(rendered.userdata, nl=False)
+        if group is None and len(groups) > 1:
+            raise UsageError(f"--userdata: there are several groups ({', '.join(groups)}); choose one with --group")
+        chosen = groups.get(group) if group is not None else next(iter(groups.values()))
+        if chosen is None:
+            raise UsageError(f"--group: there is no group {group!r} (the groups: {', '.join(groups)})")
+        click.echo(chosen.userdata, nl=False)
     elif output_dir is None:
         click.echo(text, nl=False)
     else:
-        _write_both(output_dir, {f"template.{fmt}": text, "userdata.sh": rendered.userdata})
-        click.echo(f"wrote {output_dir / f'template.{fmt}'} and {output_dir / 'userdata.sh'}", err=True)
+        userdata = {
+            "userdata.sh" if len(groups) == 1 else f"userdata-{name}.sh": each.userdata for name, each in groups.items()
+        }
+        _write_both(output_dir, {f"template.{fmt}": text} | userdata)
+        written = [str(output_dir / name) for name in [f"template.{fmt}", *userdata]]
+        click.echo(f"wrote {', '.join(written[:-1])} and {written[-1]}", err=True)
 
 
 def _print_heal_manifest(config_path: Path | None, image: str | None) -> None:
