@@ -9,7 +9,17 @@ The terminate hook itself (its heartbeat timeout and default result, ``lifecycle
 from __future__ import annotations
 
 from awacs import autoscaling, cloudformation, ec2, sqs, ssm
-from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import (
+    Allow,
+    ArnEquals,
+    Condition,
+    ForAllValuesStringEquals,
+    Null,
+    PolicyDocument,
+    Principal,
+    Statement,
+    StringEquals,
+)
 from troposphere import AWSObject, GetAtt, Output, Ref, Sub, Tags, Template, events, iam
 from troposphere import sqs as sqs_resources
 
@@ -106,6 +116,8 @@ def add_lifecycle_events(template: Template, config: ClusterConfig, group: AWSOb
 def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resources.Queue) -> PolicyDocument:
     arn = "arn:${AWS::Partition}"
     where = "${AWS::Region}:${AWS::AccountId}"
+    repair = f"{arn}:ssm:{where}:parameter{names.repair_path(config.parameter_path)}"
+    own_group = Sub(f"{arn}:autoscaling:{where}:autoScalingGroup:*:autoScalingGroupName/${{{group.title}}}")
     return PolicyDocument(
         Version="2012-10-17",
         Statement=[
@@ -113,12 +125,43 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Sid="CompleteLifecycleActionsOfOwnGroup",
                 Effect=Allow,
                 Action=[autoscaling.CompleteLifecycleAction, autoscaling.RecordLifecycleActionHeartbeat],
-                Resource=[
-                    Sub(
-                        f"{arn}:autoscaling:{where}:autoScalingGroup:*:autoScalingGroupName/${{{group.title}}}",
-                    )
-                ],
+                Resource=[own_group],
                 Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
+            ),
+            # Repair from the cluster side: a host whose node stays NotReady is reported Unhealthy, as its own agent
+            # would, under the same storm guard: the slots below the repair path (read, claimed, and their spent
+            # handovers removed), and the host's repair state as the one tag heal may set on this cluster's hosts.
+            Statement(
+                Sid="ReportHostsOfOwnGroupUnhealthy",
+                Effect=Allow,
+                Action=[autoscaling.SetInstanceHealth],
+                Resource=[own_group],
+                Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
+            ),
+            Statement(
+                Sid="ClaimRepairSlots",
+                Effect=Allow,
+                Action=[ssm.GetParametersByPath, ssm.PutParameter],
+                Resource=[Sub(repair), Sub(f"{repair}/*")],
+            ),
+            Statement(
+                Sid="RemoveSpentRepairHandovers",
+                Effect=Allow,
+                Action=[ssm.DeleteParameters],
+                Resource=[Sub(f"{repair}/handovers/*")],
+            ),
+            Statement(
+                Sid="TagHostsWithRepairState",
+                Effect=Allow,
+                Action=[ec2.CreateTags],
+                Resource=[Sub(f"{arn}:ec2:{where}:instance/*")],
+                Condition=Condition(
+                    [
+                        StringEquals({f"ec2:ResourceTag/{names.CLUSTER_TAG}": config.name}),
+                        ForAllValuesStringEquals({"aws:TagKeys": [names.REPAIR_TAG]}),
+                        Null({"aws:TagKeys": "false"}),
+                    ]
+                ),
             ),
             # What heal does with a message: receive it, keep it hidden while it works, delete it when done.
             Statement(

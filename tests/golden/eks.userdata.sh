@@ -23,6 +23,10 @@ readonly FAILURES=3
 readonly INTERVAL=30
 readonly DISK_MIN_FREE=10
 readonly HEALTH_TAG=cluster:health
+readonly REPAIR_TAG=cluster:repair
+readonly REPAIR_PATH=/cluster/batch/repair
+readonly MAX_UNHEALTHY=20%
+readonly CLAIM_GRACE=600
 
 # Tests run the script with CLUSTER_HOST_ROOT set to a scratch directory; on a host it is empty.
 readonly ROOT="${CLUSTER_HOST_ROOT:-}"
@@ -140,68 +144,52 @@ step_kubelet_healthy() {
 
 step_health_agent() {
   mkdir -p "$ROOT/etc/cluster" "$ROOT/usr/local/bin" "$ROOT/etc/systemd/system"
-  declare -p INSTANCE_ID REGION HEALTH_TAG CHECKS FAILURES DISK_MIN_FREE >"$ROOT/etc/cluster/health-agent.env"
-  cat >"$ROOT/usr/local/bin/cluster-health-agent" <<'AGENT'
-#!/bin/bash
-# cluster health agent, run by cluster-health-agent.timer. It checks the kubelet, the container runtime and the root
-# disk; after FAILURES consecutive failed runs it reports this host Unhealthy to its auto-scaling group, which replaces
-# it. Its last verdict is kept in /var/lib/cluster-health/last and published, when it changes, as the HEALTH_TAG tag of
-# this host's own instance: `cluster status` and `cluster doctor` read every host's verdict from the one paged
-# DescribeInstances they make anyway, whatever the size of the fleet.
-set -uo pipefail
-root="${CLUSTER_HOST_ROOT:-}"
-# shellcheck disable=SC1091  # written by the boot script
-. "$root/etc/cluster/health-agent.env"
-state="$root/var/lib/cluster-health"
-mkdir -p "$state"
-
-check_kubelet() {
-  systemctl is-active --quiet kubelet && curl -sf --max-time 5 http://127.0.0.1:10248/healthz >/dev/null
-}
-check_container_runtime() {
-  systemctl is-active --quiet containerd
-}
-check_disk() {
-  local used
-  used=$(df --output=pcent / | tail -n 1 | tr -dc '0-9')
-  ((100 - used >= DISK_MIN_FREE))
-}
-
-failed=""
-for check in $CHECKS; do
-  case $check in
-    kubelet) check_kubelet ;;
-    container_runtime) check_container_runtime ;;
-    disk) check_disk ;;
-  esac || failed="$failed $check"
-done
-count=$(cat "$state/failures" 2>/dev/null || echo 0)
-if [[ -z "$failed" ]]; then
-  count=0
-  verdict=healthy
-else
-  count=$((count + 1))
-  verdict="failing:${failed# }"
-fi
-echo "$count" >"$state/failures"
-last="$(date -u +%FT%TZ) $verdict failures=$count"
-echo "$last" >"$state/last"
-
-# The group ignores a report that respects its health-check grace period while the period lasts, and "reported" would
-# then stop every later one. The agent runs only once the boot script succeeded, so that grace is not needed here.
-if ((count >= FAILURES)) && [[ ! -e "$state/reported" ]]; then
-  logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); reporting to the auto-scaling group"
-  aws --region "$REGION" autoscaling set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy \
-    --no-should-respect-grace-period && touch "$state/reported"
-fi
-if [[ "$verdict" != "$(cat "$state/published" 2>/dev/null)" ]]; then
-  # A tag value holds at most 256 characters, of letters, digits, spaces and + - = . _ : / @ (the check names and the
-  # time already are); anything else becomes "_", which also keeps the JSON below well formed.
-  value=$(printf '%s' "$last" | tr -c 'A-Za-z0-9 +=._:/@-' '_' | cut -c 1-256)
-  aws --region "$REGION" ec2 create-tags --resources "$INSTANCE_ID" \
-    --tags "[{\"Key\": \"$HEALTH_TAG\", \"Value\": \"$value\"}]" && echo "$verdict" >"$state/published"
-fi
-exit 0
+  declare -p INSTANCE_ID REGION HEALTH_TAG CHECKS FAILURES DISK_MIN_FREE REPAIR_TAG REPAIR_PATH MAX_UNHEALTHY \
+    CLAIM_GRACE >"$ROOT/etc/cluster/health-agent.env"
+  # userdata/health-agent.sh of the `cluster` that rendered this, without its comment lines, gzipped.
+  base64 -d <<'AGENT' | gunzip >"$ROOT/usr/local/bin/cluster-health-agent"
+H4sIAAAAAAACA7VY+1PbSBL+XX9FI0RsA0I2dXsPQNy6CAmuEJLC5Opuic8lpLGtQpZ8mhHgOL6/
+/brnoYdNdvfq6ooq9Orp6f66++se7+54D3HqPQR8ZnEmwC0yWMQLNgnixMqzTPi2s7q4/jK8u7wd
+X30a3o1vP326O3HXtnUEtkMSHhOhFyYFFyz3ZixIxMwNpiwVRyx9si0uAsF8LfoU5F4SPxhxV4nb
+1vwxinNwF6hSytuWFc5Y+Dh+LB5YwkS7AysLgC9x1TwUCcTcDUIRPzFw3X8VMVquJeHNGwiLPAGX
+T/DbPHhxRTxn8BPMhFiceF7v+E9HXfzrnfS6x3/4s7b4G5x7EXvy0iJJrLXePMxSEcQpy8d5kZKW
+32FGuSYq1UQxf9QrkywMEig4i/CBLr7TjsjOrBCLQviLEHEDD74DKkEfUujRPUIThdDqun9pdXBh
+u93rdsGVCuDch7eD4Yfxx8HN+N3t5WWngxtbiyDnbBwmQTzXW+csiMDNYZYlEcshEDCGs7Mz2+nZ
++PX+Hhz9xfchdvcJRweF/H/DP+9x49GBA6MRqQ5Rk2ANh1ieZzk+ySu6FDxz9Cln0zhLMaS3l+8H
+n25s4HwO6KWLxgVzhvFHoRTvgIzAe7FcMBiKPE6n9CVzsyeWP+exIHifgqQgSemTDV9xO4Dj8ze9
+WuQ6ZHXORJGn0NVeSZvIqf3PZtt+QmAsL19iLvg+ugXfv6Mn0ylZhCFsJKfKZbDlvmSZ0wOqDhad
+aOW2RFdu2iOAgmgeiwY+0zwrFpDgdqQgZ2GWRxwixuMcIyghUO7FacReII5QdsLCZZgwUFbALJ7O
+/C6k2TNGcMFL1W4f5mz+wHLu45ZcZKiR7mZBGhF88l4GVgokmKt4xeXSJoxViEHWVefJdzaiWiGK
+kvGEgHS/oZgWGI1OQcxYKmNgFP0g6EEhMo6WkufocZjHD8yll65+68Yp7p6GjJabezdGgGxncDO8
+699cXI4Hb03IQZYay5fQ6qOWoVIyMDruu6Oj2vv3ZNwNAtwqiwwEexEdCnkZNNJKLqaVi5hI5f2O
+DzdZynSiNFaxcJZVgudNIFFiElOkVOD/F4ykQlq7/VaWEK+MUDC9BpIEQyJ0/1bl3kWwCMJYLA+h
+AhC/modBdAjXJhOH5NkhXMl8pIeCj0atcrtfAXclRQwB6bSX755nWEjll1fy/hSiTIfd5GAc2ToS
+OvHv8dUIO0y11jF9hdZFGDq8WSu207EwnGdqsElzG/aHAUedH/t/H3+5ubrsX99d/QMrVSrf36Oa
+wnrH4LaNsn1wVg3pva97a2R1ZO1OB05P1cpyYVOx/Mx4EEqilyLE8b2ORFUt6UnGkSzy62w7ZTW2
+5e7DEp+QTFx1IdnP/cHt+HP/7sqWOrB1cmpnG0lUUqdMD6qnQ/gbMdboN+pKBXjwbug7ra+iVYa6
+4rwywgrlFX3ZbVrmrQ3c2HuTTHBv31DdvV6wu++tR76jWFQjDCUJ4gJaYh7vX9+lkq6rAtgF+4y2
+PffOdIsUwSNLgWRhkmfzc5VoOmiUbyrXdIjoK/I2tXqsIDjY48SqpNG3JUdgf9LET/Fb7WjXfh6t
+7RIdJOEdmbFKcjtfd6DW80mNAUgukKpKygY5psQpOojepZmgTzAtgjxq8UNAe6Jgjn0PW1zKyMsw
+wwGIIRuox8p/qU6SHMi+hC0KNU6yJMFGRUpLUCVSmA+B2ozcBx4sOYgM32aySXHAZEeoatygaNlZ
+VbGT/nh6WhnhKEoAIF2322QAnKHwbimNGHY6NRLZwOhHWtc2QfqA2fpoUomcc/QeB1SOdXIB02MN
+3L7WZFqLGa6wlWx0NRU9mQ1qrQm38bxkuU2PtWUrqX9LbC33GqRDlj/FIdO8vTQbtts0Srg0B57B
+xXV/8HH8/rZ/cUlorRupQiPDq24RP6lsPFO8pChKTiqEFF5rSMkk0XDF6ThniyDGWXG1K/VjnKyK
+4gkNGQF8clbKAHpnfK84pmspK7S+piV1CqeI+w3owSEE5HRnqtD440P3FBquIVLkj357cFBLKmW0
+MVPhVNlpCq0eVZJuVqeSb1aoHLObHO0p9lOL7C31LKmlzUZCVnXyquKK+0wlbCrYIJD/fsT/sR+b
+k3819puRD7YPALXzmvKdsw1uq3PTVn1VGVhPnypda/mlk7Y+4qsDANE3pY085hF5OxdXlxcfhjo1
+VEMzH6VWfUjtQON0axrW1nnTyG19MCvoaGmE6L6aHig5jJWOutG22JZ0SFL6xvxPckXOeOMIQJrk
+mNvtWLWjgNLZOAsolQQZBjCKQ+GrOWxp6eiYPdvypkTbSNukE1PgxFkp7buwRoRjS0/ZclVtyi7N
+tbCSxzR+mB7rFthm393t3f3SsZKA068YRgQcvR2Y5b5WbLahBbVd5KNl6XTBkCMIxgMczN71B9df
+bi+HHXn4RHR2wGUlorgqy8UGTrr162EOb6pslAMBbiDPkLWC+63TaZFqqCGYUNUpl3QGqATh0Dau
+I3kpw6jesP9SQ64fLKqzlq2Orm1dH7JrSyo+pEnElE02oT4yz7iQPIimn7h/XUORUstTMh3bMODv
+OANxHFvLk6A+ADfOhptN1DVwcHkugS8lHNWhMUX3ZlmRRLg3X7BQ4PEpQG0LlsdZ1CA3kRXhbDuG
++qsOlXld0UzJQf+PaBHOM5bQrw6rEnmCuRasGUagzTsN4A9fDQ2+yxBK9DpfEuLBFPkFX8lUSKlM
+kGlsq+Yu7a0OtLLNmArwsVeWqW836UStbP6eYNMK0lUvCL0FHt2CnOrdEsFU/4CywJ4gJtBa2R/Y
+0j4Be4/bh2DLw4d+XLfUD0i4u5He4/Tu2NY/noV4DHZ/CdxvODHDgX80PvF+dlvQGrdQIMSjC0r0
+3OOf/ohZuqbNua5z6ZMOg62Gt4aHi+IBD5Qzqu+mkzXnpDqnjRdcpk5547v+e9swTYc8Lhs3nRoU
+avIXCPOwvfXr4Nb2fZ4t/RqRGktw6qXryYFDl0NYG9N0f9am6YyraPNh6cvsdVao+ORAq8f/ngfe
+wXptd+wNR0i/rYeOHxQ9C4/1POKStBThWZGHjG+XuJSw76XeUTWNaNYuo3S+HZzaaGlgU9OZXmte
+nm+AK3vPC05/Xes/4fdQZikXAAA=
 AGENT
   chmod 0755 "$ROOT/usr/local/bin/cluster-health-agent"
   cat >"$ROOT/etc/systemd/system/cluster-health-agent.service" <<'EOF'
