@@ -270,6 +270,20 @@ def test_a_host_whose_node_stays_notready_is_reported_by_heal_and_replaced(sandb
     assert slot.split()[0::2] == [victim, "heal"]
 
 
+def test_with_the_health_agent_switched_off_heal_does_not_repair_from_the_cluster_side(sandbox: Sandbox) -> None:
+    off = config(hosts={"min_size": 1, "desired_capacity": 3},
+                 health_agent={"enabled": False, "node_not_ready_seconds": 60})  # fmt: skip
+    victim = sandbox.snapshot().hosts[0].instance_id
+    sandbox.hosts.faults.not_ready.add(victim)
+
+    sandbox.heal_until(lambda: False, cfg=off, deadline=200)
+
+    host = sandbox.snapshot().host(victim)
+    assert host is not None and (host.lifecycle_state, host.health) == ("InService", "Healthy")
+    assert not [entry for entry in sandbox.log() if entry["action"] in {"reported-unhealthy", "repair-held"}]
+    assert "autoscaling:SetInstanceHealth" not in sandbox.calls.actions
+
+
 def test_a_desired_capacity_two_lower_drains_both_removed_hosts_first(sandbox: Sandbox) -> None:
     group = sandbox.snapshot().group
 

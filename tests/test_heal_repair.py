@@ -8,16 +8,20 @@ import threading
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from provision.aws.parameters import Parameters
 from provision.config.schema import HealthAgent
 from provision.fleet.model import Host, Snapshot
 from provision.heal.actionlog import ActionLog, parse_line
 from provision.heal.consumer import SWEEP_SECONDS, Consumer, Stop
 from provision.heal.repair import NodeRepair
-from provision.heal.slots import HANDOVER_KEPT_SECONDS, Claim, Slots
+from provision.heal.slots import CLAIM_GRACE_SECONDS, HANDOVER_KEPT_SECONDS, Claim, Slots
 from provision.kube.facade import Kube, connect
 from provision.render import names
+from provision.sandbox.parameters import install as install_moto_patches
 from tests.simkit import Simulator, simulator
 from tests.test_heal_handler import FakeGroup, FakeQueue, make_handler
 
@@ -106,7 +110,7 @@ class Rig:
     roll: set[str]
 
     def repair(self, **settings: object) -> NodeRepair:
-        agent = HealthAgent.model_validate({"max_unhealthy": 1, "node_not_ready_seconds": 600} | settings)
+        agent = HealthAgent.model_validate({"max_unhealthy": 1} | settings)  # node_not_ready_seconds: 600
         return NodeRepair(
             fleet=self.group,
             guard=Slots(self.store, PATH),
@@ -284,6 +288,74 @@ def test_the_hosts_of_a_roll_and_hosts_already_leaving_are_left_alone(rig: Rig) 
     repair.sweep()
 
     assert rig.group.reported == [instance(4)]
+
+
+def test_a_claim_whose_report_never_took_lapses_after_the_grace(rig: Rig) -> None:
+    """A holder still InService and Healthy: its report is on its way for a while (the claim is counted), but not
+    forever (it never came, or someone set the host Healthy again): then its slot is free for the next."""
+    slots = Slots(rig.store, PATH)
+    members = {host.instance_id: host for host in rig.group.snapshot().hosts}
+    start = int(rig.sim.world.now().timestamp())
+    assert slots.admit(instance(1), by="heal", limit=1, members=members, now=start).slot == 0
+
+    assert (
+        slots.admit(instance(2), by="heal", limit=1, members=members, now=start + CLAIM_GRACE_SECONDS - 1).slot is None
+    )
+    lapsed = slots.admit(instance(2), by="heal", limit=1, members=members, now=start + CLAIM_GRACE_SECONDS)
+    assert lapsed.slot == 0 and slots.read().slots[0].holder.instance_id == instance(2)
+    # Host 1, asking again (it never reported), no longer holds a slot: it is held like any other.
+    assert slots.admit(instance(1), by="heal", limit=1, members=members, now=start + CLAIM_GRACE_SECONDS).slot is None
+
+
+def test_racing_claimers_on_moto_never_exceed_the_limit() -> None:
+    """The same race against SSM's API as moto serves it (with the sandbox's patch): PutParameter without overwrite
+    lets exactly one of the racers create a name."""
+    install_moto_patches()
+    with mock_aws():
+        parameters = Parameters(boto3.client("ssm", region_name="eu-west-1"))
+        slots = Slots(_Together(parameters), PATH)
+        members = {
+            instance(index): Host(instance(index), "eu-west-1a", "InService", "Healthy", False, "", "ami-1", None, ())
+            for index in range(200, 212)
+        }
+        won: list[int] = []
+        slots.store.together = threading.Barrier(len(members))  # type: ignore[attr-defined]
+
+        def ask(host: str) -> None:
+            slot = slots.admit(host, by="agent", limit=2, members=members, now=1_700_000_000).slot
+            if slot is not None:
+                won.append(slot)
+
+        threads = [threading.Thread(target=ask, args=(host,)) for host in members]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert sorted(won) == [0, 1], "two slots, two winners, one each"
+
+
+class _Together:
+    """A store whose readers all wait for each other after reading: every racer saw the same, then all claim."""
+
+    def __init__(self, parameters: Parameters) -> None:
+        self.parameters = parameters
+        self.together: threading.Barrier | None = None
+
+    def values_under(self, path: str) -> dict[str, str]:
+        seen = self.parameters.values_under(path)
+        if self.together is not None:
+            self.together.wait()
+        return seen
+
+    def create(self, name: str, value: str) -> bool:
+        return self.parameters.create(name, value)
+
+    def put(self, name: str, value: str) -> None:
+        self.parameters.put(name, value)
+
+    def delete(self, names: list[str]) -> None:
+        self.parameters.delete(names)
 
 
 def test_spent_handovers_are_removed_an_hour_after_the_slot_moved_on(rig: Rig) -> None:

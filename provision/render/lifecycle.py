@@ -129,8 +129,8 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
             ),
             # Repair from the cluster side: a host whose node stays NotReady is reported Unhealthy, as its own agent
-            # would, under the same storm guard: the slots below the repair path (read, claimed, and their spent
-            # handovers removed), and the host's repair state as the one tag heal may set on this cluster's hosts.
+            # would, under the same storm guard: the slots below the repair path (read and claimed), and the host's
+            # repair state as the one tag heal may set on this cluster's hosts.
             Statement(
                 Sid="ReportHostsOfOwnGroupUnhealthy",
                 Effect=Allow,
@@ -143,12 +143,6 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 Effect=Allow,
                 Action=[ssm.GetParametersByPath, ssm.PutParameter],
                 Resource=[Sub(repair), Sub(f"{repair}/*")],
-            ),
-            Statement(
-                Sid="RemoveSpentRepairHandovers",
-                Effect=Allow,
-                Action=[ssm.DeleteParameters],
-                Resource=[Sub(f"{repair}/handovers/*")],
             ),
             Statement(
                 Sid="TagHostsWithRepairState",
@@ -194,12 +188,16 @@ def _handler_policy(config: ClusterConfig, group: AWSObject, queue: sqs_resource
                 ],
             ),
             # A host heal has seen leave takes its records with it (boot failure, an old agent's health verdict), so
-            # that the hosts' path does not grow with every host the group ever replaced.
+            # that the hosts' path does not grow with every host the group ever replaced; so do the storm guard's
+            # handovers once spent (never a slot).
             Statement(
                 Sid="ForgetTerminatedHosts",
                 Effect=Allow,
                 Action=[ssm.DeleteParameters],
-                Resource=[Sub(f"{arn}:ssm:{where}:parameter{names.host_records_path(config.parameter_path)}/*")],
+                Resource=[
+                    Sub(f"{arn}:ssm:{where}:parameter{names.host_records_path(config.parameter_path)}/*"),
+                    Sub(f"{repair}/handovers/*"),
+                ],
             ),
             # Describe calls have no resource-level permissions.
             Statement(
