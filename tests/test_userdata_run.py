@@ -247,6 +247,16 @@ class TestHealthAgent:
         assert '"Key": "cluster:repair", "Value": "clear ' in runs[3].calls[tag]
         assert '"Key": "cluster:health"' in runs[3].calls[tag] and " healthy failures=0" in runs[3].calls[tag]
 
+    def test_a_guard_it_cannot_read_holds_the_report(self, agent: Path, host: Host) -> None:
+        """Fail closed: when every host finds the same fault, an unreadable guard must not let them all go."""
+        runs = [host.run(agent, fail="systemctl", extra_env={"STUB_DESIRED": "None"}) for _ in range(3)]
+
+        assert not [run for run in runs if run.called("aws --region eu-west-1 autoscaling set-instance-health")]
+        [log] = runs[2].called("logger -t cluster-health-agent")
+        assert "repair held: the storm guard could not be read" in runs[2].calls[log]
+        [tag] = runs[2].called("aws --region eu-west-1 ec2 create-tags")
+        assert '"Key": "cluster:repair", "Value": "held ' in runs[2].calls[tag]
+
     def test_the_installed_agent_is_the_shipped_one_without_its_comment_lines(self, agent: Path) -> None:
         shipped = (Path(__file__).resolve().parent.parent / "userdata" / "health-agent.sh").read_text()
         code = [line for line in shipped.splitlines()[1:] if not line.lstrip().startswith("#")]

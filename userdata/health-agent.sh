@@ -46,35 +46,36 @@ create() {
 }
 
 # Sets slot, limit and in_repair. Returns 0 when this host holds a repair slot (claimed now, or before: it has not
-# reported yet), 1 when its repair is held (the limit is reached, or the guard could not be read).
+# reported yet), 1 when its repair is held because the limit is reached, 2 when the guard could not be read (held too:
+# without the guard, a fault on every host would have them all replaced at once).
 admit() {
   local group listing records desired name value index id lifecycle health high=0 now hops
   local -A members=() stored=() handover=() holders=() live=()
   group=$(cat "$state/group" 2>/dev/null)
   if [[ -z "$group" ]]; then
     group=$(aws --region "$REGION" autoscaling describe-auto-scaling-instances --instance-ids "$INSTANCE_ID" \
-      --query 'AutoScalingInstances[0].AutoScalingGroupName' --output text) || return 1
-    [[ -n "$group" && "$group" != None ]] || return 1
+      --query 'AutoScalingInstances[0].AutoScalingGroupName' --output text) || return 2
+    [[ -n "$group" && "$group" != None ]] || return 2
     echo "$group" >"$state/group"
   fi
   # The desired capacity, then one line per member: instance id, lifecycle state, health.
   listing=$(aws --region "$REGION" autoscaling describe-auto-scaling-groups --auto-scaling-group-names "$group" \
     --query 'AutoScalingGroups[0].[DesiredCapacity, Instances[].[InstanceId, LifecycleState, HealthStatus]]' \
-    --output text) || return 1
+    --output text) || return 2
   {
     read -r desired
     while read -r id lifecycle health; do
       [[ -z "$id" ]] || members[$id]="$lifecycle $health"
     done
   } <<<"$listing"
-  [[ $desired =~ ^[0-9]+$ ]] || return 1
+  [[ $desired =~ ^[0-9]+$ ]] || return 2
   case $MAX_UNHEALTHY in
     *%) limit=$((desired * ${MAX_UNHEALTHY%\%} / 100)) ;;
     *) limit=$MAX_UNHEALTHY ;;
   esac
   ((limit >= 1)) || limit=1
   records=$(aws --region "$REGION" ssm get-parameters-by-path --path "$REPAIR_PATH" --recursive \
-    --query 'Parameters[].[Name, Value]' --output text) || return 1
+    --query 'Parameters[].[Name, Value]' --output text) || return 2
   while IFS=$'\t' read -r name value; do
     case ${name#"$REPAIR_PATH"/} in
       slots/*) stored[${name##*/}]=$value ;;
@@ -152,19 +153,28 @@ echo "$last" >"$state/last"
 repair=""
 if ((count >= FAILURES)) && [[ ! -e "$state/reported" ]]; then
   slot="" limit="" in_repair=""
-  if admit; then
-    logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); reporting to the auto-scaling" \
-      "group (repair slot $slot, $in_repair of at most ${limit:-?} under repair)"
-    if aws --region "$REGION" autoscaling set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy \
-      --no-should-respect-grace-period; then
-      touch "$state/reported"
-      repair=reported
-    fi
-  else
-    logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); repair held: ${in_repair:-?}" \
-      "host(s) under repair, at most ${limit:-?} at once; trying again on the next run"
-    repair=held
-  fi
+  admit
+  case $? in
+    0)
+      logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); reporting to the" \
+        "auto-scaling group (repair slot $slot, $in_repair of at most $limit under repair)"
+      if aws --region "$REGION" autoscaling set-instance-health --instance-id "$INSTANCE_ID" \
+        --health-status Unhealthy --no-should-respect-grace-period; then
+        touch "$state/reported"
+        repair=reported
+      fi
+      ;;
+    1)
+      logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); repair held: $in_repair" \
+        "host(s) under repair, at most $limit at once; trying again on the next run"
+      repair=held
+      ;;
+    *)
+      logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); repair held: the storm" \
+        "guard could not be read (the aws errors above say why); trying again on the next run"
+      repair=held
+      ;;
+  esac
 elif ((count == 0)) && [[ "$(cat "$state/repair" 2>/dev/null)" == held ]]; then
   repair=clear
 fi
