@@ -221,6 +221,7 @@ def test_beyond_max_unhealthy_sick_hosts_are_held_and_taken_in_turn(rig: Rig) ->
     rig.sim.settle(SWEEP_SECONDS)
     repair.sweep()
     assert rig.group.reported == [instance(1)], "still under repair (Unhealthy, a member): the others still wait"
+    assert len(rig.log("repair-held")) == 2, "said once, not at every sweep"
 
     rig.group.leaves(instance(1))  # replaced: drained, terminated, gone from the group
     rig.sim.settle(SWEEP_SECONDS)

@@ -126,19 +126,21 @@ class NodeRepair:
                 host.instance_id, by="heal", limit=limit, members=members, now=int(now.timestamp())
             )
             if admission.slot is None:
-                self._tag(host.instance_id, "held", now, trouble)
-                self.log("repair-held", instance=host.instance_id, node=node, why=str(trouble), lasting=lasting,
-                         sick=len(sick), in_repair=",".join(admission.in_repair) or None, limit=limit,
-                         result="asked again at the next sweep")  # fmt: skip
+                if self._tag(host.instance_id, "held", now, trouble):  # one line when held, not one a sweep
+                    self.log("repair-held", instance=host.instance_id, node=node, why=str(trouble), lasting=lasting,
+                             sick=len(sick), in_repair=",".join(admission.in_repair) or None, limit=limit,
+                             result="asked again at each sweep")  # fmt: skip
                 continue
             self.reports.report_unhealthy(host.instance_id)
             self._tag(host.instance_id, "reported", now, trouble)
             self.log("reported-unhealthy", instance=host.instance_id, node=node, why=str(trouble), lasting=lasting,
                      slot=admission.slot, in_repair=len(admission.in_repair), limit=limit)  # fmt: skip
 
-    def _tag(self, instance_id: str, state: str, now: datetime, trouble: Trouble | None = None) -> None:
+    def _tag(self, instance_id: str, state: str, now: datetime, trouble: Trouble | None = None) -> bool:
+        """Set the host's repair tag, when its state changed; whether it did."""
         if self.tagged.get(instance_id) == state:
-            return
+            return False
         why = f" why={trouble} since={trouble.since:%Y-%m-%dT%H:%M:%SZ}" if trouble else ""
         self.tags.set_tag(instance_id, names.REPAIR_TAG, f"{state} {now:%Y-%m-%dT%H:%M:%SZ} by=heal{why}")
         self.tagged[instance_id] = state
+        return True
