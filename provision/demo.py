@@ -28,10 +28,12 @@ from provision.config.schema import ClusterConfig
 from provision.deploy.down import down
 from provision.deploy.status import collect, show
 from provision.deploy.up import Up
+from provision.errors import ClusterError
 from provision.fleet.observe import Fleet
 from provision.heal.actionlog import ActionLog
 from provision.heal.consumer import Stop
 from provision.heal.service import connect_queue, heal_service
+from provision.heal.slots import Slots
 from provision.kube.facade import Kube, connect
 from provision.render import names
 from provision.roll.engine import Roll, RollResult
@@ -184,11 +186,26 @@ def _heal(ui: UI, config: ClusterConfig, cloud: Cloud, factory: AwsFactory, kube
     try:
         fleet = Fleet.of_stack(cloud, config.stack_name, kube=kube)
         victim = fleet.snapshot().hosts[0].instance_id
-        # What the health agent does after `failures_before_unhealthy` failed checks (a full disk: the kubelet runs).
+        # What the health agent does after `failures_before_unhealthy` failed checks (a full disk: the kubelet runs):
+        # it takes a repair slot of the storm guard, then reports its host.
         verdict = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} failing:disk failures=3"
         cloud.instances.set_tag(victim, names.HEALTH_TAG, verdict)
+        snapshot = fleet.snapshot()
+        admission = Slots(cloud.parameters, config.parameter_path).admit(
+            victim,
+            by="agent",
+            limit=config.health_agent.repair_limit(snapshot.desired),
+            members={host.instance_id: host for host in snapshot.hosts},
+            now=int(datetime.now(UTC).timestamp()),
+        )
+        if admission.slot is None:
+            under = ", ".join(admission.in_repair)
+            raise ClusterError(f"the storm guard holds {victim}'s repair: {under} under repair")
         cloud.groups.report_unhealthy(victim)
-        ui.say(f"{victim}'s health agent: the disk check failed 3 times in a row; host reported Unhealthy")
+        ui.say(
+            f"{victim}'s health agent: the disk check failed 3 times in a row; it took repair slot {admission.slot} "
+            f"(at most {admission.limit} host(s) under repair at once) and reported its host Unhealthy"
+        )
 
         def healed() -> bool | None:
             snapshot = fleet.snapshot()

@@ -44,6 +44,13 @@ case "$name $*" in
   "curl "*/healthz*) [[ " $STUB_FAIL " != *" healthz "* ]] || exit 22; echo ok ;;
   "aws ssm get-parameter "*) echo "$STUB_TOKEN" ;;
   "aws autoscaling describe-auto-scaling-instances "*) echo "$STUB_GROUP" ;;
+  # The health agent's calls (it names the region): its group, the group's desired capacity and members (this host,
+  # then STUB_MEMBERS' tab-separated lines), the storm guard's slots (STUB_REPAIR's name<TAB>value lines).
+  "aws --region "*" autoscaling describe-auto-scaling-instances "*) echo "$STUB_GROUP" ;;
+  "aws --region "*" autoscaling describe-auto-scaling-groups "*)
+    printf '%s\n%s\tInService\tHealthy\n' "${STUB_DESIRED:-3}" "$STUB_INSTANCE_ID"
+    [[ -z "${STUB_MEMBERS:-}" ]] || printf '%s\n' "$STUB_MEMBERS" ;;
+  "aws --region "*" ssm get-parameters-by-path "*) [[ -z "${STUB_REPAIR:-}" ]] || printf '%s\n' "$STUB_REPAIR" ;;
   "aws eks describe-cluster "*) printf 'https://ABC.gr7.eu-west-1.eks.amazonaws.com\tQ0EtREFUQQ==\t172.20.0.0/16\n' ;;
   "dnf needs-restarting "*) exit "${STUB_NEEDS_REBOOT:-0}" ;;
   "containerd config default") echo "  SystemdCgroup = false" ;;

@@ -547,6 +547,48 @@ BAD_CONFIGS = [
         ("is empty",),
         id="health-checks-empty",
     ),
+    pytest.param(
+        example().set("health_agent", "max_unhealthy", "0").data,
+        "health_agent.max_unhealthy",
+        ("neither a number of hosts from 1 to 1000 nor a percentage from '1%' to '100%'",),
+        id="max-unhealthy-zero",
+    ),
+    pytest.param(
+        example().set("health_agent", "max_unhealthy", '"0%"').data,
+        "health_agent.max_unhealthy",
+        ("'0%' is neither a number of hosts from 1 to 1000",),
+        id="max-unhealthy-zero-percent",
+    ),
+    pytest.param(
+        example().set("health_agent", "max_unhealthy", '"twenty"').data,
+        "health_agent.max_unhealthy",
+        ("'twenty' is neither",),
+        id="max-unhealthy-word",
+    ),
+    pytest.param(
+        example().set("health_agent", "node_conditions", '["Ready"]').data,
+        "health_agent.node_conditions[0]",
+        ("'Ready' is always watched",),
+        id="node-conditions-ready",
+    ),
+    pytest.param(
+        example().set("health_agent", "node_conditions", '["KernelDeadlock", "KernelDeadlock"]').data,
+        "health_agent.node_conditions",
+        ("lists a condition twice",),
+        id="node-conditions-duplicate",
+    ),
+    pytest.param(
+        example().set("health_agent", "node_conditions", '["Kernel Deadlock; reboot"]').data,
+        "health_agent.node_conditions[0]",
+        ("is not a node condition type such as 'KernelDeadlock'",),
+        id="node-conditions-not-a-type",
+    ),
+    pytest.param(
+        example().set("health_agent", "node_not_ready_seconds", "5").data,
+        "health_agent.node_not_ready_seconds",
+        ("greater than or equal to 60",),
+        id="node-not-ready-too-soon",
+    ),
     # --- the control plane and required keys ---
     pytest.param(
         example().set("control_plane", "mode", '"k3s"').data,

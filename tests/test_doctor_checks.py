@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from provision.aws.stacks import Stack, StackEvent
-from provision.deploy.host_records import BootRecord, HealthRecord
+from provision.deploy.host_records import BootRecord, HealthRecord, RepairRecord
 from provision.doctor.checks import diagnose
 from provision.doctor.findings import Finding, Report, Severity
 from provision.doctor.observe import Invocation, Observations
@@ -215,6 +215,41 @@ def test_a_failing_health_agent_verdict_warns_before_the_group_acts() -> None:
     finding = only(observe(health={IDS[1]: HealthRecord(IDS[1], "failing:container_runtime", 1, NOW)}))
 
     assert finding.severity is Severity.WARNING and finding.resources == (IDS[1],)
+
+
+def test_sick_hosts_the_storm_guard_holds_warn_with_the_limit_and_what_to_do() -> None:
+    hosts = (host(IDS[0], health="Unhealthy"), host(IDS[1]), host(IDS[2]))
+    repair = {
+        IDS[0]: RepairRecord(IDS[0], "reported", NOW, "agent", "kubelet"),
+        IDS[1]: RepairRecord(IDS[1], "held", NOW, "agent", "kubelet"),
+        IDS[2]: RepairRecord(IDS[2], "held", NOW, "agent", "kubelet"),
+    }
+    health = {i: HealthRecord(i, "failing:kubelet", 3, NOW) for i in IDS}
+
+    findings = attention(observe(hosts=hosts, repair=repair, repair_limit=1, health=health))
+
+    [held] = [finding for finding in findings if finding.check == "repair"]
+    assert held.severity is Severity.WARNING
+    assert held.what == "repair held: 3 sick, limit 1" and held.resources == (IDS[1], IDS[2])
+    assert held.cause == (
+        f"at most 1 host(s) under repair at once (health_agent.max_unhealthy); under repair: {IDS[0]}; every held "
+        "host has the same trouble (kubelet): one fault on many hosts, fix it first"
+    )
+    assert held.next_step == (
+        f"wait: they are reported as those under repair leave; to replace one now, cluster replace {IDS[1]}; to "
+        "repair more at once, raise health_agent.max_unhealthy"
+    )
+
+
+def test_no_repair_is_held_once_the_held_hosts_recovered_or_left() -> None:
+    repair = {
+        IDS[1]: RepairRecord(IDS[1], "clear", NOW, "agent", ""),
+        "i-0000000000000000f": RepairRecord("i-0000000000000000f", "held", NOW, "heal", "Ready:Unknown"),  # gone
+    }
+    report = diagnose(observe(repair=repair, repair_limit=1))
+
+    [ok] = [finding for finding in report.findings if finding.check == "repair"]
+    assert ok.severity is Severity.OK and ok.what == "no repair held (at most 1 host(s) under repair at once)"
 
 
 def test_a_notready_node_is_a_problem_whose_next_step_replaces_it() -> None:

@@ -87,7 +87,7 @@ def test_a_healthy_sandbox_needs_no_attention(sandbox: Sandbox) -> None:
     assert problems(report) == [], problems(report)
     assert report.skipped == ()
     checks = {finding.check for finding in report.findings}
-    assert checks == {"stack", "boot", "health", "nodes", "lifecycle", "processes", "lock", "roll", "config"}
+    assert checks == {"stack", "boot", "health", "repair", "nodes", "lifecycle", "processes", "lock", "roll", "config"}
 
 
 # --- the problems, each injected once: (inject, what doctor must say) ---

@@ -500,6 +500,37 @@ def test_a_dead_node_takes_the_fast_path(rig: Rig) -> None:
     assert len(rig.group.completed) == 1
 
 
+def test_a_node_with_a_watched_condition_takes_the_fast_path_though_ready(rig: Rig) -> None:
+    """node-problem-detector's KernelDeadlock: the kubelet still posts Ready, but processes hang; a host heal reported
+    for it (health_agent.node_conditions) is not left waiting on evictions that cannot finish."""
+    world = rig.sim.world
+    ready = world.get("Node", "", node_name(2))["status"]["conditions"]
+    when = world.now().isoformat()
+    deadlock = {"type": "KernelDeadlock", "status": "True", "reason": "DockerHung", "message": "task hung",
+                "lastHeartbeatTime": when, "lastTransitionTime": when}  # fmt: skip
+    world.patch("Node", "", node_name(2), {"status": {"conditions": [*ready, deadlock]}}, status=True)
+    rig.handler.node_conditions = ("KernelDeadlock",)
+    rig.group.terminating(host(2).instance_id)
+    rig.queue.send(event("terminate", 2))
+
+    rig.consumer().run(once=True)
+
+    [cleared] = [entry for entry in rig.log() if entry["action"] == "dead-node-cleared"]
+    assert cleared["why"] == "KernelDeadlock:True" and int(cleared["pods_deleted"]) >= 1
+    assert rig.actions() == ["dead-node-cleared", "completed"]
+    assert rig.sim.world.counters.evictions == 0
+
+    # Unwatched, the same condition is just a condition: the host is drained as any other.
+    rig.lines.clear()
+    rig.handler.node_conditions = ()
+    ready = world.get("Node", "", node_name(3))["status"]["conditions"]
+    world.patch("Node", "", node_name(3), {"status": {"conditions": [*ready, deadlock]}}, status=True)
+    rig.group.terminating(host(3).instance_id)
+    rig.queue.send(event("terminate", 3))
+    rig.consumer().run(once=True)
+    assert rig.actions()[-2:] == ["drained", "completed"]
+
+
 def test_the_hosts_of_a_roll_in_progress_are_left_to_the_roll(rig: Rig) -> None:
     rig.roll.add(host(1).instance_id)
     rig.group.terminating(host(1).instance_id)

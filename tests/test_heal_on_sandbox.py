@@ -11,7 +11,9 @@ import signal
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,10 @@ from provision.deploy.up import Up
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.heal.actionlog import ActionLog, parse_line
-from provision.heal.consumer import VISIBILITY_SECONDS, Consumer, Stop
+from provision.heal.consumer import SWEEP_SECONDS, VISIBILITY_SECONDS, Consumer, Stop
 from provision.heal.service import connect_queue, heal_service, queue_url
 from provision.kube.facade import Kube, connect
+from provision.render import names
 from provision.render.template import render
 from provision.sandbox.hosts import HostSimulator
 from provision.sandbox.state import SandboxState
@@ -44,6 +47,9 @@ from tests.test_template_lifecycle import handler_statements, parameter_granted
 __all__ = ["simulator"]  # the fixture
 
 CONFIG = config(hosts={"min_size": 1, "desired_capacity": 3})
+# What only repair from the cluster side uses: reporting a host, its slot under the storm guard, its repair tag.
+REPAIR_ACTIONS = {"autoscaling:SetInstanceHealth", "ssm:GetParametersByPath", "ssm:PutParameter",
+                  "ssm:DeleteParameters", "ec2:CreateTags"}  # fmt: skip
 HOOK_SCALE = 0.5  # the sandbox shortens the hooks' timeouts, and heal must follow the deployed hook: 1200 s -> 600 s
 DEADLINE = 500.0  # virtual seconds: far more than any of these needs, less than the hook's timeout
 
@@ -113,9 +119,9 @@ class Sandbox:
     ) -> Consumer:
         """Run heal as --watch does until ``done`` holds (or ``deadline`` virtual seconds pass), then stop it."""
         stop = Stop()
-        log = ActionLog(self.lines.append)
+        log = ActionLog(self.lines.append, now=self.sim.world.now)
         consumer = heal_service(cfg, self.heal_cloud, self.kube, self.poll,
-                                self.sim.clock, log, stop)  # fmt: skip
+                                self.sim.clock, log, stop, wall=self.sim.world.now)  # fmt: skip
         deadline += self.sim.clock.now()
         nodes = {node.instance_id: node.name for node in self.kube.nodes()}
         members = {host.instance_id for host in self.snapshot().hosts}
@@ -156,20 +162,27 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox(simulator: Simulator) -> Iterator[Sandbox]:
+    with sandbox_of(simulator, CONFIG) as box:
+        yield box
+
+
+@contextmanager
+def sandbox_of(simulator: Simulator, cfg: ClusterConfig) -> Iterator[Sandbox]:
+    """The cluster of ``cfg`` deployed on the sandbox in virtual time, with the sample workload under its budget."""
     with virtual_cloud(simulator, REGION, hook_scale=HOOK_SCALE) as (cloud, hosts):
-        Up(CONFIG, cloud, recording_ui()[0], timeout=600).run(dry_run=False, join_token=TOKEN)
+        Up(cfg, cloud, recording_ui()[0], timeout=600).run(dry_run=False, join_token=TOKEN)
         simulator.settle(12)  # the hosts boot, join and confirm their launch
         simulator.deployment("web", 6)
         simulator.budget("web", "web", maxUnavailable=1)
         simulator.settle(5)
-        queue = Queue.connect(AwsFactory(AwsSettings(region=REGION)), queue_url(cloud, CONFIG))
+        queue = Queue.connect(AwsFactory(AwsSettings(region=REGION)), queue_url(cloud, cfg))
         kube = Kube(connect(kubeconfig=str(simulator.kubeconfig)))
         # Heal's clients, as the verb builds them, with every call it makes recorded.
         calls = AwsCalls()
         factory = AwsFactory(AwsSettings(region=REGION))
         factory.session().events.register("before-parameter-build", calls)
         heal_cloud = Cloud.connect(factory, simulator.clock)
-        poll = VirtualPoll(connect_queue(factory, heal_cloud, CONFIG), simulator.clock)
+        poll = VirtualPoll(connect_queue(factory, heal_cloud, cfg), simulator.clock)
         yield Sandbox(cloud, simulator, kube, hosts, queue, poll, heal_cloud, calls)
 
 
@@ -217,10 +230,58 @@ def test_a_host_reported_unhealthy_is_replaced_and_drained_within_its_budget(san
     template = as_dict(render(CONFIG))
     granted = {action for actions in handler_statements(template) for action in actions}
     assert sandbox.calls.actions <= granted, f"not granted: {sandbox.calls.actions - granted}"
-    assert granted - sandbox.calls.actions <= {"sqs:ChangeMessageVisibility"}, "granted and never used"
+    assert granted - sandbox.calls.actions <= {"sqs:ChangeMessageVisibility", *REPAIR_ACTIONS}, "granted, never used"
     assert sandbox.calls.parameters and all(
         parameter_granted(template, name, REGION) for name in sandbox.calls.parameters
     ), sandbox.calls.parameters
+
+
+def test_a_host_whose_node_stays_notready_is_reported_by_heal_and_replaced(sandbox: Sandbox) -> None:
+    """A wedged host (a kernel hang, a partition): its node goes NotReady and its agent never reports. Heal reports it
+    once the node has been NotReady for health_agent.node_not_ready_seconds, under the storm guard; the group replaces
+    it and its drain takes the dead-node fast path."""
+    patient = config(hosts={"min_size": 1, "desired_capacity": 3}, health_agent={"node_not_ready_seconds": 120})
+    victim = sandbox.snapshot().hosts[0].instance_id
+    sandbox.hosts.faults.not_ready.add(victim)
+    sandbox.sim.settle(1)
+    [node] = [node for node in sandbox.kube.nodes() if node.instance_id == victim]
+    assert not node.ready and node.ready_since is not None
+    turned = node.ready_since
+
+    sandbox.heal_until(lambda: sandbox.settled(3) and victim not in {h.instance_id for h in sandbox.snapshot().hosts},
+                       cfg=patient)  # fmt: skip
+
+    assert sandbox.settled(3), "the group is back to three hosts, every pod Running and Ready"
+    log = sandbox.log()
+    [reported] = [entry for entry in log if entry["action"] == "reported-unhealthy"]
+    assert (reported["instance"], reported["node"], reported["why"]) == (victim, node.name, "Ready:False")
+    waited = (datetime.fromisoformat(reported["time"].replace("Z", "+00:00")) - turned).total_seconds()
+    assert 120 <= waited <= 120 + SWEEP_SECONDS + 2, f"reported {waited:.0f}s after its node turned NotReady"
+    mine = [entry["action"] for entry in log if entry.get("instance") == victim]
+    assert mine[-3:] == ["reported-unhealthy", "dead-node-cleared", "completed"], mine
+    assert sandbox.queue.depth() == (0, 0)
+    assert not [entry for entry in log if entry["action"] in {"error", "repair-held"}], log
+    # Heal's calls: the report, the slot it claimed, the tag; all of them granted by the stack's HealHandlerPolicy.
+    template = as_dict(render(CONFIG))
+    granted = {action for actions in handler_statements(template) for action in actions}
+    assert {"autoscaling:SetInstanceHealth", "ssm:PutParameter", "ec2:CreateTags"} <= sandbox.calls.actions
+    assert sandbox.calls.actions <= granted, f"not granted: {sandbox.calls.actions - granted}"
+    [slot] = sandbox.cloud.parameters.values_under(names.repair_path(CONFIG.parameter_path)).values()
+    assert slot.split()[0::2] == [victim, "heal"]
+
+
+def test_with_the_health_agent_switched_off_heal_does_not_repair_from_the_cluster_side(sandbox: Sandbox) -> None:
+    off = config(hosts={"min_size": 1, "desired_capacity": 3},
+                 health_agent={"enabled": False, "node_not_ready_seconds": 60})  # fmt: skip
+    victim = sandbox.snapshot().hosts[0].instance_id
+    sandbox.hosts.faults.not_ready.add(victim)
+
+    sandbox.heal_until(lambda: False, cfg=off, deadline=200)
+
+    host = sandbox.snapshot().host(victim)
+    assert host is not None and (host.lifecycle_state, host.health) == ("InService", "Healthy")
+    assert not [entry for entry in sandbox.log() if entry["action"] in {"reported-unhealthy", "repair-held"}]
+    assert "autoscaling:SetInstanceHealth" not in sandbox.calls.actions
 
 
 def test_a_desired_capacity_two_lower_drains_both_removed_hosts_first(sandbox: Sandbox) -> None:

@@ -148,6 +148,7 @@ def test_demo_tells_the_whole_story_with_no_budget_violation(folder: Path) -> No
     assert summary["hosts replaced"] == "4"
     assert summary["lowest ready capacity seen"].startswith("3 ")
     assert int(summary["evictions"]) > 0
+    assert "took repair slot 0 (at most 1 host(s) under repair at once)" in out, "the storm guard admitted it"
     healed = summary["sick hosts drained by cluster heal"]
     assert healed.split()[0] == "1", f"completed by heal, not by the hook's timeout: {healed}"
     assert not list(folder.glob(".cluster/*")), "the demo's sandbox lived in its own folder"

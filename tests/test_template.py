@@ -215,9 +215,19 @@ def test_iam_is_scoped_to_this_cluster() -> None:
     assert tag["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*"}]
     assert tag["Condition"] == {
         "StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}", "ec2:ResourceTag/cluster:name": "demo"},
-        "ForAllValues:StringEquals": {"aws:TagKeys": [names.HEALTH_TAG]},
+        "ForAllValues:StringEquals": {"aws:TagKeys": [names.HEALTH_TAG, names.REPAIR_TAG]},
         "Null": {"aws:TagKeys": "false"},
     }
+    # The storm guard's slots: read and created below the cluster's repair path, nowhere else; no delete.
+    repair = statements["ClaimRepairSlot"]
+    assert repair["Action"] == ["ssm:GetParametersByPath", "ssm:PutParameter"]
+    assert repair["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/cluster/demo/repair"},
+        {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/cluster/demo/repair/*"},
+    ]
+    ssm_actions = {action for statement in statements.values() for action in statement["Action"] if "ssm:" in action}
+    ssm_writes = {action for action in ssm_actions if not action.startswith(("ssm:Get", "ssm:UpdateInstance"))}
+    assert ssm_writes == {"ssm:PutParameter"}, "no delete of any parameter"
     ec2_actions = {action for statement in statements.values() for action in statement["Action"] if "ec2:" in action}
     assert ec2_actions == {"ec2:CreateTags"}, "no DeleteTags, no other EC2 write"
     # Only actions that AWS cannot scope to a resource get "*".

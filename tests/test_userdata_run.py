@@ -203,6 +203,67 @@ class TestHealthAgent:
         assert " failing:kubelet container_runtime failures=1" in failing
         assert not [call for run in runs for call in run.calls if " ssm " in call], "nothing goes to SSM any more"
 
+    def test_a_report_beyond_max_unhealthy_is_held_and_made_when_a_slot_frees(self, agent: Path, host: Host) -> None:
+        """The storm guard: another host holds the group's only repair slot (20 % of 3 hosts, at least 1) while the
+        group replaces it; this host's report waits, says so, and is made once that host has left the group."""
+        other = "i-0aaaaaaaaaaaaaaaa"
+        slot = f"/cluster/demo/repair/slots/0\t{other} 1700000000 agent"
+        replacing = {"STUB_REPAIR": slot, "STUB_MEMBERS": f"{other}\tTerminating:Wait\tUnhealthy"}
+
+        held = [host.run(agent, fail="systemctl", extra_env=replacing) for _ in range(4)]
+
+        assert not [run for run in held if run.called("aws --region eu-west-1 autoscaling set-instance-health")]
+        assert not [run for run in held if run.called("aws --region eu-west-1 ssm put-parameter")], "no slot free"
+        [log] = held[2].called("logger -t cluster-health-agent")
+        assert "repair held: 1 host(s) under repair, at most 1 at once" in held[2].calls[log]
+        tagged = [[run.calls[i] for i in run.called("aws --region eu-west-1 ec2 create-tags")] for run in held]
+        assert [len(calls) for calls in tagged] == [1, 0, 1, 0], "the verdict when it changed, then the held state"
+        assert '"Key": "cluster:repair", "Value": "held ' in tagged[2][0]
+        assert "by=agent why=kubelet+container_runtime" in tagged[2][0] and "cluster:health" not in tagged[2][0]
+
+        # The other host is gone: its slot is taken over by creating its one handover, then the report is made.
+        gone = host.run(agent, fail="systemctl", extra_env={"STUB_REPAIR": slot})
+
+        claim, shortcut = (gone.calls[i] for i in gone.called("aws --region eu-west-1 ssm put-parameter"))
+        assert claim.startswith(
+            f"aws --region eu-west-1 ssm put-parameter --name /cluster/demo/repair/handovers/0/{other} --type String "
+            f"--no-overwrite --value {INSTANCE_ID} "
+        )
+        assert shortcut.startswith(
+            "aws --region eu-west-1 ssm put-parameter --name /cluster/demo/repair/slots/0 --type String --overwrite "
+            f"--value {INSTANCE_ID} "
+        ), "then the slot names its holder, for the next reader"
+        assert gone.called("aws --region eu-west-1 autoscaling set-instance-health")
+        [tag] = gone.called("aws --region eu-west-1 ec2 create-tags")
+        assert '"Key": "cluster:repair", "Value": "reported ' in gone.calls[tag]
+
+    def test_a_held_host_that_recovers_says_so(self, agent: Path, host: Host) -> None:
+        other = "i-0aaaaaaaaaaaaaaaa"
+        replacing = {"STUB_REPAIR": f"/cluster/demo/repair/slots/0\t{other} 1700000000 heal",
+                     "STUB_MEMBERS": f"{other}\tInService\tUnhealthy"}  # fmt: skip
+        runs = [host.run(agent, fail="systemctl", extra_env=replacing) for _ in range(3)] + [host.run(agent)]
+
+        assert not [run for run in runs if run.called("aws --region eu-west-1 autoscaling set-instance-health")]
+        [tag] = runs[3].called("aws --region eu-west-1 ec2 create-tags")
+        assert '"Key": "cluster:repair", "Value": "clear ' in runs[3].calls[tag]
+        assert '"Key": "cluster:health"' in runs[3].calls[tag] and " healthy failures=0" in runs[3].calls[tag]
+
+    def test_a_guard_it_cannot_read_holds_the_report(self, agent: Path, host: Host) -> None:
+        """Fail closed: when every host finds the same fault, an unreadable guard must not let them all go."""
+        runs = [host.run(agent, fail="systemctl", extra_env={"STUB_DESIRED": "None"}) for _ in range(3)]
+
+        assert not [run for run in runs if run.called("aws --region eu-west-1 autoscaling set-instance-health")]
+        [log] = runs[2].called("logger -t cluster-health-agent")
+        assert "repair held: the storm guard could not be read" in runs[2].calls[log]
+        [tag] = runs[2].called("aws --region eu-west-1 ec2 create-tags")
+        assert '"Key": "cluster:repair", "Value": "held ' in runs[2].calls[tag]
+
+    def test_the_installed_agent_is_the_shipped_one_without_its_comment_lines(self, agent: Path) -> None:
+        shipped = (Path(__file__).resolve().parent.parent / "userdata" / "health-agent.sh").read_text()
+        code = [line for line in shipped.splitlines()[1:] if not line.lstrip().startswith("#")]
+        assert agent.read_text().splitlines() == [shipped.splitlines()[0], *code]
+        assert agent.stat().st_mode & 0o111
+
 
 # --- host groups: each group's boot script registers its own taints and signals its own group ---
 

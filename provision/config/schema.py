@@ -32,8 +32,10 @@ from provision.config.types import (
     KubernetesVersion,
     LabelKey,
     LabelValue,
+    NodeConditionType,
     QueueName,
     Region,
+    RepairShare,
     Seconds,
     SshTarget,
     SubnetId,
@@ -218,6 +220,13 @@ class HealthAgent(Section):
     failures_before_unhealthy: Annotated[int, Field(ge=1, le=100)] = 3
     checks: list[HealthCheck] = Field(default_factory=lambda: list(get_args(HealthCheck)))
     disk_min_free_percent: Annotated[int, Field(ge=1, le=90)] = 10
+    # The storm guard: at most this many hosts of the group reported Unhealthy and being replaced at once, whoever
+    # reports them (the agent on the host, or `cluster heal` from the cluster side); the others wait their turn.
+    max_unhealthy: RepairShare = "20%"
+    # Repair from the cluster side (`cluster heal`): a node NotReady or Unknown, or carrying one of node_conditions
+    # with status True, for this long while its host is InService.
+    node_not_ready_seconds: Annotated[int, Field(ge=60, le=604_800)] = 600
+    node_conditions: list[NodeConditionType] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
     def _checks_listed_once(self) -> HealthAgent:
@@ -225,7 +234,16 @@ class HealthAgent(Section):
             raise FieldProblem("checks", "is empty; list at least one check or set enabled = false")
         if len(set(self.checks)) != len(self.checks):
             raise FieldProblem("checks", "lists a check twice")
+        if len(set(self.node_conditions)) != len(self.node_conditions):
+            raise FieldProblem("node_conditions", "lists a condition twice")
         return self
+
+    def repair_limit(self, desired: int) -> int:
+        """``max_unhealthy`` as a number of hosts for a group of ``desired`` hosts: a percentage rounds down (as
+        Cluster API's does), and the limit is never below one, or a sick host could never be replaced."""
+        share = self.max_unhealthy
+        count = desired * int(share.rstrip("%")) // 100 if isinstance(share, str) else share
+        return max(count, 1)
 
 
 class HostGroup(Hosts):

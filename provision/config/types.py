@@ -326,6 +326,34 @@ def _share(value: int | str) -> int | str:
 
 
 HostShare = Annotated[int | str, AfterValidator(_share)]
+
+
+# At most this many hosts under repair at once: a count of at least 1, or a percentage of the group's desired capacity
+# (rounded down, at least 1), as Cluster API's MachineHealthCheck takes its limit.
+def _repair_share(value: int | str) -> int | str:
+    if isinstance(value, int) and 1 <= value <= 1000:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"(100|[1-9][0-9]?)%", value):
+        return value
+    raise ValueError(f"{value!r} is neither a number of hosts from 1 to 1000 nor a percentage from '1%' to '100%'")
+
+
+RepairShare = Annotated[int | str, AfterValidator(_repair_share)]
+
+
+def _not_ready(value: str) -> str:
+    if value == "Ready":
+        raise ValueError("'Ready' is always watched (False or Unknown); list the conditions whose True means sick")
+    return value
+
+
+# A node condition type, as node-problem-detector sets them ("KernelDeadlock", "ReadonlyFilesystem"): a sick node
+# carries it with status True.
+NodeConditionType = Annotated[
+    str,
+    _check(r"[A-Za-z][A-Za-z0-9_.-]{0,62}", "a node condition type such as 'KernelDeadlock'"),
+    AfterValidator(_not_ready),
+]
 AlarmName = Annotated[
     str, _check(r"[A-Za-z0-9 _.:/#()+=@-]{1,255}", "a CloudWatch alarm name (letters, digits, spaces, _.:/#()+=@-)")
 ]

@@ -71,6 +71,12 @@ def _report_leftovers(config: ClusterConfig, cloud: Cloud, ui: UI, *, purge: boo
         forget_hosts(cloud.parameters, config.parameter_path, gone)
         ui.say(f"removed the records of {len(gone)} terminated host(s)")
         parameters = cloud.parameters.names_under(config.parameter_path)
+    # The storm guard's slots name hosts of the group, which went with the stack.
+    repair = [name for name in parameters if name.startswith(names.repair_path(config.parameter_path) + "/")]
+    if repair:
+        cloud.parameters.delete(repair)
+        ui.say(f"removed the storm guard's {len(repair)} repair record(s)")
+        parameters = [name for name in parameters if name not in repair]
     if parameters and purge:
         cloud.parameters.delete(parameters)
         ui.say(f"removed {len(parameters)} SSM parameter(s) under {config.parameter_path}/ (join token, roll state)")

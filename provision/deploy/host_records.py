@@ -3,6 +3,9 @@
 - the health agent's last verdict (userdata/health-agent.sh), a tag of the host's own instance (``names.HEALTH_TAG``):
   `<time> healthy failures=0` or `<time> failing:kubelet disk failures=3`. The one paged DescribeInstances that reads
   the group returns it for every host, so reading it costs no call of its own;
+- where the host stands with the storm guard (provision/heal/slots.py), a tag too (``names.REPAIR_TAG``), set by its
+  agent or by `cluster heal`: `held <time> by=agent why=kubelet+disk` while its repair waits for a turn, `reported
+  <time> by=heal why=Ready:Unknown since=<time>` once reported Unhealthy, `clear <time> by=agent` when it recovered;
 - `boot` (userdata/bootstrap.sh.j2), in SSM under `/cluster/<name>/hosts/<instance-id>/boot`, written only when a boot
   step fails: `failed step=<step> exit=<code> at=<time>` and then the step's log tail. It is too long for a tag, and a
   host whose boot failed may never get far enough to tag itself.
@@ -14,7 +17,7 @@ hosts' path holds the records of failed boots still worth explaining, not the fl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -59,6 +62,30 @@ class HealthRecord:
     @property
     def failed_checks(self) -> str:
         return self.verdict.partition(":")[2].replace(" ", ", ")
+
+
+@dataclass(frozen=True)
+class RepairRecord:
+    """Where a host stands with the storm guard: ``held`` (sick, waiting for a turn), ``reported`` (reported Unhealthy
+    within the limit), ``clear`` (recovered while held)."""
+
+    instance_id: str
+    state: str
+    at: datetime | None
+    by: str  # "agent" or "heal"
+    why: str  # the failing checks ("kubelet+disk") or the node's trouble ("Ready:Unknown")
+
+    @property
+    def held(self) -> bool:
+        return self.state == "held"
+
+
+def repair_record(instance_id: str, value: str) -> RepairRecord | None:
+    parts = value.split()
+    if len(parts) < 2:
+        return None
+    fields = dict(part.split("=", 1) for part in parts[2:] if "=" in part)
+    return RepairRecord(instance_id, parts[0], _when(parts[1]), fields.get("by", ""), fields.get("why", ""))
 
 
 def boot_record(parameter: str, instance_id: str, value: str) -> BootRecord | None:
@@ -112,11 +139,50 @@ def health_tags(tags_by_instance: Mapping[str, Mapping[str, str]]) -> dict[str, 
     return found
 
 
+def repair_tags(tags_by_instance: Mapping[str, Mapping[str, str]]) -> dict[str, RepairRecord]:
+    """Instance id -> where it stands with the storm guard, from the instances' tags."""
+    found = {}
+    for instance, tags in tags_by_instance.items():
+        record = repair_record(instance, tags.get(names.REPAIR_TAG, ""))
+        if record is not None:
+            found[instance] = record
+    return found
+
+
+@dataclass(frozen=True)
+class RepairHeld:
+    """The storm guard holding repairs back: ``sick`` hosts, ``limit`` at most under repair at once."""
+
+    sick: int
+    limit: int
+    held: tuple[str, ...]  # sick hosts waiting for a turn
+    in_repair: tuple[str, ...]  # hosts reported Unhealthy within the limit, still in the group
+
+    def __str__(self) -> str:
+        return f"repair held: {self.sick} sick, limit {self.limit}"
+
+
+def repair_held(snapshot: Snapshot, repair: Mapping[str, RepairRecord], limit: int) -> RepairHeld | None:
+    """The hosts whose repair the guard holds (their tag says held, and they are still serving), and those under
+    repair meanwhile; None when none is held."""
+    held, in_repair = [], []
+    for host in snapshot.hosts:
+        record = repair.get(host.instance_id)
+        if record is not None and record.held and host.lifecycle_state == "InService" and host.health == "Healthy":
+            held.append(host.instance_id)
+        elif (record is not None and record.state == "reported") or host.health != "Healthy":
+            in_repair.append(host.instance_id)
+    if not held:
+        return None
+    return RepairHeld(len(held) + len(in_repair), limit, tuple(held), tuple(in_repair))
+
+
 @dataclass(frozen=True)
 class FleetWithHealth:
     snapshot: Snapshot
     health: dict[str, HealthRecord]  # instance -> its agent's last verdict
     cluster_instances: frozenset[str]  # live instances tagged with this cluster, members of the group or not
+    repair: dict[str, RepairRecord] = field(default_factory=dict)  # instance -> where it stands with the guard
 
 
 def snapshot_with_health(
@@ -127,10 +193,12 @@ def snapshot_with_health(
     rather than described again. ``described``: the stack as the caller read it (see ``Fleet.of_stack``)."""
     kept = cloud.instances.keeping()
     snapshot = Fleet.of_stack(replace(cloud, instances=kept), stack_name, kube=kube, described=described).snapshot()
+    tags = {instance: kept.described[instance].tags for instance in kept.described}
     return FleetWithHealth(
         snapshot=snapshot,
-        health=health_tags({instance: kept.described[instance].tags for instance in kept.described}),
+        health=health_tags(tags),
         cluster_instances=frozenset(kept.described),
+        repair=repair_tags(tags),
     )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
-from provision.deploy.host_records import snapshot_with_health
+from provision.deploy.host_records import RepairHeld, repair_held, snapshot_with_health
 from provision.errors import ClusterError
 from provision.ui import UI
 
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from provision.kube.facade import Kube
 
 UNKNOWN = "-"  # a host without a matching node, or no Kubernetes access
+REPAIR_HELD_NEXT = (
+    "they are reported as those under repair leave; when they share one fault (a bad patch, a full disk after a log "
+    "flood), fix it first: `cluster doctor`; to go faster, raise health_agent.max_unhealthy or `cluster replace HOST`"
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class HostRow:
     launched: str  # ISO 8601
     age: str
     agent: str = UNKNOWN  # the health agent's last verdict ("healthy", "failing:kubelet disk"); "-": none recorded
+    repair: str = UNKNOWN  # where it stands with the storm guard: "held", "reported", "clear"; "-": never sick
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class StatusReport:
     suspended_processes: list[str]
     fingerprint: str
     hosts: list[HostRow]
+    repair_held: RepairHeld | None = None  # sick hosts waiting for a turn under health_agent.max_unhealthy
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -63,6 +69,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     except ClusterError:  # no group (yet, or any more): the stack's status is still worth showing
         return StatusReport(config.stack_name, stack.status, "", 0, 0, 0, [], "", [])
     snapshot, health, fingerprint = seen.snapshot, seen.health, seen.snapshot.fingerprint
+    repair = seen.repair
     pods: dict[str, int] = {}
     if kube is not None:  # two more calls, whatever the number of hosts: all nodes (with the snapshot), all pods
         pods = Counter(pod.node for pod in kube.pods() if pod.node and not pod.terminating)
@@ -83,6 +90,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
                 launched=host.launched.isoformat() if host.launched else "",
                 age=_age(now - host.launched) if host.launched else UNKNOWN,
                 agent=health[host.instance_id].verdict if host.instance_id in health else UNKNOWN,
+                repair=repair[host.instance_id].state if host.instance_id in repair else UNKNOWN,
             )
         )
     return StatusReport(
@@ -95,6 +103,7 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
         suspended_processes=list(snapshot.suspended),
         fingerprint=fingerprint,
         hosts=rows,
+        repair_held=repair_held(snapshot, repair, config.health_agent.repair_limit(snapshot.desired)),
     )
 
 
@@ -106,7 +115,8 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
         f"suspended processes: {suspended}   configuration {report.fingerprint or UNKNOWN}"
     )
     outdated = [row for row in report.hosts if row.current is False]
-    columns = ["instance", "zone", "lifecycle", "health", "agent", "config"]
+    repairs = any(row.repair != UNKNOWN for row in report.hosts)  # a column only once some host was ever sick
+    columns = ["instance", "zone", "lifecycle", "health", "agent", *(["repair"] if repairs else []), "config"]
     columns += ["node", "ready", "schedulable", "pods", "age"]
     rows = [
         [
@@ -115,6 +125,7 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
             row.lifecycle_state,
             row.health,
             row.agent,
+            *([row.repair] if repairs else []),
             {True: "current", False: "OUTDATED", None: "unknown"}[row.current],
             row.node,
             row.ready,
@@ -127,6 +138,11 @@ def show(report: StatusReport, ui: UI, *, kubernetes_note: str = "") -> None:
     ui.table(columns, rows)
     replaced = "; `cluster patch` replaces them" if outdated else ""
     ui.line(f"{len(report.hosts)} host(s), {len(outdated)} outdated{replaced}")
+    held = report.repair_held
+    if held is not None:
+        under = f"; under repair: {', '.join(held.in_repair)}" if held.in_repair else ""
+        ui.line(f"{held}: waiting for a turn: {', '.join(held.held)}{under}")
+        ui.line(f"next: {REPAIR_HELD_NEXT}")
     if kubernetes_note:
         ui.line(f"node columns unknown: {kubernetes_note}")
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from provision.deploy.host_records import repair_held
 from provision.deploy.report import describe_event
 from provision.deploy.up import EXPLAIN, RECREATE_STATES
 from provision.doctor.findings import Finding, Report, Severity, Skipped
@@ -144,6 +145,25 @@ def unhealthy_hosts(obs: Observations) -> list[Finding]:
                 )
             )
     return findings or [Finding(OK, "health", f"{len(snapshot.hosts)} host(s) Healthy in their group")]
+
+
+def held_repairs(obs: Observations) -> list[Finding]:
+    """Sick hosts the storm guard holds back: more are sick than may be replaced at once."""
+    snapshot = _group(obs)
+    held = repair_held(snapshot, obs.repair, obs.repair_limit)
+    if held is None:
+        return [Finding(OK, "repair", f"no repair held (at most {obs.repair_limit} host(s) under repair at once)")]
+    under = ", ".join(held.in_repair) or "none of them any more: the next check of a held host takes its turn"
+    cause = f"at most {held.limit} host(s) under repair at once (health_agent.max_unhealthy); under repair: {under}"
+    shared = {obs.repair[instance].why for instance in held.held if instance in obs.repair}
+    if len(held.held) > 1 and len(shared) == 1 and "" not in shared:
+        cause += f"; every held host has the same trouble ({shared.pop()}): one fault on many hosts, fix it first"
+    step = (
+        "wait: they are reported as those under repair leave; to replace one now, "
+        + obs.invocation.cluster(f"replace {held.held[0]}")
+        + "; to repair more at once, raise health_agent.max_unhealthy"
+    )
+    return [Finding(WARNING, "repair", str(held), held.held, cause, step)]
 
 
 def not_ready_nodes(obs: Observations) -> list[Finding]:
@@ -434,6 +454,7 @@ CHECKS = (
     Check("stack", stack_status, needs_group=False),
     Check("abandoned launches", abandoned_launches, needs_group=False),
     Check("unhealthy hosts", unhealthy_hosts),
+    Check("held repairs", held_repairs),
     Check("NotReady nodes", not_ready_nodes, needs_kubernetes=True),
     Check("lifecycle actions", lifecycle_waits),
     Check("suspended processes", suspended_processes),

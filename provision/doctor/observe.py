@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import Stack, StackEvent
 from provision.config.schema import ClusterConfig
-from provision.deploy.host_records import BootRecord, HealthRecord, boot_records, snapshot_with_health
+from provision.deploy.host_records import (
+    BootRecord,
+    HealthRecord,
+    RepairRecord,
+    boot_records,
+    snapshot_with_health,
+)
 from provision.deploy.report import root_causes
 from provision.errors import ClusterError
 from provision.fleet.model import Snapshot
@@ -69,6 +75,8 @@ class Observations:
     no_group: str = ""  # why there is no snapshot of the group
     boot_records: tuple[BootRecord, ...] = ()
     health: Mapping[str, HealthRecord] = field(default_factory=dict)
+    repair: Mapping[str, RepairRecord] = field(default_factory=dict)  # instance -> where it stands with the guard
+    repair_limit: int = 1  # health_agent.max_unhealthy for the group's desired capacity
     lock: Lock | None = None
     lock_abandoned: bool = False  # the lock's taker ran on this machine and is gone
     journal: RollRecord | None = None
@@ -139,6 +147,8 @@ def gather(
         no_group=no_group,
         boot_records=tuple(boot_records(records, config.parameter_path)),
         health=seen.health if seen else {},
+        repair=seen.repair if seen else {},
+        repair_limit=config.health_agent.repair_limit(snapshot.desired if snapshot else 0),
         lock=lock,
         lock_abandoned=lock is not None and lock.abandoned(),
         journal=journal,

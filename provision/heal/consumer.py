@@ -7,12 +7,16 @@ to the dead-letter queue instead of looping forever.
 The messages received together are handled in turn; those waiting theirs stay hidden too, and the handler sees them
 all first (``Handler.leaving_together``: hosts that leave together are cordoned before the first drain).
 
+Between receives, at most every ``SWEEP_SECONDS``, the group's nodes are looked at (``sweep``: repair from the cluster
+side, ``provision.heal.repair``); `--once` looks once. A sweep that fails is logged and tried again at the next.
+
 Stopping (SIGTERM, Ctrl-C): no new message is received; the one in flight gets a short grace to finish, else it is
 made visible again at once for the next heal to take over. Launches still being watched are released too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +33,7 @@ VISIBILITY_SECONDS = 120  # how long a received message stays hidden; extended w
 EXTEND_EVERY = VISIBILITY_SECONDS / 3
 RETRY_SECONDS = 30  # a message whose handling failed is seen again after this long
 GRACE_SECONDS = 20  # after a stop, how long the message in flight may take to finish (a pod gets 30 s by default)
+SWEEP_SECONDS = 30  # the group's nodes are looked at (repair from the cluster side) at most this often
 
 
 class LifecycleQueue(Protocol):
@@ -84,8 +89,11 @@ class Consumer:
         stop: Stop,
         *,
         wait_seconds: int = WAIT_SECONDS,
+        sweep: Callable[[], None] | None = None,
     ) -> None:
         self.queue = queue
+        self.sweep = sweep
+        self.swept: float | None = None  # when the last sweep began
         self.wait_seconds = wait_seconds  # the long poll; the demo's in-process heal stops sooner with a short one
         self.handler = handler
         self.clock = clock
@@ -114,6 +122,7 @@ class Consumer:
             if not self._work(messages):
                 break
             self._recheck()
+            self._sweep()
             if once and not messages:
                 break
         if self.stop.requested:
@@ -122,6 +131,18 @@ class Consumer:
             self.queue.hide(flight.message, 0)
             self.log("released", instance=flight.event.instance_id, kind=flight.event.kind, result="back in the queue")
         self.watching.clear()
+
+    def _sweep(self) -> None:
+        now = self.clock.now()
+        if self.sweep is None or self.stop.requested or (self.swept is not None and now - self.swept < SWEEP_SECONDS):
+            return
+        self.swept = now
+        try:
+            self.sweep()
+        except Exception as error:  # the drains go on; a lasting fault shows in every sweep's line
+            first = (str(error).splitlines() or [""])[0]
+            self.log("error", during="sweep", error=f"{type(error).__name__}: {first}",
+                     result=f"looked at again in {SWEEP_SECONDS}s")  # fmt: skip
 
     def _pause(self, seconds: float) -> None:
         """Wait before trying again, a second at a time, so a stop (SIGTERM) is honoured within a second."""

@@ -1,7 +1,8 @@
 """What `cluster heal` does with one lifecycle event, and nothing about queues.
 
 A terminating host of this cluster's group: cordon, drain under the budgets with the roll's drain policy (a dead or
-NotReady node takes the fast path: its pods and Node object are deleted), heartbeats to the hook while the drain runs,
+NotReady node, or one carrying a condition of ``health_agent.node_conditions``, takes the fast path: its pods and Node
+object are deleted), heartbeats to the hook while the drain runs,
 then CONTINUE. A launching host: report it joined, or why it did not (the step and log tail its boot record holds).
 
 Every decision is safe to repeat, because a message may come twice, late or out of order: a host already gone, an
@@ -28,6 +29,7 @@ from provision.errors import ClusterError
 from provision.fleet.model import Host, Snapshot
 from provision.heal.actionlog import ActionLog
 from provision.heal.events import LifecycleEvent
+from provision.heal.repair import node_trouble
 from provision.kube.drain import DrainBlocked, Drainer
 from provision.kube.facade import Kube
 from provision.kube.removal import clear_dead_node, drain_policy
@@ -105,6 +107,9 @@ class Handler:
     rolling: Rolling
     timeouts: Timeouts
     parameter_path: str
+    # Node conditions that mean a broken node when True (health_agent.node_conditions): such a node, like a NotReady
+    # one, takes the dead-node fast path, as the host heal reported for it does.
+    node_conditions: tuple[str, ...] = ()
     # Event keys this process has finished, newest last; a duplicate usually follows within minutes, so the newest
     # few thousand are enough (an older duplicate is still safe: its host is gone or its action completed).
     completed: dict[tuple[str, str, str], None] = field(default_factory=dict)
@@ -177,11 +182,12 @@ class Handler:
             self.log("not-waiting", instance=host.instance_id, state=host.lifecycle_state, result="dropped")
             return self._finished(event)
         node = host.node
+        trouble = node_trouble(node, self.node_conditions) if node is not None else None
         if node is None:
             self.log("no-node", instance=host.instance_id, result="nothing to drain")
-        elif not node.ready:
+        elif not node.ready or trouble is not None:
             deleted = clear_dead_node(self.kube, node.name)
-            self.log("dead-node-cleared", instance=host.instance_id, node=node.name, pods_deleted=deleted)
+            self.log("dead-node-cleared", instance=host.instance_id, node=node.name, why=trouble, pods_deleted=deleted)
         else:
             if not node.unschedulable:  # else cordoned already, with the hosts that leave with it (or by a person)
                 self.log("cordon", instance=host.instance_id, node=node.name)

@@ -1,7 +1,9 @@
-"""`cluster heal` assembled from a deployed stack: its queue, its group and hooks, the roll's lock and journal. The
-verb, the demo and the sandbox tests build it here, so they run the same thing."""
+"""`cluster heal` assembled from a deployed stack: its queue, its group and hooks, the roll's lock and journal, the
+storm guard's slots. The verb, the demo and the sandbox tests build it here, so they run the same thing."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from provision.aws.cloud import Cloud
 from provision.aws.queues import Queue
@@ -13,6 +15,8 @@ from provision.fleet.observe import Fleet
 from provision.heal.actionlog import ActionLog
 from provision.heal.consumer import WAIT_SECONDS, Consumer, LifecycleQueue, Stop
 from provision.heal.handler import Handler, Timeouts, roll_in_progress
+from provision.heal.repair import NodeRepair, Wall
+from provision.heal.slots import Slots
 from provision.kube.facade import Kube
 from provision.render import names
 from provision.roll.journal import Journal
@@ -43,18 +47,22 @@ def heal_service(
     stop: Stop,
     *,
     wait_seconds: int = WAIT_SECONDS,
+    wall: Wall = lambda: datetime.now(UTC),
 ) -> Consumer:
+    """``wall``: the wall clock that node conditions' times are judged against (the sandbox's, in its tests)."""
     fleet = Fleet.of_stack(cloud, config.stack_name, kube=kube)  # every host joined to its node
     # The hooks as deployed set the heartbeat cadence; the configuration only when the group has none (yet).
     hooks = cloud.groups.hook_timeouts(fleet.group)
+    roll_hosts = roll_in_progress(
+        RunLock(cloud.parameters, config.parameter_path), Journal(cloud.parameters, config.parameter_path)
+    )
+    agent = config.health_agent
     handler = Handler(
         fleet=fleet,
         actions=cloud.groups,
         kube=kube,
         records=cloud.parameters,
-        roll_hosts=roll_in_progress(
-            RunLock(cloud.parameters, config.parameter_path), Journal(cloud.parameters, config.parameter_path)
-        ),
+        roll_hosts=roll_hosts,
         clock=clock,
         log=log,
         rolling=config.rolling,
@@ -63,8 +71,21 @@ def heal_service(
             launch=hooks.get(names.LAUNCH_HOOK, config.lifecycle.launch_timeout_seconds),
         ),
         parameter_path=config.parameter_path,
+        node_conditions=tuple(agent.node_conditions),
     )
-    return Consumer(queue, handler, clock, log, stop, wait_seconds=wait_seconds)
+    # Repair from the cluster side goes with the health agent: health_agent.enabled = false switches both off.
+    repair = NodeRepair(
+        fleet=fleet,
+        guard=Slots(cloud.parameters, config.parameter_path),
+        reports=cloud.groups,
+        tags=cloud.instances,
+        roll_hosts=roll_hosts,
+        settings=agent,
+        wall=wall,
+        log=log,
+    )
+    sweep = repair.sweep if agent.enabled else None
+    return Consumer(queue, handler, clock, log, stop, wait_seconds=wait_seconds, sweep=sweep)
 
 
 def connect_queue(factory: AwsFactory, cloud: Cloud, config: ClusterConfig) -> Queue:

@@ -15,6 +15,13 @@ CRASHING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateConta
 
 
 @dataclass(frozen=True)
+class NodeCondition:
+    type: str  # "Ready", or one a node-problem-detector sets ("KernelDeadlock")
+    status: str  # "True", "False" or "Unknown"
+    since: datetime | None  # its lastTransitionTime
+
+
+@dataclass(frozen=True)
 class NodeState:
     name: str
     provider_id: str
@@ -25,6 +32,7 @@ class NodeState:
     annotations: dict[str, str] = field(default_factory=dict)
     taints: tuple[tuple[str, str, str], ...] = ()  # (key, value, effect)
     ready_since: datetime | None = None  # when its Ready condition last changed
+    conditions: tuple[NodeCondition, ...] = ()
 
     @property
     def instance_id(self) -> str | None:
@@ -46,7 +54,11 @@ class NodeState:
             annotations=dict((meta.annotations if meta else None) or {}),
             taints=tuple((t.key, t.value or "", t.effect) for t in ((spec.taints if spec else None) or [])),
             ready_since=ready.lastTransitionTime if ready is not None else None,
+            conditions=tuple(NodeCondition(c.type, c.status, c.lastTransitionTime) for c in conditions),
         )
+
+    def condition(self, kind: str) -> NodeCondition | None:
+        return next((condition for condition in self.conditions if condition.type == kind), None)
 
 
 @dataclass(frozen=True)

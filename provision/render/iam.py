@@ -57,6 +57,7 @@ def _host_policy(config: ClusterConfig) -> PolicyDocument:
     arn = "arn:${AWS::Partition}"
     where = "${AWS::Region}:${AWS::AccountId}"
     parameters = f"{arn}:ssm:{where}:parameter{config.parameter_path}"
+    repair = f"{arn}:ssm:{where}:parameter{names.repair_path(config.parameter_path)}"
     statements = [
         Statement(
             Sid="LifecycleAndHealthOfOwnGroup",
@@ -69,8 +70,14 @@ def _host_policy(config: ClusterConfig) -> PolicyDocument:
             Resource=[Sub(f"{arn}:autoscaling:{where}:autoScalingGroup:*:autoScalingGroupName/${{AWS::StackName}}-*")],
             Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
         ),
-        # Describe calls have no resource-level permissions; the host uses this one to find its group's name.
-        Statement(Sid="FindOwnGroup", Effect=Allow, Action=[autoscaling.DescribeAutoScalingInstances], Resource=["*"]),
+        # Describe calls have no resource-level permissions. The host finds its group's name, and the health agent,
+        # about to report its host, the group's desired capacity and members (the storm guard's limit and slots).
+        Statement(
+            Sid="FindOwnGroup",
+            Effect=Allow,
+            Action=[autoscaling.DescribeAutoScalingInstances, autoscaling.DescribeAutoScalingGroups],
+            Resource=["*"],
+        ),
         Statement(
             Sid="SignalOwnStack",
             Effect=Allow,
@@ -83,19 +90,28 @@ def _host_policy(config: ClusterConfig) -> PolicyDocument:
             Action=[ssm.GetParameter, ssm.GetParameters],
             Resource=[Sub(f"{parameters}/*")],
         ),
-        # The boot script records why a boot failed; nothing else of the host's goes to SSM.
+        # The boot script records why a boot failed; the only other thing a host writes to SSM is a repair claim.
         Statement(
             Sid="RecordBootFailure",
             Effect=Allow,
             Action=[ssm.PutParameter],
             Resource=[Sub(f"{parameters}/hosts/*/boot")],
         ),
-        # The health agent's verdict, as one tag on the host's own instance. "aws:ARN" (the instance being tagged)
-        # equal to "${ec2:SourceInstanceARN}" (the instance the request is signed from) is how AWS lets an instance act
-        # on itself only; credentials taken off the host carry no ec2:SourceInstanceARN and match nothing. (A policy
-        # variable as the Resource would say the same, but cfn-lint accepts only ARNs there.) The only key it may set
-        # is the verdict's, and only on an instance of this cluster; the Null test keeps a request that names no tag
-        # key from passing the ForAllValues test vacuously. No DeleteTags: the agent overwrites its one tag.
+        # The storm guard (provision/heal/slots.py): the health agent reads the repair slots and claims one by
+        # creating a parameter below the cluster's repair path, before it may report its host Unhealthy.
+        Statement(
+            Sid="ClaimRepairSlot",
+            Effect=Allow,
+            Action=[ssm.GetParametersByPath, ssm.PutParameter],
+            Resource=[Sub(repair), Sub(f"{repair}/*")],
+        ),
+        # The health agent's verdict and repair state, as tags of the host's own instance. "aws:ARN" (the instance
+        # being tagged) equal to "${ec2:SourceInstanceARN}" (the instance the request is signed from) is how AWS lets
+        # an instance act on itself only; credentials taken off the host carry no ec2:SourceInstanceARN and match
+        # nothing. (A policy variable as the Resource would say the same, but cfn-lint accepts only ARNs there.) The
+        # only keys it may set are the verdict's and the repair state's, and only on an instance of this cluster; the
+        # Null test keeps a request that names no tag key from passing the ForAllValues test vacuously. No DeleteTags:
+        # the agent overwrites its two tags.
         Statement(
             Sid="TagOwnInstanceWithHealth",
             Effect=Allow,
@@ -109,7 +125,7 @@ def _host_policy(config: ClusterConfig) -> PolicyDocument:
                             f"ec2:ResourceTag/{names.CLUSTER_TAG}": config.name,
                         }
                     ),
-                    ForAllValuesStringEquals({"aws:TagKeys": [names.HEALTH_TAG]}),
+                    ForAllValuesStringEquals({"aws:TagKeys": [names.HEALTH_TAG, names.REPAIR_TAG]}),
                     Null({"aws:TagKeys": "false"}),
                 ]
             ),

@@ -10,7 +10,17 @@ The terminate hook itself (its heartbeat timeout and default result, ``lifecycle
 from __future__ import annotations
 
 from awacs import autoscaling, cloudformation, ec2, sqs, ssm
-from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import (
+    Allow,
+    ArnEquals,
+    Condition,
+    ForAllValuesStringEquals,
+    Null,
+    PolicyDocument,
+    Principal,
+    Statement,
+    StringEquals,
+)
 from troposphere import AWSObject, GetAtt, Output, Ref, Sub, Tags, Template, events, iam
 from troposphere import sqs as sqs_resources
 
@@ -112,6 +122,10 @@ def add_lifecycle_events(template: Template, config: ClusterConfig, groups: list
 def _handler_policy(config: ClusterConfig, groups: list[AWSObject], queue: sqs_resources.Queue) -> PolicyDocument:
     arn = "arn:${AWS::Partition}"
     where = "${AWS::Region}:${AWS::AccountId}"
+    repair = f"{arn}:ssm:{where}:parameter{names.repair_path(config.parameter_path)}"
+    own_groups = [
+        Sub(f"{arn}:autoscaling:{where}:autoScalingGroup:*:autoScalingGroupName/${{{group.title}}}") for group in groups
+    ]
     return PolicyDocument(
         Version="2012-10-17",
         Statement=[
@@ -119,11 +133,37 @@ def _handler_policy(config: ClusterConfig, groups: list[AWSObject], queue: sqs_r
                 Sid="CompleteLifecycleActionsOfOwnGroup",
                 Effect=Allow,
                 Action=[autoscaling.CompleteLifecycleAction, autoscaling.RecordLifecycleActionHeartbeat],
-                Resource=[
-                    Sub(f"{arn}:autoscaling:{where}:autoScalingGroup:*:autoScalingGroupName/${{{group.title}}}")
-                    for group in groups
-                ],
+                Resource=own_groups,
                 Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
+            ),
+            # Repair from the cluster side: a host whose node stays NotReady is reported Unhealthy, as its own agent
+            # would, under the same storm guard: the slots below the repair path (read and claimed), and the host's
+            # repair state as the one tag heal may set on this cluster's hosts.
+            Statement(
+                Sid="ReportHostsOfOwnGroupUnhealthy",
+                Effect=Allow,
+                Action=[autoscaling.SetInstanceHealth],
+                Resource=own_groups,
+                Condition=Condition(StringEquals({f"autoscaling:ResourceTag/{names.CLUSTER_TAG}": config.name})),
+            ),
+            Statement(
+                Sid="ClaimRepairSlots",
+                Effect=Allow,
+                Action=[ssm.GetParametersByPath, ssm.PutParameter],
+                Resource=[Sub(repair), Sub(f"{repair}/*")],
+            ),
+            Statement(
+                Sid="TagHostsWithRepairState",
+                Effect=Allow,
+                Action=[ec2.CreateTags],
+                Resource=[Sub(f"{arn}:ec2:{where}:instance/*")],
+                Condition=Condition(
+                    [
+                        StringEquals({f"ec2:ResourceTag/{names.CLUSTER_TAG}": config.name}),
+                        ForAllValuesStringEquals({"aws:TagKeys": [names.REPAIR_TAG]}),
+                        Null({"aws:TagKeys": "false"}),
+                    ]
+                ),
             ),
             # What heal does with a message: receive it, keep it hidden while it works, delete it when done.
             Statement(
@@ -156,12 +196,16 @@ def _handler_policy(config: ClusterConfig, groups: list[AWSObject], queue: sqs_r
                 ],
             ),
             # A host heal has seen leave takes its records with it (boot failure, an old agent's health verdict), so
-            # that the hosts' path does not grow with every host the group ever replaced.
+            # that the hosts' path does not grow with every host the group ever replaced; so do the storm guard's
+            # handovers once spent (never a slot).
             Statement(
                 Sid="ForgetTerminatedHosts",
                 Effect=Allow,
                 Action=[ssm.DeleteParameters],
-                Resource=[Sub(f"{arn}:ssm:{where}:parameter{names.host_records_path(config.parameter_path)}/*")],
+                Resource=[
+                    Sub(f"{arn}:ssm:{where}:parameter{names.host_records_path(config.parameter_path)}/*"),
+                    Sub(f"{repair}/handovers/*"),
+                ],
             ),
             # Describe calls have no resource-level permissions.
             Statement(

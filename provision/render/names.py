@@ -31,6 +31,13 @@ CLUSTER_TAG = "cluster:name"
 FINGERPRINT_TAG = "cluster:fingerprint"
 # The health agent's last verdict, which each host sets on its own instance (userdata/health-agent.sh).
 HEALTH_TAG = "cluster:health"
+# Where a host stands with the storm guard (provision/heal/slots.py): `held <time> by=<agent|heal> ...` while its
+# repair waits for a turn, `reported <time> ...` once reported Unhealthy, `clear <time>` when it recovered meanwhile.
+# Set by the host's agent on its own instance, or by `cluster heal` on the host it judged from the cluster side.
+REPAIR_TAG = "cluster:repair"
+# The storm guard's one shared number besides its path: a slot's holder still InService and Healthy this long after
+# its claim is not under repair (it never reported, or its report never took), and its slot may be taken over.
+REPAIR_CLAIM_GRACE_SECONDS = 600
 # The name EC2's console shows: "<cluster>-host" on the hosts of group `workers`, "<cluster>-<group>-host" on others.
 NAME_TAG = "Name"
 
@@ -110,6 +117,11 @@ def roll_lock_parameter(parameter_path: str) -> str:
 def roll_state_parameter(parameter_path: str) -> str:
     """The roll's journal of its progress (``provision.roll.journal``); heal and doctor read it."""
     return f"{parameter_path}/roll-state"
+
+
+def repair_path(parameter_path: str) -> str:
+    """The storm guard's slots and their handovers (``provision.heal.slots``), shared by the hosts' agents and heal."""
+    return f"{parameter_path}/repair"
 
 
 def host_records_path(parameter_path: str) -> str:

@@ -7,7 +7,10 @@ value; quoting is the second, independent guard.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import shlex
+import textwrap
 from importlib.resources import files
 
 import jinja2
@@ -19,6 +22,7 @@ from provision.render import names
 # User-data above 16 KB is refused by EC2 (the limit applies before base64 encoding).
 USERDATA_LIMIT = 16 * 1024
 KUBELET_WAIT_SECONDS = 300
+PAYLOAD = ".payload"  # included as "<script>.payload": the script packed to be installed on the host
 
 
 def shell_quote(value: object) -> str:
@@ -26,13 +30,33 @@ def shell_quote(value: object) -> str:
 
 
 class _PackageLoader(jinja2.BaseLoader):
-    """Loads templates from the ``provision.userdata`` package data, which works the same from a wheel or a checkout."""
+    """Loads templates from the ``provision.userdata`` package data, which works the same from a wheel or a checkout.
+    ``<script>.payload`` is what the boot script installs as ``<script>``: the script without its comment lines,
+    gzipped, in base64 lines (see ``payload``)."""
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, None, None]:
-        resource = files("provision.userdata").joinpath(template)
+        script = template.removesuffix(PAYLOAD)
+        resource = files("provision.userdata").joinpath(script)
         if not resource.is_file():
             raise jinja2.TemplateNotFound(template)
-        return resource.read_text(encoding="utf-8"), None, None
+        text = resource.read_text(encoding="utf-8")
+        return (payload(text) if template.endswith(PAYLOAD) else text), None, None
+
+
+def payload(script: str) -> str:
+    """A script the boot script installs on the host, made small: user-data has 16 KB, and the health agent alone
+    would take a third of it. Its comments are for the reader of the repository (userdata/), so the lines that are
+    only a comment go; the rest is gzipped (no timestamp: the same script gives the same user-data, and so the same
+    fingerprint) and base64-encoded, 76 characters a line, for `base64 -d | gunzip` on the host."""
+    packed = base64.b64encode(gzip.compress(without_comment_lines(script).encode(), compresslevel=9, mtime=0))
+    return "\n".join(textwrap.wrap(packed.decode(), 76))
+
+
+def without_comment_lines(script: str) -> str:
+    """A bash script without its whole-line comments (the ``#!`` line stays). Only for scripts with no here-document
+    or multi-line string, where a line starting with ``#`` can only be a comment."""
+    lines = script.splitlines(keepends=True)
+    return "".join(line for index, line in enumerate(lines) if index == 0 or not line.lstrip().startswith("#"))
 
 
 def _environment() -> jinja2.Environment:
@@ -69,6 +93,10 @@ def render_userdata(config: ClusterConfig, group: HostGroup | None = None) -> st
         "reboot_if_needed": config.patching.reboot_if_needed,
         "health_agent": agent.enabled,
         "health_tag": names.HEALTH_TAG,
+        "repair_tag": names.REPAIR_TAG,
+        "repair_path": names.repair_path(config.parameter_path),
+        "max_unhealthy": agent.max_unhealthy,
+        "claim_grace": names.REPAIR_CLAIM_GRACE_SECONDS,
         "checks": " ".join(agent.checks),
         "failures": agent.failures_before_unhealthy,
         "interval": agent.interval_seconds,

@@ -55,6 +55,7 @@ class _Host:
     seen_at: float
     labels: dict[str, str] = field(default_factory=dict)
     joined: bool = False
+    not_ready: bool = False  # its node was turned NotReady (faults.not_ready)
     left_at: float | None = None
 
 
@@ -94,8 +95,11 @@ class HostSimulator:
                 self._boot(host, state)
             if host.joined and state.lifecycle_state in {"Pending", "Pending:Proceed"}:
                 state.lifecycle_state = "InService"
-            if host.joined and instance_id in self.faults.not_ready:
+            if host.joined and instance_id in self.faults.not_ready and not host.not_ready:
+                # Once: the node's Ready condition keeps the time it turned NotReady, as a kubelet that stopped
+                # posting leaves it (and as repair from the cluster side times it).
                 self._set_ready(host.node, ready=False)
+                host.not_ready = True
         for instance_id, host in list(self._hosts.items()):
             if instance_id in members:
                 continue

@@ -23,7 +23,8 @@ auto-scaling backend, narrowly, so that a group with hooks behaves as on AWS:
 - an instance whose health is set Unhealthy is replaced, unless ReplaceUnhealthy is suspended;
 - the stack's AWS::SQS::QueuePolicy, which moto's CloudFormation skips, becomes the queue's Policy attribute;
 - new instances are spread over the group's zones, and Fn::GetAZs names the region's own zones (see ``zones``);
-- an executed change set leaves the stack with its outputs (see ``stack_outputs``).
+- an executed change set leaves the stack with its outputs (see ``stack_outputs``);
+- creating an SSM parameter that exists fails for all but one of racing callers, as on AWS (see ``parameters``).
 
 Time is the sandbox's injected clock; ``scale`` shortens every hook's heartbeat timeout (and what
 describe_lifecycle_hooks reports, HeartbeatTimeout and the GlobalTimeout that follows from it, so a handler's
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provision.clock import Clock
-from provision.sandbox import stack_outputs, zones
+from provision.sandbox import parameters, stack_outputs, zones
 
 ATTRIBUTE = "_cluster_lifecycle"  # where an attached model lives on a moto auto-scaling backend
 
@@ -284,6 +285,7 @@ def install() -> None:
         _install_queue_policy()
         zones.install()
         stack_outputs.install()
+        parameters.install()
         # What EventBridge delivers to a target without an input transformer: moto's default leaves out "account".
         EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = (
             '{"version": "0", "id": "<id>", "detail-type": "<detail-type>", "source": "<source>", '

@@ -29,6 +29,10 @@ def command(options: Globals, config_path: Path | None, mode: str) -> None:
     the PodDisruptionBudgets (a NotReady host: its pods and node are deleted), with heartbeats to the hook while the
     drain runs, then its termination goes on. A host that never confirms its join is reported with the step its boot
     failed at. Hosts of a roll in progress are left to the roll. One line per action on stderr.
+
+    Between receives (at most every 30 s; once with --once) it looks at the group's nodes: a host whose node has been
+    NotReady or Unknown, or carried one of health_agent.node_conditions, for health_agent.node_not_ready_seconds is
+    reported Unhealthy, at most health_agent.max_unhealthy hosts under repair at once (the rest are held).
     """
     import signal
     import sys

@@ -23,6 +23,10 @@ readonly FAILURES=3
 readonly INTERVAL=30
 readonly DISK_MIN_FREE=10
 readonly HEALTH_TAG=cluster:health
+readonly REPAIR_TAG=cluster:repair
+readonly REPAIR_PATH=/cluster/batch/repair
+readonly MAX_UNHEALTHY=20%
+readonly CLAIM_GRACE=600
 
 # Tests run the script with CLUSTER_HOST_ROOT set to a scratch directory; on a host it is empty.
 readonly ROOT="${CLUSTER_HOST_ROOT:-}"
@@ -140,68 +144,53 @@ step_kubelet_healthy() {
 
 step_health_agent() {
   mkdir -p "$ROOT/etc/cluster" "$ROOT/usr/local/bin" "$ROOT/etc/systemd/system"
-  declare -p INSTANCE_ID REGION HEALTH_TAG CHECKS FAILURES DISK_MIN_FREE >"$ROOT/etc/cluster/health-agent.env"
-  cat >"$ROOT/usr/local/bin/cluster-health-agent" <<'AGENT'
-#!/bin/bash
-# cluster health agent, run by cluster-health-agent.timer. It checks the kubelet, the container runtime and the root
-# disk; after FAILURES consecutive failed runs it reports this host Unhealthy to its auto-scaling group, which replaces
-# it. Its last verdict is kept in /var/lib/cluster-health/last and published, when it changes, as the HEALTH_TAG tag of
-# this host's own instance: `cluster status` and `cluster doctor` read every host's verdict from the one paged
-# DescribeInstances they make anyway, whatever the size of the fleet.
-set -uo pipefail
-root="${CLUSTER_HOST_ROOT:-}"
-# shellcheck disable=SC1091  # written by the boot script
-. "$root/etc/cluster/health-agent.env"
-state="$root/var/lib/cluster-health"
-mkdir -p "$state"
-
-check_kubelet() {
-  systemctl is-active --quiet kubelet && curl -sf --max-time 5 http://127.0.0.1:10248/healthz >/dev/null
-}
-check_container_runtime() {
-  systemctl is-active --quiet containerd
-}
-check_disk() {
-  local used
-  used=$(df --output=pcent / | tail -n 1 | tr -dc '0-9')
-  ((100 - used >= DISK_MIN_FREE))
-}
-
-failed=""
-for check in $CHECKS; do
-  case $check in
-    kubelet) check_kubelet ;;
-    container_runtime) check_container_runtime ;;
-    disk) check_disk ;;
-  esac || failed="$failed $check"
-done
-count=$(cat "$state/failures" 2>/dev/null || echo 0)
-if [[ -z "$failed" ]]; then
-  count=0
-  verdict=healthy
-else
-  count=$((count + 1))
-  verdict="failing:${failed# }"
-fi
-echo "$count" >"$state/failures"
-last="$(date -u +%FT%TZ) $verdict failures=$count"
-echo "$last" >"$state/last"
-
-# The group ignores a report that respects its health-check grace period while the period lasts, and "reported" would
-# then stop every later one. The agent runs only once the boot script succeeded, so that grace is not needed here.
-if ((count >= FAILURES)) && [[ ! -e "$state/reported" ]]; then
-  logger -t cluster-health-agent "unhealthy after $count failed checks ($verdict); reporting to the auto-scaling group"
-  aws --region "$REGION" autoscaling set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy \
-    --no-should-respect-grace-period && touch "$state/reported"
-fi
-if [[ "$verdict" != "$(cat "$state/published" 2>/dev/null)" ]]; then
-  # A tag value holds at most 256 characters, of letters, digits, spaces and + - = . _ : / @ (the check names and the
-  # time already are); anything else becomes "_", which also keeps the JSON below well formed.
-  value=$(printf '%s' "$last" | tr -c 'A-Za-z0-9 +=._:/@-' '_' | cut -c 1-256)
-  aws --region "$REGION" ec2 create-tags --resources "$INSTANCE_ID" \
-    --tags "[{\"Key\": \"$HEALTH_TAG\", \"Value\": \"$value\"}]" && echo "$verdict" >"$state/published"
-fi
-exit 0
+  declare -p INSTANCE_ID REGION HEALTH_TAG CHECKS FAILURES DISK_MIN_FREE REPAIR_TAG REPAIR_PATH MAX_UNHEALTHY \
+    CLAIM_GRACE >"$ROOT/etc/cluster/health-agent.env"
+  # userdata/health-agent.sh of the `cluster` that rendered this, without its comment lines, gzipped.
+  base64 -d <<'AGENT' | gunzip >"$ROOT/usr/local/bin/cluster-health-agent"
+H4sIAAAAAAACA71Y+2/bSA7+XX8Foyi1lUSVHezeI41ya6RpY7RNizg93G3qM2RpYguRJZ9mlNZ1
+vX/7kfPQw05397C4Q4BYDw6H/Mj5SGp/z58mmT8N+dziTIBX5rBMluw+TFKryHMR2M764u3H0e3l
+zeTq/eh2cvP+/e2pt7Gt52A7JOEzEflRWnLBCn/OwlTMvXDGMvGcZY+2xUUoWKBFH8PCT5OpEfeU
+uG0tHuKkAG+JKqW8bVnRnEUPk4dyylImui6sLQC+wlWLSKSQcC+MRPLIwPP+XSZouZaEZ88gKosU
+PH6P7xbhF08kCwY/wlyI5anv90/+/LyHf/3Tfu/kh79oi7/CuR+zRz8r09Ta6M2jPBNhkrFiUpQZ
+afkdZlRr4kpNnPAHvTLNozCFkrMYb+gncLox2ZmXYlmKYBkhbuDDN0Al6EMGfbpGaOIIOj3vrx0X
+F3a7/V4PPKkAzgN4ORy9mbwbXk9e3Vxeui5ubC3DgrNJlIbJQm9dsDAGr4B5nsasgFDABM7Ozmyn
+b+Pbuztw9JsggMQ7JBwdFAp+gX/d4cbjIwfGY1IdoSbBWg6xosgLvJO/6FL4maNPBZsleYYhvbl8
+PXx/bQPnC0AvPTQuXDCMPwpleAVkBF6L1ZLBSBRJNqM3uZc/suJzkQiC9zFMS5KUPtnwCbcDODl/
+1m9EziWrCybKIoOe9kraRE4dfjDbDlICY3X5JeGCH6Jb8O0bejKbkUUYwlZyqlwGW+5Lljl9oNPB
+4lOt3Jboyk37BFAYLxLRwmdW5OUSUtyOFBQsyouYQ8x4UmAEJQTKvSSL2RdIYpS9Z9EqShkoK2Ce
+zOZBD7L8M0ZwySvV3gAWbDFlBQ9wSy5y1EhX8zCLCT55LQMrBVLMVfzF5dImjFWEQdanzpfPbES1
+RhQlk3sC0vuKYlpgPH4BYs4yGQOj6DtBD0uRc7SUPEePoyKZMo8eevqpl2S4exYxWm6uvQQBsp3h
+9eh2cH1xORm+NCEHedRYsYLOALWMlJKh0XHXGz9vPH9Nxl0jwJ3qkIFgX4RLIddBO5F6ycWsdhET
+qbreC+A6z5hOlNYqFs3zWvC8DSRK3CcUKRX4P4KRVEhrd5/KI8RrIxRMT4EkwZAI3b1UuXcRLsMo
+EatjqAHEt+ZmGB/DW5OJI/LsGK5kPtJNycfjTrXdr4C7liKGgHTay2ef53iQqjdP5P0LiHMddpOD
+SWzrSOjEv8NHY6ww9VrH1BVaF2Po8GKj2E7HwnCeOYNtmtuyPwo56nw3+Mfk4/XV5eDt7dU/8aRK
+5YcHdKbwvGNwu0bZITjrlvTBp4MNsjqytuvCixdqZbWwrVi+ZjyMJNFLEeL4vitRVUv6knEki/w6
+285Yg225N13hHZKJp35I9sNgeDP5MLi9sqUOLJ2cytlWElXUKdODztMx/J0Ya/wb50oFePhqFDid
+T6JThbrmvCrCCuU1vdlvW+ZvDNxYe9NccP/QUN2dXrB/6G/GgaNYVCMMFQniAlpibu+e3qWWbqoC
+2Af7jLY99890iRThA8uAZOG+yBfnKtF00CjfVK7pENFb5G0q9XiC4OiAE6uSxsCWHIH1SRM/xW+9
+p137abyxK3SQhPdkxirJ3Xzdg0bNJzUGILlAqqooG2SbkmToIHqX5YJewawMi7jDjwHticMF1j0s
+cRkjL6McGyCGbKBua/+lOklyIOsSlijUeJ+nKRYqUlqBKpHCfAjVZuQ+8HDFQeT4NJdFigMmO0LV
+4AZFy866jp30x9fdyhhbUQIA6brbJQPgDIX3K2nE0HUbJLKF0fe0bmyCdIrZ+mBSiZxz9B5HdByb
+5AKmxhq4A63JlBbTXGEp2apqKnoyG9RaE27jecVy2x5ry9ZS/47YRu41zEaseEwipnl7ZTbsdqmV
+8KgPPIOLt4Phu8nrm8HFJaG1aaUKtQxPukX8pLLxTPGSoijZqRBS+NtASiaJhivJJgVbhgn2iut9
+qR/jZNUUT2jICOCds1YG0DPje80xPUtZofW1LamaMsx3injQgh4cQkB2d+YUGn8C6L2AlmuIFPmj
+nx4dNZJKGW3MVDjVdpqD1owqSbdPp5Jvn1DZZrc52lfspxbZO+pZ2kibrYSsz8mTimvuMydhW8EW
+gfz3Lf73/dju/Ou237R8sDsANOY15TtnW9zW5Kad81VnYDN96nRt5JdO2maLrwYAom9KGznmEXk7
+F1eXF29GOjVUQTMvpVY9pLrQmm5NwdqZN43czguzgkZLI0TXdfdAyWGsdNSFtsW2pEOS0rf6f5Ir
+C8ZbIwBpkm1uz7Uao4DS2ZoFlEqCDAMYJ5EIVB+2snR0zJ5deVGhbaRt0okpcOqslfZ92CDCiaW7
+bLmq0WVX5lp4kifUfpga65VYZl/dHtz+7FppyOkrhhEBR28HZnmgFZttaEFjF3lrWTpdMOQIgvEA
+G7NXg+HbjzeXI1cOn4jOHnisQhRX5YXYwkmXft3M4UWdjbIhkANklUB/M8nTcw0j/8aoWmYadwjv
+6Qgq/3Q6qGzh0DU4IJMpK+nwYTFGI+3GwbObE4eeZLv6uMgiLpn5mBoTc4ryeyori5zjS8WeZUbF
+T712ba0bcfwd8xDHFraaCvUw3JoTvzcmEmdoXLicVuBjhYv8usDneZnGuDtfskjgMBWiviUrkjxu
+UR0gKmU0341p9V4Hz7zQzzX1gDms/f9l/Aj3OUvpo0QViFYY5xiOLndboTjejhPe5ogqul+sCPxw
+hrSDj2TLltHpQQIyfmuvade2o4f/H0dlG4lldNHyU3axxDRpLDvbqZ4vuyRO+Sa/2XAIp1hmqAPF
+RnPl/iGPZeMvi6/hhQA7iIoQ7DbJmtg0v7LYtILUNmlC74YDbVgQC1oinOnPSkuslOIeOmv7DVvZ
+p2AfcPsYbDmS6dtNR31Ww92N9AGnZye2/qQYQWfg/Rx6X3GOgKPg+eTU/8nrQGfSQYEIBzqU6Hsn
+P/4JT+yGNuea/aRPOii2amlbHi7LKY7Zc2K9tpMN56Q6p4s/uEzNvpPbwWvb8K9LHlftDM1SCjX5
+Xcbc7G79NLiNfTHYQaO8GEtwFqDf0yOHfo5hY0zTXYs2TedfXUymq0DmsrNGxadHWj3+933wjzYb
+27W3HCH9tm7FvkN/LDrRXZpH0lKE52URsZ1vYp6SsO+k3nHdo+laVkXpfDc4jYbbwKZ6Vr3WPDzf
+AldW5C/IFj3rP8tSqts/GAAA
 AGENT
   chmod 0755 "$ROOT/usr/local/bin/cluster-health-agent"
   cat >"$ROOT/etc/systemd/system/cluster-health-agent.service" <<'EOF'
