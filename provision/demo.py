@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings, aws_errors
 from provision.clock import SystemClock, wait_until
@@ -35,7 +36,6 @@ from provision.heal.consumer import Stop
 from provision.heal.service import connect_queue, heal_service
 from provision.heal.slots import Slots
 from provision.kube.facade import Kube, connect
-from provision.render import names
 from provision.roll.engine import Roll, RollResult
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock

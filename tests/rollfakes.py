@@ -22,6 +22,7 @@ from lightkube.models.meta_v1 import LabelSelector, ObjectMeta, Status
 from lightkube.models.policy_v1 import PodDisruptionBudgetSpec, PodDisruptionBudgetStatus
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
+from provision import names
 from provision.aws.groups import Group, Groups, Member
 from provision.aws.instances import Instance, Instances, TemplateVersion
 from provision.aws.parameters import Parameters
@@ -29,7 +30,6 @@ from provision.errors import ClusterError
 from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
 from provision.kube.model import NodeState, Owner, PodState
-from provision.render import names
 from tests.fakeclock import FakeClock
 
 CURRENT, OLD = "ami-new/1/digest", "ami-old/0/digest"

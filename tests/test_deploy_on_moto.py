@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
 from provision.deploy.down import LeftBehind, down
@@ -17,7 +18,6 @@ from provision.deploy.status import collect
 from provision.deploy.up import Up
 from provision.errors import UsageError
 from provision.fleet.observe import Fleet
-from provision.render import names
 from provision.render.template import render
 from provision.ui import Declined
 from tests.deploykit import REGION, TOKEN, Answers, config, existing_network, recording_ui

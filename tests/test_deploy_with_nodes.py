@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.session import AwsFactory, AwsSettings
 from provision.clock import WaitTimeout
 from provision.deploy.status import collect
 from provision.deploy.up import Up
 from provision.kube.facade import Kube, connect
-from provision.render import names
 from tests.deploykit import REGION, TOKEN, config, recording_ui
 from tests.simkit import Simulator, simulator
 

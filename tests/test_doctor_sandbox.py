@@ -18,6 +18,7 @@ import pytest
 from moto.autoscaling.models import autoscaling_backends
 from moto.cloudformation.models import Event, cloudformation_backends
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.deploy.up import Up
 from provision.doctor.checks import diagnose
@@ -26,7 +27,6 @@ from provision.doctor.observe import gather
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube, connect
-from provision.render import names
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
 from provision.roll.state import RollRecord

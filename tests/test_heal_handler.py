@@ -14,6 +14,7 @@ from typing import Literal
 
 import pytest
 
+from provision import names
 from provision.aws.queues import Message
 from provision.config.schema import ClusterConfig
 from provision.fleet.model import Host, Snapshot
@@ -22,7 +23,6 @@ from provision.heal.consumer import GRACE_SECONDS, Consumer, Stop
 from provision.heal.handler import Handler, Timeouts
 from provision.kube.facade import Kube, connect
 from provision.kube.model import PodState
-from provision.render import names
 from tests.deploykit import config
 from tests.simkit import Simulator, simulator
 

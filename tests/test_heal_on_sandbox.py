@@ -21,6 +21,7 @@ import boto3
 import pytest
 from botocore.model import OperationModel
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.queues import Message, Queue
 from provision.aws.session import AwsFactory, AwsSettings
@@ -33,7 +34,6 @@ from provision.heal.actionlog import ActionLog, parse_line
 from provision.heal.consumer import SWEEP_SECONDS, VISIBILITY_SECONDS, Consumer, Stop
 from provision.heal.service import connect_queue, heal_service, queue_url
 from provision.kube.facade import Kube, connect
-from provision.render import names
 from provision.render.template import render
 from provision.sandbox.hosts import HostSimulator
 from provision.sandbox.state import SandboxState

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from provision import names
 from provision.aws.parameters import Parameters
 from provision.config.schema import HealthAgent
 from provision.fleet.model import Host, Snapshot
@@ -20,7 +21,6 @@ from provision.heal.consumer import SWEEP_SECONDS, Consumer, Stop
 from provision.heal.repair import NodeRepair
 from provision.heal.slots import CLAIM_GRACE_SECONDS, HANDOVER_KEPT_SECONDS, Claim, Slots
 from provision.kube.facade import Kube, connect
-from provision.render import names
 from provision.sandbox.parameters import install as install_moto_patches
 from tests.simkit import Simulator, simulator
 from tests.test_heal_handler import FakeGroup, FakeQueue, make_handler

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
 from provision.deploy.status import collect, show
 from provision.deploy.up import Up
 from provision.doctor.observe import gather
-from provision.render import names
 from tests.deploykit import REGION, TOKEN, config, recording_ui
 
 EXAMPLE = config()

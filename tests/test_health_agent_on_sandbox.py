@@ -21,11 +21,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from provision import names
 from provision.config.schema import ClusterConfig
 from provision.deploy.status import collect, show
 from provision.doctor.checks import diagnose
 from provision.doctor.observe import gather
-from provision.render import names
 from provision.render.userdata import render_userdata
 from tests.bootstub import Host, Run
 from tests.deploykit import REGION, config, recording_ui

@@ -19,8 +19,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
+from provision import names
 from provision.config.loader import load_config
-from provision.render import names
 from provision.render.template import render
 from provision.sandbox.hosts import HostSimulator
 from provision.simulator.world import World

@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
+from provision import names
 from provision.clock import SystemClock, wait_until
-from provision.render import names
 from provision.render.template import render
 from provision.sandbox.state import SandboxState
 from tests.conftest import run_installed

@@ -14,10 +14,10 @@ import cfn_flip  # type: ignore[import-untyped]  # the YAML loader CloudFormatio
 import pytest
 from cfnlint.api import ManualArgs, lint
 
+from provision import names
 from provision.config.loader import load_config, parse_config
 from provision.config.schema import ClusterConfig
 from provision.errors import RenderError
-from provision.render import names
 from provision.render.template import Rendered, render
 from provision.render.userdata import USERDATA_LIMIT
 from tests.conftest import CONFIGS, EXAMPLE, GOLDEN

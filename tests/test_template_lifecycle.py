@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
+from provision import names
 from provision.aws.parameters import Parameters
 from provision.config.loader import load_config
-from provision.render import names
 from provision.render.template import render
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from provision import names
 from provision.config.loader import load_config
-from provision.render import names
 from provision.render.template import render
 from tests.conftest import EXAMPLE
 

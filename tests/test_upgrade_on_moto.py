@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import boto3
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import ResourceChange
 from provision.config.schema import ClusterConfig
 from provision.deploy.up import Up
-from provision.render import names
 from provision.render.template import cluster_tags, render
 from tests.conftest import GOLDEN
 from tests.deploykit import REGION, TOKEN, config, recording_ui

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
+from provision import names
 from provision.config.types import (
     AlarmName,
     ApiEndpoint,
@@ -46,8 +47,7 @@ from provision.config.types import (
     VpcId,
     ZoneNumbers,
 )
-from provision.render import names
-from provision.render.names import DEFAULT_GROUP, GroupNames, group_names
+from provision.names import DEFAULT_GROUP, GroupNames, group_names
 
 
 class Section(BaseModel):
@@ -261,7 +261,7 @@ class HostGroup(Hosts):
 
     @property
     def names(self) -> GroupNames:
-        """The group's logical ids and output names in the stack (``provision.render.names``)."""
+        """The group's logical ids and output names in the stack (``provision.names``)."""
         return group_names(self.name)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field
 
-from provision.render import names
+from provision import names
 
 _T = TypeVar("_T")
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import StackEvent
 from provision.config.schema import ClusterConfig
 from provision.deploy.host_records import forget_hosts, recorded_hosts
 from provision.deploy.report import describe_event, event_printer, root_causes
 from provision.errors import ClusterError, UsageError
-from provision.render import names
 from provision.ui import UI
 
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import Stack
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.kube.facade import Kube
-from provision.render import names
-from provision.render.names import host_records_path
+from provision.names import host_records_path
 
 # What a host may have kept under its path: the boot record, and the SSM health record that agents before the
 # verdict moved to a tag wrote (removed with the host like the rest).

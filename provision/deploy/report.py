@@ -8,7 +8,7 @@ from datetime import datetime
 from provision.aws.parameters import Parameters
 from provision.aws.stacks import StackEvent
 from provision.deploy.host_records import boot_records
-from provision.render.names import host_records_path
+from provision.names import host_records_path
 from provision.ui import UI
 
 LOG_LINES_SHOWN = 15

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from provision import kubeconfig
+from provision import kubeconfig, names
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import ChangeSet, Stack, StackEvent
 from provision.clock import wait_until
@@ -21,7 +21,6 @@ from provision.config.schema import ClusterConfig, EksControlPlane, HostGroup, K
 from provision.deploy.report import describe_event, event_printer, failure_records, root_causes
 from provision.errors import ClusterError, UsageError
 from provision.fleet.observe import Fleet
-from provision.render import names
 from provision.render.template import Rendered, RenderedGroup, cluster_tags, render
 from provision.ui import UI
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from provision import names
 from provision.deploy.host_records import repair_held
 from provision.deploy.report import describe_event
 from provision.deploy.up import EXPLAIN, RECREATE_STATES
@@ -14,7 +15,6 @@ from provision.doctor.findings import Finding, Report, Severity, Skipped
 from provision.doctor.observe import Observations
 from provision.fleet.model import Snapshot
 from provision.kube.model import NodeState
-from provision.render import names
 from provision.roll.plan import outdated
 
 PROBLEM, WARNING, OK = Severity.PROBLEM, Severity.WARNING, Severity.OK

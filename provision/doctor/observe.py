@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.stacks import Stack, StackEvent
 from provision.config.schema import ClusterConfig
@@ -29,7 +30,6 @@ from provision.deploy.report import root_causes
 from provision.errors import ClusterError
 from provision.fleet.model import Snapshot
 from provision.kube.model import NodeState
-from provision.render import names
 from provision.roll.journal import Journal
 from provision.roll.lock import Lock, RunLock
 from provision.roll.state import RollRecord

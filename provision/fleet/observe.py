@@ -6,6 +6,7 @@ node. Also the few changes verbs make to the group."""
 
 from __future__ import annotations
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.groups import Groups
 from provision.aws.instances import Instance, Instances, TemplateVersion
@@ -13,7 +14,6 @@ from provision.aws.stacks import Stack
 from provision.errors import ClusterError
 from provision.fleet.model import Host, Snapshot
 from provision.kube.facade import Kube
-from provision.render import names
 
 BY_ID = 50  # new hosts described by their ids up to this many (one call); more, by their tag, paged
 

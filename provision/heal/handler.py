@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from provision import names
 from provision.clock import Clock
 from provision.config.schema import Rolling
 from provision.deploy.host_records import boot_record, forget_hosts
@@ -33,7 +34,6 @@ from provision.heal.repair import node_trouble
 from provision.kube.drain import DrainBlocked, Drainer
 from provision.kube.facade import Kube
 from provision.kube.removal import clear_dead_node, drain_policy
-from provision.render import names
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from provision import names
 from provision.config.schema import HealthAgent
 from provision.fleet.model import Host, Snapshot
 from provision.heal.actionlog import ActionLog
 from provision.heal.slots import HANDOVER_KEPT_SECONDS, Slots
 from provision.kube.model import NodeState
-from provision.render import names
 
 Wall = Callable[[], datetime]  # the wall clock (UTC), against which node conditions' times are judged
 RollHosts = Callable[[], set[str]]

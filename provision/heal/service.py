@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.queues import Queue
 from provision.aws.session import AwsFactory
@@ -18,7 +19,6 @@ from provision.heal.handler import Handler, Timeouts, roll_in_progress
 from provision.heal.repair import NodeRepair, Wall
 from provision.heal.slots import Slots
 from provision.kube.facade import Kube
-from provision.render import names
 from provision.roll.journal import Journal
 from provision.roll.lock import RunLock
 

@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from provision import names
 from provision.fleet.model import Host
-from provision.render import names
 
 CLAIM_GRACE_SECONDS = names.REPAIR_CLAIM_GRACE_SECONDS  # the agent's CLAIM_GRACE
 HANDOVER_KEPT_SECONDS = 3600  # a handover the chain has moved past is removed after this long

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Ref, Tags, Template, eks, iam
 
+from provision import names
 from provision.config.schema import ClusterConfig, EksControlPlane
-from provision.render import names
 from provision.render.accepted import EKS_DEFAULT_ENVELOPE_ENCRYPTION, accept
 from provision.render.iam import add_eks_cluster_role
 from provision.render.network import Placement

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from troposphere import AWSObject, Base64, GetAtt, Ref, Sub, Tags, Template, autoscaling, ec2
 from troposphere.policies import AutoScalingScheduledAction, CreationPolicy, ResourceSignal, UpdatePolicy
 
+from provision import names
 from provision.config.schema import ClusterConfig, HostGroup
-from provision.render import names
 
 ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023, plain and EKS-optimized
 

@@ -20,8 +20,8 @@ from awacs.aws import (
 )
 from troposphere import Ref, Sub, Tags, Template, iam
 
+from provision import names
 from provision.config.schema import ClusterConfig, EksControlPlane, KubeadmControlPlane
-from provision.render import names
 
 
 def managed_policy(name: str) -> Sub:

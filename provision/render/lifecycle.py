@@ -24,8 +24,8 @@ from awacs.aws import (
 from troposphere import AWSObject, GetAtt, Output, Ref, Sub, Tags, Template, events, iam
 from troposphere import sqs as sqs_resources
 
+from provision import names
 from provision.config.schema import ClusterConfig
-from provision.render import names
 from provision.render.accepted import SQS_MANAGED_ENCRYPTION, accept
 
 LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"

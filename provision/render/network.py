@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from troposphere import AWSObject, GetAZs, Ref, Select, Tags, Template, ec2
 
+from provision import names
 from provision.config.schema import ClusterConfig, HostGroup, KubeadmControlPlane, Network
-from provision.render import names
 
 ALL_TRAFFIC = "-1"
 KUBELET_PORT = 10250

@@ -9,8 +9,8 @@ from typing import Literal
 
 from troposphere import AWSObject, GetAtt, Output, Parameter, Ref, Tags, Template
 
+from provision import names
 from provision.config.schema import ClusterConfig, EksControlPlane, HostGroup
-from provision.render import names
 from provision.render.eks import add_eks
 from provision.render.hosts import GroupResources, add_hosts, fingerprint
 from provision.render.iam import add_host_role

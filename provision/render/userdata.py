@@ -15,9 +15,9 @@ from importlib.resources import files
 
 import jinja2
 
+from provision import names
 from provision.config.schema import ClusterConfig, HostGroup, KubeadmControlPlane
 from provision.errors import RenderError
-from provision.render import names
 
 # User-data above 16 KB is refused by EC2 (the limit applies before base64 encoding).
 USERDATA_LIMIT = 16 * 1024

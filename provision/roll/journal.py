@@ -10,10 +10,10 @@ import json
 from datetime import datetime
 from typing import Any
 
+from provision import names
 from provision.aws.parameters import Parameters
 from provision.errors import ClusterError
 from provision.kube.model import Owner
-from provision.render import names
 from provision.roll.state import Canary, Flight, Kind, Phase, RollRecord
 
 FORMAT = 2  # 1: the untyped record of earlier releases

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from provision import names
 from provision.aws.parameters import Parameters
 from provision.errors import ClusterError, ExitCode
-from provision.render import names
 
 Now = Callable[[], datetime]
 

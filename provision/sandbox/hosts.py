@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from provision import names
 from provision.clock import Clock
-from provision.render import names
 from provision.sandbox.lifecycle import TERMINATING_STATES, LifecycleModel
 from provision.simulator.world import ApiError, World
 

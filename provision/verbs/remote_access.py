@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from provision.render import names
+from provision import names
 
 if TYPE_CHECKING:
     from provision.config.schema import ClusterConfig

@@ -36,7 +36,7 @@ def command(
     """
     from provision.config.schema import KubeadmControlPlane
     from provision.deploy.up import Up
-    from provision.render.names import join_token_parameter
+    from provision.names import join_token_parameter
     from provision.ui import UI
     from provision.verbs.aws import connected
 
