@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Literal
+from typing import Literal, cast
 
 import pytest
 
@@ -20,7 +20,8 @@ from provision.config.schema import ClusterConfig
 from provision.fleet.model import Host, Snapshot
 from provision.heal.actionlog import ActionLog, parse_line
 from provision.heal.consumer import GRACE_SECONDS, Consumer, Stop
-from provision.heal.handler import Handler, Timeouts
+from provision.heal.events import LifecycleEvent
+from provision.heal.handler import DONE, EveryGroup, Handler, Outcome, Tick, Timeouts
 from provision.kube.facade import Kube, connect
 from provision.kube.model import PodState
 from tests.deploykit import config
@@ -636,3 +637,40 @@ def test_a_roll_host_leaving_with_others_is_left_to_the_roll(rig: Rig) -> None:
     assert [instance for instance, _, _ in rig.group.completed] == [host(1).instance_id, host(3).instance_id]
     node = rig.kube.node(node_name(2))
     assert node is not None and not node.unschedulable and rig.pods_on(2), "the roll drains it, not heal"
+
+
+@dataclass
+class _GroupStub:
+    """A group's handler as EveryGroup sees it: its fleet's group, what it was given."""
+
+    group: str
+    handled: list[str] = field(default_factory=list)
+    together: list[list[str]] = field(default_factory=list)
+
+    @property
+    def fleet(self) -> _GroupStub:
+        return self
+
+    def leaving_together(self, events: Sequence[LifecycleEvent]) -> None:
+        self.together.append([event.instance_id for event in events])
+
+    def handle(self, event: LifecycleEvent, tick: Tick) -> Outcome:
+        self.handled.append(event.instance_id)
+        return DONE
+
+
+def test_every_group_is_healed_by_its_own_handler_and_a_foreign_groups_event_goes_to_the_first() -> None:
+    workers, system = _GroupStub("cluster-demo-HostGroup-1"), _GroupStub("cluster-demo-HostGroupSystem-2")
+    every = EveryGroup([cast(Handler, workers), cast(Handler, system)])
+
+    def event(instance: str, group: str) -> LifecycleEvent:
+        return LifecycleEvent("terminate", group, instance, names.TERMINATE_HOOK, f"token-{instance}")
+
+    events = [event("i-1", workers.group), event("i-2", system.group), event("i-3", system.group)]
+    every.leaving_together(events)
+    for each in [*events, event("i-9", "someone-elses-group")]:
+        every.handle(each, lambda: None)
+
+    assert every.groups == (workers.group, system.group)
+    assert (workers.together, system.together) == ([["i-1"]], [["i-2", "i-3"]])
+    assert (workers.handled, system.handled) == (["i-1", "i-9"], ["i-2", "i-3"]), "the first drops the foreign one"

@@ -32,6 +32,7 @@ from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
 from provision.heal.actionlog import ActionLog, parse_line
 from provision.heal.consumer import SWEEP_SECONDS, VISIBILITY_SECONDS, Consumer, Stop
+from provision.heal.handler import Handler
 from provision.heal.service import connect_queue, heal_service, queue_url
 from provision.kube.facade import Kube, connect
 from provision.render.template import render
@@ -205,6 +206,7 @@ def test_a_scale_in_drains_the_removed_host_before_it_goes(sandbox: Sandbox) -> 
     [victim] = [host.instance_id for host in sandbox.snapshot().hosts if host.lifecycle_state == "Terminating:Wait"]
     consumer = sandbox.heal_until(lambda: sandbox.settled(2))
 
+    assert isinstance(consumer.handler, Handler), "one group: its handler itself"
     assert consumer.handler.timeouts.heartbeat == CONFIG.lifecycle.terminate_timeout_seconds * HOOK_SCALE, "the hook's"
     assert sandbox.settled(2), "two hosts left, every pod Running and Ready on them"
     assert victim not in {host.instance_id for host in sandbox.snapshot().hosts}

@@ -24,7 +24,7 @@ from provision.aws.queues import Message
 from provision.clock import Clock
 from provision.heal.actionlog import ActionLog
 from provision.heal.events import LifecycleEvent, Unreadable, parse
-from provision.heal.handler import Handler, Outcome
+from provision.heal.handler import Handles, Outcome
 
 WAIT_SECONDS = 20  # SQS's longest long poll: the fewest empty receives
 ONCE_WAIT_SECONDS = 2  # --once: long enough to ask every SQS server, short enough to end soon when the queue is empty
@@ -83,7 +83,7 @@ class Consumer:
     def __init__(
         self,
         queue: LifecycleQueue,
-        handler: Handler,
+        handler: Handles,
         clock: Clock,
         log: ActionLog,
         stop: Stop,

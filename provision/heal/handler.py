@@ -152,6 +152,10 @@ class Handler:
             beats.beat()  # how long it waited in the queue is unknown: its hook's timeout starts again from now
             self.waiting[key] = beats
 
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return (self.fleet.group,)
+
     def handle(self, event: LifecycleEvent, tick: Tick) -> Outcome:
         beats = self.waiting.pop(event.key, None)  # its turn: heartbeats from its own drain from now on
         if event.kind == "test":
@@ -353,3 +357,35 @@ def roll_in_progress(lock: RunLock, journal: Journal) -> RollHosts:
         return record.hosts_in_flight() if record else set()
 
     return hosts
+
+
+class Handles(Protocol):
+    """What the queue loop asks of heal: a ``Handler``, or ``EveryGroup`` of them."""
+
+    @property
+    def groups(self) -> tuple[str, ...]: ...
+
+    def leaving_together(self, events: Sequence[LifecycleEvent]) -> None: ...
+
+    def handle(self, event: LifecycleEvent, tick: Tick) -> Outcome: ...
+
+
+class EveryGroup:
+    """Heal for a cluster of several host groups: each event goes to its own group's handler (its drain policy, its
+    hooks' cadence), and hosts leaving together are cordoned ahead by each group's. An event of a group that is not
+    this cluster's goes to the first, which drops it and says so, as with one group."""
+
+    def __init__(self, handlers: Sequence[Handler]) -> None:
+        self.handlers = {handler.fleet.group: handler for handler in handlers}
+        self.first = handlers[0]
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(self.handlers)
+
+    def leaving_together(self, events: Sequence[LifecycleEvent]) -> None:
+        for group, handler in self.handlers.items():
+            handler.leaving_together([event for event in events if event.group == group])
+
+    def handle(self, event: LifecycleEvent, tick: Tick) -> Outcome:
+        return self.handlers.get(event.group, self.first).handle(event, tick)

@@ -3,6 +3,7 @@ storm guard's slots. The verb, the demo and the sandbox tests build it here, so 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from provision import names
@@ -15,7 +16,7 @@ from provision.errors import ClusterError
 from provision.fleet.observe import Fleet
 from provision.heal.actionlog import ActionLog
 from provision.heal.consumer import WAIT_SECONDS, Consumer, LifecycleQueue, Stop
-from provision.heal.handler import Handler, Timeouts, roll_in_progress
+from provision.heal.handler import EveryGroup, Handler, Timeouts, roll_in_progress
 from provision.heal.repair import NodeRepair, Wall
 from provision.heal.slots import Slots
 from provision.kube.facade import Kube
@@ -49,43 +50,58 @@ def heal_service(
     wait_seconds: int = WAIT_SECONDS,
     wall: Wall = lambda: datetime.now(UTC),
 ) -> Consumer:
-    """``wall``: the wall clock that node conditions' times are judged against (the sandbox's, in its tests)."""
-    fleet = Fleet.of_stack(cloud, config.stack_name, kube=kube)  # every host joined to its node
-    # The hooks as deployed set the heartbeat cadence; the configuration only when the group has none (yet).
-    hooks = cloud.groups.hook_timeouts(fleet.group)
+    """``wall``: the wall clock that node conditions' times are judged against (the sandbox's, in its tests). Every
+    host group of the cluster is healed, each with its own drain policy and health settings: one handler per group,
+    the events routed to their group's (``EveryGroup``)."""
     roll_hosts = roll_in_progress(
         RunLock(cloud.parameters, config.parameter_path), Journal(cloud.parameters, config.parameter_path)
     )
-    agent = config.health_agent
-    handler = Handler(
-        fleet=fleet,
-        actions=cloud.groups,
-        kube=kube,
-        records=cloud.parameters,
-        roll_hosts=roll_hosts,
-        clock=clock,
-        log=log,
-        rolling=config.rolling,
-        timeouts=Timeouts(
-            heartbeat=hooks.get(names.TERMINATE_HOOK, config.lifecycle.terminate_timeout_seconds),
-            launch=hooks.get(names.LAUNCH_HOOK, config.lifecycle.launch_timeout_seconds),
-        ),
-        parameter_path=config.parameter_path,
-        node_conditions=tuple(agent.node_conditions),
-    )
-    # Repair from the cluster side goes with the health agent: health_agent.enabled = false switches both off.
-    repair = NodeRepair(
-        fleet=fleet,
-        guard=Slots(cloud.parameters, config.parameter_path),
-        reports=cloud.groups,
-        tags=cloud.instances,
-        roll_hosts=roll_hosts,
-        settings=agent,
-        wall=wall,
-        log=log,
-    )
-    sweep = repair.sweep if agent.enabled else None
-    return Consumer(queue, handler, clock, log, stop, wait_seconds=wait_seconds, sweep=sweep)
+    stack = cloud.stacks.find(config.stack_name)
+    handlers: list[Handler] = []
+    sweeps: list[Callable[[], None]] = []
+    for group in config.groups.values():
+        fleet = Fleet.of_stack(cloud, config.stack_name, kube=kube, described=stack, group=group.name)
+        # The hooks as deployed set the heartbeat cadence; the configuration only when the group has none (yet).
+        hooks = cloud.groups.hook_timeouts(fleet.group)
+        agent = group.health_agent
+        handlers.append(
+            Handler(
+                fleet=fleet,
+                actions=cloud.groups,
+                kube=kube,
+                records=cloud.parameters,
+                roll_hosts=roll_hosts,
+                clock=clock,
+                log=log,
+                rolling=group.rolling,
+                timeouts=Timeouts(
+                    heartbeat=hooks.get(names.TERMINATE_HOOK, config.lifecycle.terminate_timeout_seconds),
+                    launch=hooks.get(names.LAUNCH_HOOK, config.lifecycle.launch_timeout_seconds),
+                ),
+                parameter_path=config.parameter_path,
+                node_conditions=tuple(agent.node_conditions),
+            )
+        )
+        # Repair from the cluster side goes with the health agent: health_agent.enabled = false switches both off.
+        if agent.enabled:
+            repair = NodeRepair(
+                fleet=fleet,
+                guard=Slots(cloud.parameters, config.parameter_path),
+                reports=cloud.groups,
+                tags=cloud.instances,
+                roll_hosts=roll_hosts,
+                settings=agent,
+                wall=wall,
+                log=log,
+            )
+            sweeps.append(repair.sweep)
+    handler = handlers[0] if len(handlers) == 1 else EveryGroup(handlers)
+
+    def sweep() -> None:
+        for each in sweeps:
+            each()
+
+    return Consumer(queue, handler, clock, log, stop, wait_seconds=wait_seconds, sweep=sweep if sweeps else None)
 
 
 def connect_queue(factory: AwsFactory, cloud: Cloud, config: ClusterConfig) -> Queue:

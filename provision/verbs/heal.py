@@ -57,7 +57,7 @@ def command(options: Globals, config_path: Path | None, mode: str) -> None:
 
         consumer = heal_service(config, connection.cloud, kube, queue, clock, log, stop)
         previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
-        log("started", group=consumer.handler.fleet.group, mode=mode, queue=queue.url.rsplit("/", 1)[-1])
+        log("started", group=",".join(consumer.handler.groups), mode=mode, queue=queue.url.rsplit("/", 1)[-1])
         try:
             consumer.run(once=mode == "once")
         finally:
