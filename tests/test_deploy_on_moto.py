@@ -14,7 +14,7 @@ from provision import names
 from provision.aws.cloud import Cloud
 from provision.config.schema import ClusterConfig
 from provision.deploy.down import LeftBehind, down
-from provision.deploy.status import collect
+from provision.deploy.status import collect, show
 from provision.deploy.up import Up
 from provision.errors import UsageError
 from provision.fleet.observe import Fleet
@@ -266,6 +266,29 @@ def test_a_stack_without_outputs_is_read_through_its_resources_and_launch_templa
         ["DescribeStackResources", "DescribeLaunchTemplateVersions"]  # the two reads the outputs save
         + ["DescribeAutoScalingGroups", "DescribeInstances"] * 2
     )
+
+
+def test_status_groups_its_rows_by_host_group(cloud: Cloud) -> None:
+    two = config(groups={"system": {"desired_capacity": 2, "min_size": 2, "zones": [1, 2]}, "workers": {}})
+    up(two, cloud)
+
+    report = collect(two, cloud, now=datetime.now(UTC))
+
+    assert [(group.name, group.desired_capacity) for group in report.groups] == [("system", 2), ("workers", 3)]
+    resources = cloud.stacks.resources(two.stack_name)
+    assert [group.group for group in report.groups] == [resources["HostGroupSystem"], resources[names.HOST_GROUP]]
+    by_group = {name: {row.instance_id for row in report.hosts if row.group == name} for name in ("system", "workers")}
+    for group in report.groups:
+        listed = cloud.groups.find(group.group)
+        assert listed is not None and by_group[group.name] == {member.instance_id for member in listed.members}
+    data = json.loads(report.to_json())
+    assert [group["name"] for group in data["groups"]] == ["system", "workers"]
+    assert sorted(host["group"] for host in data["hosts"]) == ["system"] * 2 + ["workers"] * 3
+    user, out = recording_ui()
+    show(report, user)
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("group workers (") and "desired 3" in line for line in lines), "a line per group"
+    assert lines[2].split()[:2] == ["group", "instance"], "the table names each row's group"
 
 
 def test_down_deletes_after_naming_the_stack_and_its_hosts(cloud: Cloud) -> None:

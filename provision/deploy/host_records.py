@@ -186,13 +186,20 @@ class FleetWithHealth:
 
 
 def snapshot_with_health(
-    cloud: Cloud, stack_name: str, kube: Kube | None = None, *, described: Stack | None = None
+    cloud: Cloud,
+    stack_name: str,
+    kube: Kube | None = None,
+    *,
+    described: Stack | None = None,
+    group: str = names.DEFAULT_GROUP,
 ) -> FleetWithHealth:
-    """The group's snapshot and every host's health verdict, from the snapshot's own calls: its first look describes
-    every instance of the cluster in one paged DescribeInstances, which returns each one's tags, so they are kept
-    rather than described again. ``described``: the stack as the caller read it (see ``Fleet.of_stack``)."""
+    """The snapshot of one host group (by its configured name) and every host's health verdict, from the snapshot's
+    own calls: its first look describes every instance of the cluster in one paged DescribeInstances, which returns
+    each one's tags, so they are kept rather than described again. ``described``: the stack as the caller read it
+    (see ``Fleet.of_stack``)."""
     kept = cloud.instances.keeping()
-    snapshot = Fleet.of_stack(replace(cloud, instances=kept), stack_name, kube=kube, described=described).snapshot()
+    fleet = Fleet.of_stack(replace(cloud, instances=kept), stack_name, kube=kube, described=described, group=group)
+    snapshot = fleet.snapshot()
     tags = {instance: kept.described[instance].tags for instance in kept.described}
     return FleetWithHealth(
         snapshot=snapshot,
