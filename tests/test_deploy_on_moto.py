@@ -271,8 +271,14 @@ def test_a_stack_without_outputs_is_read_through_its_resources_and_launch_templa
 def test_status_groups_its_rows_by_host_group(cloud: Cloud) -> None:
     two = config(groups={"system": {"desired_capacity": 2, "min_size": 2, "zones": [1, 2]}, "workers": {}})
     up(two, cloud)
+    calls: list[str] = []
+    for client in (cloud.stacks.client, cloud.groups.client, cloud.instances.client):
+        client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
 
     report = collect(two, cloud, now=datetime.now(UTC))
+
+    # The stack once, each group's listing, and the cluster's instances described once for both groups.
+    assert sorted(calls) == ["DescribeAutoScalingGroups"] * 2 + ["DescribeInstances", "DescribeStacks"]
 
     assert [(group.name, group.desired_capacity) for group in report.groups] == [("system", 2), ("workers", 3)]
     resources = cloud.stacks.resources(two.stack_name)

@@ -266,6 +266,10 @@ def test_pods_that_crash_only_on_the_new_configuration_halt_the_patch_at_the_can
     # back in service, its replacement drained and gone; the other host was never touched.
     assert {str(host["instance_id"]) for host in hosts(sandbox)} == before
     assert "back in service" in halted.stdout and "undo: removing" in halted.stdout
+    # A stopped roll still leaves its report, the error in it.
+    reported = json.loads(next((sandbox / "reports").glob("patch-*.json")).read_text())
+    assert "CrashLoopBackOff" in reported["error"]["message"] and reported["timeline"]["steps"]
+    assert "roll report: reports/patch-" in halted.stdout
 
     (sandbox / "cluster.toml").write_text(good)
     fixed = cluster(sandbox, "--sandbox", "patch", "--yes")

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from provision import names
 from provision.aws.cloud import Cloud
+from provision.aws.instances import KeptInstances
 from provision.aws.stacks import Stack
 from provision.fleet.model import Snapshot
 from provision.fleet.observe import Fleet
@@ -192,13 +193,16 @@ def snapshot_with_health(
     *,
     described: Stack | None = None,
     group: str = names.DEFAULT_GROUP,
+    kept: KeptInstances | None = None,
 ) -> FleetWithHealth:
     """The snapshot of one host group (by its configured name) and every host's health verdict, from the snapshot's
     own calls: its first look describes every instance of the cluster in one paged DescribeInstances, which returns
     each one's tags, so they are kept rather than described again. ``described``: the stack as the caller read it
-    (see ``Fleet.of_stack``)."""
-    kept = cloud.instances.keeping()
+    (see ``Fleet.of_stack``); ``kept``: what an earlier group's snapshot kept, so the cluster is described once for
+    all its groups."""
+    kept = kept or cloud.instances.keeping()
     fleet = Fleet.of_stack(replace(cloud, instances=kept), stack_name, kube=kube, described=described, group=group)
+    fleet.know(kept.described)
     snapshot = fleet.snapshot()
     tags = {instance: kept.described[instance].tags for instance in kept.described}
     return FleetWithHealth(

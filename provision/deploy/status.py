@@ -83,9 +83,10 @@ def collect(config: ClusterConfig, cloud: Cloud, *, now: datetime, kube: Kube | 
     groups: list[GroupRow] = []
     rows: list[HostRow] = []
     held: list[RepairHeld] = []
+    kept = cloud.instances.keeping()  # shared: the first group's look describes the whole cluster, once
     for name, settings in config.groups.items():
         try:
-            seen = snapshot_with_health(cloud, config.stack_name, kube, described=stack, group=name)
+            seen = snapshot_with_health(cloud, config.stack_name, kube, described=stack, group=name, kept=kept)
         except ClusterError:  # no group (yet, or any more): the stack's status is still worth showing
             continue
         snapshot, health, repair, fingerprint = seen.snapshot, seen.health, seen.repair, seen.snapshot.fingerprint

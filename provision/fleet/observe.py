@@ -6,6 +6,8 @@ node. Also the few changes verbs make to the group."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from provision import names
 from provision.aws.cloud import Cloud
 from provision.aws.groups import Groups
@@ -76,6 +78,10 @@ class Fleet:
             cluster=stack.tags.get(names.CLUSTER_TAG, ""),
             fingerprint=fingerprint,
         )
+
+    def know(self, instances: Mapping[str, Instance]) -> None:
+        """Take these instances as described already (another group's first look described the whole cluster)."""
+        self._facts.update(instances)
 
     def template(self) -> TemplateVersion:
         """The launch template's latest version, read once per run (``template_changed`` after a stack update)."""

@@ -133,12 +133,11 @@ def reporting(output: str, ui: UI, verb: str) -> Iterator[Document]:
         document.error = {"message": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)}
         raise
     finally:
-        timeline = document.run.timeline if document.run is not None else None
-        if timeline is not None:
-            if document.result is None and document.run is not None:
-                document.result = result_document(document.run)  # how far it got
+        run = document.run
+        if run is not None and run.timeline is not None:
+            document.result = document.result or result_document(run)  # how far it got, when it did not finish
             try:
-                document.report = str(report.write(REPORTS, verb, document.as_json(), timeline))
+                document.report = str(report.write(REPORTS, verb, document.as_json(), run.timeline))
                 ui.say(f"roll report: {document.report}")
             except OSError as error:  # the roll's own outcome matters more than its report
                 ui.warn(f"no roll report written: {error}")
