@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -68,6 +69,7 @@ def test_the_report_page_draws_its_three_charts_in_a_real_browser(page: Path, tm
         pytest.skip("chromium is not installed (apt-get install chromium)")
     html = page.read_text()
     assert "<script" in html and "cdn" not in html.split("<body>")[0], "plotly.js inlined: the page opens offline"
+    assert not re.search(r"<script[^>]*\bsrc=", html), "no script fetched from anywhere: plotly.js is in the page"
 
     flags = [
         "--headless",
